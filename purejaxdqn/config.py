@@ -1,0 +1,262 @@
+"""Run configuration: every setting in one frozen dataclass, plus presets and validation.
+
+Settings fall in two kinds:
+- *static* settings fix array shapes or program structure (env id, widths, batch size, buffer
+  size, number of envs, ...). Changing one means a new compile.
+- *hyperparameters* are plain numbers the compiled program reads at run time (learning rate,
+  gamma, epsilon schedule, target period, ...). They travel in `HParams`, a pytree of scalars,
+  so `jax.vmap` can sweep them inside one compiled program.
+
+`Config.hparams()` builds the `HParams` pytree; everything else in `Config` is static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+
+class ConfigError(ValueError):
+    """A setting is invalid. `option` names the setting (as the CLI spells it)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
+
+
+class HParams(NamedTuple):
+    """Traced hyperparameters: scalars that `jax.vmap` can sweep in one compiled program.
+
+    Every field is a float32 or int32 scalar (or, when vmapped, an array with a leading axis).
+    """
+
+    lr: Any  # Adam learning rate.
+    gamma: Any  # Discount factor in (0, 1].
+    eps_start: Any  # Exploration epsilon at step 0.
+    eps_end: Any  # Exploration epsilon after `eps_decay_steps` env steps.
+    eps_decay_steps: Any  # Env steps of the linear epsilon decay.
+    learning_starts: Any  # Env steps collected before the first gradient update.
+    target_update_every: Any  # Gradient updates between target-network updates.
+    tau: Any  # Target update step size: 1.0 = hard copy, < 1 = Polyak averaging.
+    huber_delta: Any  # Huber loss threshold (unused with the MSE loss).
+    max_grad_norm: Any  # Global gradient-norm clip.
+
+
+# Fields of HParams and their dtypes; also the set of settings `--sweep` accepts.
+HPARAM_DTYPES = {
+    "lr": jnp.float32,
+    "gamma": jnp.float32,
+    "eps_start": jnp.float32,
+    "eps_end": jnp.float32,
+    "eps_decay_steps": jnp.int32,
+    "learning_starts": jnp.int32,
+    "target_update_every": jnp.int32,
+    "tau": jnp.float32,
+    "huber_delta": jnp.float32,
+    "max_grad_norm": jnp.float32,
+}
+
+
+def _field(default, help: str, group: str, **kw):
+    return dataclasses.field(default=default, metadata={"help": help, "group": group, **kw})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that defines a run. Defaults are CleanRL's DQN settings for CartPole."""
+
+    # -- environment --
+    env_id: str = _field("CartPole-v1", "gymnax environment id (discrete actions)", "environment")
+    num_envs: int = _field(10, "parallel training environments, stepped together", "environment")
+    num_eval_envs: int = _field(10, "greedy evaluation episodes per evaluation", "environment")
+
+    # -- run length and logging --
+    total_steps: int = _field(
+        500_000,
+        "total env steps (summed over envs); rounded up to a whole number of chunks",
+        "run",
+    )
+    seed: int = _field(0, "random seed for network init, envs and exploration", "run")
+    num_chunks: int = _field(
+        20, "the run is cut into this many jitted chunks for progress and logging", "run"
+    )
+    eval_every: int = _field(
+        25_000, "env steps between greedy evaluations (and one at the end)", "run"
+    )
+
+    # -- network --
+    widths: tuple[int, ...] = _field((120, 84), "hidden layer widths of the MLP Q-network", "network")
+    dueling: bool = _field(False, "use a dueling head (value + advantage streams)", "network")
+
+    # -- replay --
+    buffer_size: int = _field(
+        10_000, "replay capacity in transitions (rounded up to a multiple of num_envs)", "replay"
+    )
+    batch_size: int = _field(128, "transitions per gradient update", "replay")
+
+    # -- learner (static structure) --
+    double_dqn: bool = _field(True, "Double DQN targets (online net picks, target net rates)", "learner")
+    loss: str = _field("mse", "TD loss: 'huber' or 'mse'", "learner", choices=("huber", "mse"))
+    update_every: int = _field(10, "env steps between gradient-update rounds", "learner")
+    gradient_steps: int = _field(1, "gradient updates per round", "learner")
+    adam_eps: float = _field(1e-8, "Adam epsilon", "learner")
+
+    # -- learner (traced hyperparameters: sweepable) --
+    lr: float = _field(2.5e-4, "Adam learning rate", "learner", sweep=True)
+    gamma: float = _field(0.99, "discount factor, in (0, 1]", "learner", sweep=True)
+    target_update_every: int = _field(
+        50, "gradient updates between target-network updates", "learner", sweep=True
+    )
+    tau: float = _field(
+        1.0, "target update step size: 1 = hard copy, <1 = Polyak averaging", "learner", sweep=True
+    )
+    huber_delta: float = _field(1.0, "Huber loss threshold", "learner", sweep=True)
+    max_grad_norm: float = _field(10.0, "clip gradients to this global norm", "learner", sweep=True)
+    learning_starts: int = _field(
+        10_000, "env steps collected before the first gradient update", "learner", sweep=True
+    )
+
+    # -- exploration (traced) --
+    eps_start: float = _field(1.0, "initial exploration epsilon", "exploration", sweep=True)
+    eps_end: float = _field(0.05, "final exploration epsilon", "exploration", sweep=True)
+    eps_decay_steps: int = _field(
+        250_000, "env steps over which epsilon decays linearly", "exploration", sweep=True
+    )
+
+    # ---------------------------------------------------------------- derived static shapes
+    @property
+    def iterations(self) -> int:
+        """Vectorized env steps in the whole run (a multiple of `num_chunks`)."""
+        return self.iterations_per_chunk * self.num_chunks
+
+    @property
+    def iterations_per_chunk(self) -> int:
+        return math.ceil(math.ceil(self.total_steps / self.num_envs) / self.num_chunks)
+
+    @property
+    def actual_total_steps(self) -> int:
+        return self.iterations * self.num_envs
+
+    @property
+    def buffer_rows(self) -> int:
+        """Replay rows; each row holds one transition per env."""
+        return math.ceil(self.buffer_size / self.num_envs)
+
+    def hparams(self) -> HParams:
+        """The traced hyperparameters of this config, as scalars of fixed dtype."""
+        return HParams(**{k: jnp.asarray(getattr(self, k), HPARAM_DTYPES[k]) for k in HPARAM_DTYPES})
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        d = dict(d)
+        if "widths" in d:
+            d["widths"] = tuple(d["widths"])
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(unknown[0], "unknown setting")
+        return cls(**d)
+
+
+# Named sets of overrides on top of `Config` defaults.
+PRESETS: dict[str, dict] = {
+    # The reference workload of ../shared/notes/references.md (CleanRL's CartPole DQN):
+    # exactly the Config defaults.
+    "reference": {},
+    # Tuned for CartPole-v1: solved (greedy return >= 475) fast on a CPU.
+    "cartpole": {
+        "env_id": "CartPole-v1",
+        "total_steps": 500_000,
+    },
+}
+
+
+def from_preset(name: str | None, **overrides) -> Config:
+    """A config from a named preset plus explicit overrides."""
+    if name is not None and name not in PRESETS:
+        raise ConfigError("--preset", f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    base = dict(PRESETS[name]) if name else {}
+    base.update(overrides)
+    return Config(**base)
+
+
+def validate(config: Config) -> None:
+    """Raise `ConfigError` naming the first bad setting. Cheap: compiles nothing."""
+    from purejaxdqn.environments import SUPPORTED_ENV_IDS
+
+    c = config
+    if c.env_id not in SUPPORTED_ENV_IDS:
+        raise ConfigError(
+            "--env-id",
+            f"unknown or unsupported environment {c.env_id!r}; valid ids: {', '.join(SUPPORTED_ENV_IDS)}",
+        )
+    positive_ints = [
+        "num_envs", "num_eval_envs", "total_steps", "num_chunks", "eval_every",
+        "buffer_size", "batch_size", "update_every", "gradient_steps", "target_update_every",
+        "eps_decay_steps",
+    ]  # fmt: skip
+    for name in positive_ints:
+        value = getattr(c, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(_opt(name), f"must be a positive integer, got {value!r}")
+    if not isinstance(c.learning_starts, int) or c.learning_starts < 0:
+        raise ConfigError("--learning-starts", f"must be a non-negative integer, got {c.learning_starts!r}")
+    if not (_finite(c.lr) and c.lr > 0):
+        raise ConfigError("--lr", f"learning rate must be positive, got {c.lr!r}")
+    if not (_finite(c.gamma) and 0 < c.gamma <= 1):
+        raise ConfigError("--gamma", f"must be in (0, 1], got {c.gamma!r}")
+    if not (_finite(c.tau) and 0 < c.tau <= 1):
+        raise ConfigError("--tau", f"must be in (0, 1], got {c.tau!r}")
+    for name in ("eps_start", "eps_end"):
+        value = getattr(c, name)
+        if not (_finite(value) and 0 <= value <= 1):
+            raise ConfigError(_opt(name), f"must be in [0, 1], got {value!r}")
+    for name in ("huber_delta", "max_grad_norm", "adam_eps"):
+        value = getattr(c, name)
+        if not (_finite(value) and value > 0):
+            raise ConfigError(_opt(name), f"must be positive, got {value!r}")
+    if not c.widths:
+        raise ConfigError("--widths", "needs at least one hidden layer width")
+    if any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in c.widths):
+        raise ConfigError("--widths", f"widths must be positive integers, got {list(c.widths)}")
+    if c.loss not in ("huber", "mse"):
+        raise ConfigError("--loss", f"must be 'huber' or 'mse', got {c.loss!r}")
+    if c.batch_size > c.buffer_size:
+        raise ConfigError(
+            "--batch-size", f"{c.batch_size} is larger than the replay buffer (--buffer-size {c.buffer_size})"
+        )
+    if c.learning_starts < c.batch_size:
+        raise ConfigError(
+            "--learning-starts",
+            f"{c.learning_starts} is below the batch size {c.batch_size}: the first update would "
+            "sample transitions that were never collected",
+        )
+    if c.learning_starts >= c.actual_total_steps:
+        raise ConfigError(
+            "--learning-starts",
+            f"{c.learning_starts} is not below --total-steps {c.total_steps}: no update would ever run",
+        )
+    if c.num_chunks > math.ceil(c.total_steps / c.num_envs):
+        raise ConfigError(
+            "--num-chunks", f"{c.num_chunks} chunks is more than the run's {math.ceil(c.total_steps / c.num_envs)} iterations"
+        )
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")

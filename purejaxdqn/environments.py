@@ -1,0 +1,103 @@
+"""gymnax environments, vectorized with vmap, with the bookkeeping DQN needs.
+
+gymnax 1.x `step` returns `obs, state, reward, terminated, truncated, info` and resets by itself:
+after an episode ends, `obs` is already the first observation of the next episode and the
+observation the episode ended on is `info["final_observation"]`. `VecEnv.step` returns that
+final observation as `next_obs`, which is what a stored transition must hold, and keeps
+`terminated` (no bootstrap) apart from `truncated` (time limit: bootstrap from `next_obs`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Discrete-action gymnax ids that make offline (MNISTBandit downloads data at make time).
+SUPPORTED_ENV_IDS = (
+    "CartPole-v1", "Acrobot-v1", "MountainCar-v0",
+    "Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar",
+    "SpaceInvaders-MinAtar",
+    "Catch-bsuite", "DeepSea-bsuite", "MemoryChain-bsuite", "UmbrellaChain-bsuite",
+    "DiscountingChain-bsuite", "SimpleBandit-bsuite",
+    "FourRooms-misc", "MetaMaze-misc", "BernoulliBandit-misc", "GaussianBandit-misc",
+    "Pong-misc", "FrozenLake-misc",
+)  # fmt: skip
+
+
+class StepResult(NamedTuple):
+    """One vectorized env step. Leading axis: envs."""
+
+    obs: jax.Array  # observation to act on next (first of a new episode after a reset)
+    env_state: Any
+    reward: jax.Array
+    next_obs: jax.Array  # the observation this step led to (the final one if the episode ended)
+    terminated: jax.Array  # natural end: the TD target must not bootstrap
+    truncated: jax.Array  # time limit: the TD target bootstraps from next_obs
+
+
+class VecEnv(NamedTuple):
+    """`num_envs` copies of one gymnax environment, stepped together."""
+
+    env: Any
+    params: Any
+    num_envs: int
+    num_actions: int
+    obs_shape: tuple[int, ...]
+    obs_dtype: Any  # dtype observations are stored in (replay)
+    max_episode_steps: int
+
+    def reset(self, key: jax.Array, num_envs: int | None = None) -> tuple[jax.Array, Any]:
+        keys = jax.random.split(key, num_envs or self.num_envs)
+        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
+
+    def step(self, key: jax.Array, env_state: Any, action: jax.Array) -> StepResult:
+        keys = jax.random.split(key, action.shape[0])
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(
+            self.env.step, in_axes=(0, 0, 0, None)
+        )(keys, env_state, action, self.params)
+        return StepResult(
+            obs=obs,
+            env_state=env_state,
+            reward=reward.astype(jnp.float32),
+            next_obs=info["final_observation"],
+            terminated=terminated.astype(jnp.bool_),
+            truncated=jnp.logical_and(truncated, jnp.logical_not(terminated)),
+        )
+
+
+def make_vec_env(env_id: str, num_envs: int) -> VecEnv:
+    """A vectorized gymnax environment. Raises ValueError for ids outside SUPPORTED_ENV_IDS."""
+    if env_id not in SUPPORTED_ENV_IDS:
+        raise ValueError(f"unsupported environment {env_id!r}")
+    import gymnax
+
+    env, params = gymnax.make(env_id)
+    obs_shape, obs_dtype = _observation_spec(env, params)
+    return VecEnv(
+        env=env,
+        params=params,
+        num_envs=num_envs,
+        num_actions=int(env.action_space(params).n),
+        obs_shape=obs_shape,
+        obs_dtype=storage_dtype(env_id, obs_dtype),
+        max_episode_steps=int(params.max_steps_in_episode),
+    )
+
+
+def _observation_spec(env, params) -> tuple[tuple[int, ...], Any]:
+    obs, _ = jax.eval_shape(env.reset, jax.random.key(0), params)
+    return tuple(obs.shape), np.dtype(obs.dtype)
+
+
+def storage_dtype(env_id: str, obs_dtype) -> np.dtype:
+    """The dtype replay stores observations in.
+
+    MinAtar observations are 0/1 planes that gymnax hands out as float32; they are stored as
+    uint8 (a quarter of the memory) and cast back exactly. Others keep their own dtype.
+    """
+    if env_id.endswith("-MinAtar"):
+        return np.dtype(np.uint8)
+    return np.dtype(obs_dtype)

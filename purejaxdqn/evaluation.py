@@ -1,0 +1,41 @@
+"""Greedy evaluation: whole episodes on separate eval envs, inside the jitted loop."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from purejaxdqn.environments import VecEnv
+
+
+def make_evaluate(apply_fn: Callable, venv: VecEnv, num_episodes: int) -> Callable:
+    """`evaluate(params, key) -> returns[num_episodes]`: one greedy episode on each eval env.
+
+    Steps all eval envs until every one has finished its first episode (the env's time limit
+    bounds this), counting rewards only up to each env's own episode end.
+    """
+
+    def evaluate(params, key: jax.Array) -> jax.Array:
+        reset_key, key = jax.random.split(key)
+        obs, env_state = venv.reset(reset_key, num_episodes)
+        carry = (obs, env_state, key, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool), jnp.int32(0))
+
+        def not_finished(carry):
+            *_, done, t = carry
+            return jnp.logical_and(~done.all(), t < venv.max_episode_steps)
+
+        def step(carry):
+            obs, env_state, key, returns, done, t = carry
+            key, step_key = jax.random.split(key)
+            action = jnp.argmax(apply_fn(params, obs), axis=-1)
+            res = venv.step(step_key, env_state, action)
+            returns = returns + jnp.where(done, 0.0, res.reward)
+            done = done | res.terminated | res.truncated
+            return res.obs, res.env_state, key, returns, done, t + 1
+
+        returns = jax.lax.while_loop(not_finished, step, carry)[3]
+        return returns
+
+    return evaluate

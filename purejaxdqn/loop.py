@@ -1,0 +1,227 @@
+"""The training loop: collect -> store -> sample -> update -> target update, as one `lax.scan`.
+
+`make_trainer(config)` closes over the static settings and returns pure functions of
+`(key, hparams)` / `(state, hparams)`:
+
+- `train(key, hparams)`: the whole run in one scan; jit it, vmap it over keys and hparams.
+- `init(key, hparams)` and `run_chunk(state, hparams)`: the same run cut into
+  `config.num_chunks` equal scans, so a host loop can log between them. Chunking never changes
+  the result: the chunk boundary only resets the per-chunk statistics.
+
+One scan iteration is one vectorized env step of all `num_envs` envs:
+  1. act epsilon-greedily on the current observations,
+  2. step the envs and write the transition row to replay (next_obs = final observation),
+  3. run the gradient updates whose env-step boundary this step crossed,
+  4. evaluate greedily when an eval boundary was crossed (and at the very end).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from purejaxdqn import learner as learner_lib
+from purejaxdqn import replay as replay_lib
+from purejaxdqn.config import Config, HParams
+from purejaxdqn.environments import VecEnv, make_vec_env
+from purejaxdqn.evaluation import make_evaluate
+from purejaxdqn.networks import QNetwork
+from purejaxdqn.schedules import linear_epsilon, multiples_crossed
+
+
+class ChunkStats(NamedTuple):
+    """Sums over the current chunk, reset at each chunk start; they never feed back into training."""
+
+    updates: jax.Array
+    loss_sum: jax.Array
+    q_sum: jax.Array
+    episodes: jax.Array
+    return_sum: jax.Array
+    length_sum: jax.Array
+
+    @classmethod
+    def zeros(cls) -> "ChunkStats":
+        return cls(jnp.int32(0), jnp.float32(0), jnp.float32(0), jnp.int32(0), jnp.float32(0), jnp.int32(0))
+
+
+class EvalLog(NamedTuple):
+    """Every greedy evaluation of the run, in order; slot i is filled at eval i."""
+
+    step: jax.Array  # [num_evals] int32 env step of each eval
+    mean: jax.Array  # [num_evals] mean greedy return
+    min: jax.Array  # [num_evals] min greedy return
+
+
+class TrainState(NamedTuple):
+    """Everything a run is. `env_steps` is shared by runs vmapped together; the rest is per run."""
+
+    env_steps: jax.Array  # int32 scalar: env steps taken (summed over envs)
+    learner: learner_lib.LearnerState
+    replay: replay_lib.ReplayState
+    env_state: Any
+    obs: jax.Array  # [num_envs, ...] observations to act on next
+    key: jax.Array
+    episode_return: jax.Array  # [num_envs] return of each env's running episode
+    episode_length: jax.Array  # [num_envs] int32
+    stats: ChunkStats
+    evals: EvalLog
+
+
+def run_axes(state: TrainState) -> TrainState:
+    """vmap axes for a batch of runs: all per-run leaves on axis 0, `env_steps` shared.
+
+    Keeping the step counter unbatched keeps the eval `lax.cond` a real branch under vmap.
+    """
+    return jax.tree.map(lambda _: 0, state)._replace(env_steps=None)
+
+
+class Trainer(NamedTuple):
+    config: Config
+    venv: VecEnv
+    network: QNetwork
+    init: Callable[[jax.Array, HParams], TrainState]
+    run_chunk: Callable[[TrainState, HParams], TrainState]
+    train: Callable[..., TrainState]
+
+    @property
+    def num_evals(self) -> int:
+        return num_evals(self.config)
+
+
+def num_evals(config: Config) -> int:
+    total = config.actual_total_steps
+    return total // config.eval_every + (total % config.eval_every != 0)
+
+
+def make_trainer(config: Config) -> Trainer:
+    """Build the pure init/chunk/train functions for the static settings in `config`."""
+    c = config
+    venv = make_vec_env(c.env_id, c.num_envs)
+    network = QNetwork(num_actions=venv.num_actions, widths=tuple(c.widths), dueling=c.dueling)
+    apply_fn = network.apply
+    update = learner_lib.make_update(apply_fn, c)
+    evaluate = make_evaluate(apply_fn, venv, c.num_eval_envs)
+    n_evals = num_evals(c)
+    total_steps = c.actual_total_steps
+
+    def init(key: jax.Array, hp: HParams) -> TrainState:
+        net_key, env_key, run_key = jax.random.split(key, 3)
+        obs, env_state = venv.reset(env_key)
+        params = network.init(net_key, obs)
+        stored_obs = obs.astype(venv.obs_dtype)
+        example = replay_lib.Transition(
+            obs=stored_obs,
+            action=jnp.zeros(c.num_envs, jnp.int32),
+            reward=jnp.zeros(c.num_envs, jnp.float32),
+            next_obs=stored_obs,
+            terminated=jnp.zeros(c.num_envs, bool),
+            truncated=jnp.zeros(c.num_envs, bool),
+        )
+        return TrainState(
+            env_steps=jnp.int32(0),
+            learner=learner_lib.init(params, c, hp),
+            replay=replay_lib.init(example, c.buffer_rows),
+            env_state=env_state,
+            obs=obs,
+            key=run_key,
+            episode_return=jnp.zeros(c.num_envs, jnp.float32),
+            episode_length=jnp.zeros(c.num_envs, jnp.int32),
+            stats=ChunkStats.zeros(),
+            evals=EvalLog(
+                step=jnp.zeros(n_evals, jnp.int32),
+                mean=jnp.full(n_evals, jnp.nan, jnp.float32),
+                min=jnp.full(n_evals, jnp.nan, jnp.float32),
+            ),
+        )
+
+    def iteration(state: TrainState, hp: HParams) -> TrainState:
+        key, explore_key, action_key, env_key, update_key, eval_key = jax.random.split(state.key, 6)
+        learner = state.learner
+
+        # 1. Act epsilon-greedily.
+        epsilon = linear_epsilon(state.env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)
+        greedy = jnp.argmax(apply_fn(learner.params, state.obs), axis=-1)
+        random_action = jax.random.randint(action_key, greedy.shape, 0, venv.num_actions)
+        explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
+        action = jnp.where(explore, random_action, greedy).astype(jnp.int32)
+
+        # 2. Step the envs and store the transition row.
+        res = venv.step(env_key, state.env_state, action)
+        replay = replay_lib.add(
+            state.replay,
+            replay_lib.Transition(state.obs, action, res.reward, res.next_obs, res.terminated, res.truncated),
+        )
+        before, after = state.env_steps, state.env_steps + c.num_envs
+
+        episode_return = state.episode_return + res.reward
+        episode_length = state.episode_length + 1
+        done = res.terminated | res.truncated
+        stats = state.stats._replace(
+            episodes=state.stats.episodes + done.sum(dtype=jnp.int32),
+            return_sum=state.stats.return_sum + jnp.where(done, episode_return, 0.0).sum(),
+            length_sum=state.stats.length_sum + jnp.where(done, episode_length, 0).sum(dtype=jnp.int32),
+        )
+
+        # 3. Gradient updates for every update boundary crossed (none before learning_starts).
+        num_updates = multiples_crossed(before, after, c.update_every, hp.learning_starts) * c.gradient_steps
+
+        def one_update(i, carry):
+            learner, loss_sum, q_sum = carry
+            batch = replay_lib.sample(replay, jax.random.fold_in(update_key, i), c.batch_size)
+            learner, metrics = update(learner, batch, hp)
+            return learner, loss_sum + metrics.loss, q_sum + metrics.q_mean
+
+        learner, loss_sum, q_sum = jax.lax.fori_loop(
+            0, num_updates, one_update, (learner, stats.loss_sum, stats.q_sum)
+        )
+        stats = stats._replace(updates=stats.updates + num_updates, loss_sum=loss_sum, q_sum=q_sum)
+
+        # 4. Greedy evaluation at each eval boundary and at the end (eval_every >= num_envs,
+        #    so one step crosses at most one boundary).
+        crossed = after // c.eval_every > before // c.eval_every
+        is_last = after == total_steps
+        eval_index = jnp.where(crossed, after // c.eval_every - 1, n_evals - 1)
+
+        def record_eval(evals: EvalLog) -> EvalLog:
+            returns = evaluate(learner.params, eval_key)
+            return EvalLog(
+                step=evals.step.at[eval_index].set(after),
+                mean=evals.mean.at[eval_index].set(returns.mean()),
+                min=evals.min.at[eval_index].set(returns.min()),
+            )
+
+        evals = jax.lax.cond(crossed | is_last, record_eval, lambda e: e, state.evals)
+
+        return TrainState(
+            env_steps=after,
+            learner=learner,
+            replay=replay,
+            env_state=res.env_state,
+            obs=res.obs,
+            key=key,
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+            stats=stats,
+            evals=evals,
+        )
+
+    def scan_iterations(state: TrainState, hp: HParams, length: int) -> TrainState:
+        return jax.lax.scan(lambda s, _: (iteration(s, hp), None), state, None, length=length)[0]
+
+    def run_chunk(state: TrainState, hp: HParams) -> TrainState:
+        """`config.iterations_per_chunk` iterations, with fresh per-chunk statistics."""
+        return scan_iterations(state._replace(stats=ChunkStats.zeros()), hp, c.iterations_per_chunk)
+
+    def train(key: jax.Array, hp: HParams | None = None) -> TrainState:
+        """The whole run in one scan. `hp` defaults to `config.hparams()`."""
+        hp = c.hparams() if hp is None else hp
+        return scan_iterations(init(key, hp), hp, c.iterations)
+
+    return Trainer(config=c, venv=venv, network=network, init=init, run_chunk=run_chunk, train=train)
+
+
+def make_train(config: Config) -> Callable[..., TrainState]:
+    """A pure `train(key, hparams=None) -> TrainState` for `config`: jit and vmap it freely."""
+    return make_trainer(config).train

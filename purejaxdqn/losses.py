@@ -1,0 +1,37 @@
+"""TD targets and losses: the RL math, as small pure functions over arrays.
+
+Bootstrapping is cut only on `terminated`. A time-limit truncation is not a terminal: its
+target bootstraps from the stored next observation (the episode's final observation).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def bootstrap_value(next_q_target: jax.Array, next_q_online: jax.Array | None) -> jax.Array:
+    """Value of the next state: max_a Q_target, or with Double DQN Q_target at argmax_a Q_online."""
+    if next_q_online is None:
+        return next_q_target.max(axis=-1)
+    best = jnp.argmax(next_q_online, axis=-1)
+    return jnp.take_along_axis(next_q_target, best[:, None], axis=-1)[:, 0]
+
+
+def td_target(reward, terminated, gamma, next_value) -> jax.Array:
+    """r + gamma * (1 - terminated) * V(s'). Truncated steps bootstrap (terminated is False)."""
+    return reward + gamma * (1.0 - terminated.astype(jnp.float32)) * next_value
+
+
+def huber(x: jax.Array, delta) -> jax.Array:
+    """0.5 x^2 inside |x| <= delta, delta (|x| - delta/2) outside."""
+    abs_x = jnp.abs(x)
+    quadratic = jnp.minimum(abs_x, delta)
+    return 0.5 * quadratic**2 + delta * (abs_x - quadratic)
+
+
+def td_loss(td_error: jax.Array, kind: str, huber_delta) -> jax.Array:
+    """Mean TD loss over the batch: 'huber' or 'mse' (0.5 x^2)."""
+    if kind == "huber":
+        return huber(td_error, huber_delta).mean()
+    return 0.5 * jnp.mean(td_error**2)

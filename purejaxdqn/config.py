@@ -248,6 +248,10 @@ def validate(config: Config) -> None:
             "--learning-starts",
             f"{c.learning_starts} is not below --total-steps {c.total_steps}: no update would ever run",
         )
+    if c.eval_every < c.num_envs:
+        raise ConfigError(
+            "--eval-every", f"{c.eval_every} is below --num-envs {c.num_envs}: one step would cross several eval points"
+        )
     if c.num_chunks > math.ceil(c.total_steps / c.num_envs):
         raise ConfigError(
             "--num-chunks", f"{c.num_chunks} chunks is more than the run's {math.ceil(c.total_steps / c.num_envs)} iterations"

@@ -104,6 +104,7 @@ class Config:
     update_every: int = _field(10, "env steps between gradient-update rounds", "learner")
     gradient_steps: int = _field(1, "gradient updates per round", "learner")
     adam_eps: float = _field(1e-8, "Adam epsilon", "learner")
+    lr_decay: bool = _field(False, "anneal the learning rate linearly to 0 over the run's updates", "learner")
 
     # -- learner (traced hyperparameters: sweepable) --
     lr: float = _field(2.5e-4, "Adam learning rate", "learner", sweep=True)
@@ -175,10 +176,17 @@ PRESETS: dict[str, dict] = {
     # The reference workload of ../shared/notes/references.md (CleanRL's CartPole DQN):
     # exactly the Config defaults.
     "reference": {},
-    # Tuned for CartPole-v1: solved (greedy return >= 475) fast on a CPU.
+    # Tuned for CartPole-v1: solved (final greedy return >= 475) in 200k env steps, a few
+    # seconds on a CPU. Tuned on seeds 0-4 (5/5 solved); 8/10 on unseen seeds 100-109.
     "cartpole": {
         "env_id": "CartPole-v1",
-        "total_steps": 500_000,
+        "total_steps": 200_000,
+        "num_chunks": 10,
+        "eval_every": 20_000,
+        "widths": (64, 64),
+        "lr": 1e-3,
+        "learning_starts": 5_000,
+        "eps_decay_steps": 50_000,
     },
 }
 

@@ -11,6 +11,7 @@ import optax
 from purejaxdqn import losses
 from purejaxdqn.config import Config, HParams
 from purejaxdqn.replay import Transition
+from purejaxdqn.schedules import multiples_crossed
 
 
 class LearnerState(NamedTuple):
@@ -27,9 +28,15 @@ class UpdateMetrics(NamedTuple):
 
 def make_optimizer(config: Config, hp: HParams) -> optax.GradientTransformation:
     """Adam after global-norm clipping. Built from traced hparams, so vmap can sweep them."""
+    lr = hp.lr
+    if config.lr_decay:
+        total_updates = config.gradient_steps * multiples_crossed(
+            0, config.actual_total_steps, config.update_every, hp.learning_starts
+        )
+        lr = lambda count: hp.lr * jnp.clip(1.0 - count / jnp.maximum(total_updates, 1), 0.0, 1.0)  # noqa: E731
     return optax.chain(
         optax.clip_by_global_norm(hp.max_grad_norm),
-        optax.adam(hp.lr, eps=config.adam_eps),
+        optax.adam(lr, eps=config.adam_eps),
     )
 
 

@@ -70,11 +70,14 @@ class TrainState(NamedTuple):
 
 
 def run_axes(state: TrainState) -> TrainState:
-    """vmap axes for a batch of runs: all per-run leaves on axis 0, `env_steps` shared.
+    """vmap axes for a batch of runs: per-run leaves on axis 0; the counters every run shares
+    (`env_steps`, the replay write pointer and fill level) unbatched.
 
-    Keeping the step counter unbatched keeps the eval `lax.cond` a real branch under vmap.
+    Unbatched counters keep the eval `lax.cond` a real branch and replay writes a
+    `dynamic_update_slice` (not a scatter) under vmap.
     """
-    return jax.tree.map(lambda _: 0, state)._replace(env_steps=None)
+    axes = jax.tree.map(lambda _: 0, state)
+    return axes._replace(env_steps=None, replay=axes.replay._replace(row=None, filled=None))
 
 
 class Trainer(NamedTuple):

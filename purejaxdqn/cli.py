@@ -1,0 +1,183 @@
+"""Command line: `python -m purejaxdqn.train [options]`.
+
+Every `Config` field is an option (`--lr`, `--buffer-size`, ...), grouped as in `Config`.
+Options override the chosen preset, which overrides `Config`'s defaults. Bad input ends with
+one line on stderr naming the option and exit status 2, before anything is compiled and
+before anything on disk is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from purejaxdqn.config import PRESETS, Config, ConfigError, from_preset, validate
+
+PROG = "python -m purejaxdqn.train"
+EXIT_USAGE = 2
+GROUP_TITLES = {
+    "environment": "environment",
+    "run": "run length, seed and logging",
+    "network": "Q-network",
+    "replay": "replay buffer",
+    "learner": "learner (lr, gamma, target, loss, update schedule)",
+    "exploration": "epsilon-greedy exploration",
+}
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _int(text: str) -> int:
+    """Integers as 500000, 500_000 or 5e5."""
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}")
+    return int(value)
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    """Comma-separated layer widths, e.g. 120,84. An empty string means no layers."""
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"widths must be comma-separated integers, got {text!r}") from None
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Train a DQN agent on a gymnax environment, entirely on the accelerator. With no "
+            "options: CartPole-v1 with the tuned 'cartpole' preset."
+        ),
+        epilog="Option values override the preset, which overrides the defaults shown.",
+        argument_default=argparse.SUPPRESS,
+    )
+    main = parser.add_argument_group("preset and outputs")
+    main.add_argument(
+        "--preset",
+        choices=[*PRESETS, "none"],
+        help="named settings to start from: 'cartpole' (the default, tuned for CartPole-v1), "
+        "'reference' (the reference benchmark workload), 'none' (plain defaults)",
+    )
+    main.add_argument(
+        "--output-dir", type=Path, help="where config.json, metrics.jsonl, evals.jsonl and summary.json "
+        "go (default: a new runs/<env-id>/<timestamp>)"
+    )  # fmt: skip
+    main.add_argument(
+        "--overwrite", action="store_true", help="allow an existing, non-empty --output-dir; its run files are replaced"
+    )
+    main.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction,
+        help="progress bar on stderr (default: on when stderr is a terminal)",
+    )  # fmt: skip
+
+    groups = {key: parser.add_argument_group(title) for key, title in GROUP_TITLES.items()}
+    for field in dataclasses.fields(Config):
+        meta = field.metadata
+        default = field.default
+        sweep = " [hyperparameter]" if meta.get("sweep") else ""
+        help_text = f"{meta['help']} (default: {_show(default)}){sweep}"
+        kwargs: dict = {"help": help_text, "dest": field.name}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            kwargs.update(type=_widths, metavar="W1,W2,...")
+        elif isinstance(default, int):
+            kwargs.update(type=_int, metavar="N")
+        elif isinstance(default, float):
+            kwargs.update(type=_float, metavar="X")
+        else:
+            kwargs.update(type=str, choices=meta.get("choices"))
+        groups[meta["group"]].add_argument(_option(field.name), **kwargs)
+    return parser
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def parse_config(argv: list[str]) -> tuple[Config, str, argparse.Namespace]:
+    """Parse and validate. Raises UsageError or ConfigError; touches nothing."""
+    args = build_parser().parse_args(argv)
+    given = vars(args)
+    names = {f.name for f in dataclasses.fields(Config)}
+    overrides = {k: v for k, v in given.items() if k in names}
+
+    preset = given.get("preset", "cartpole")
+    env_id = overrides.get("env_id", "CartPole-v1")
+    if preset == "cartpole" and env_id != "CartPole-v1":
+        if "preset" in given:
+            raise ConfigError("--preset", f"'cartpole' is tuned for CartPole-v1 and contradicts --env-id {env_id}")
+        preset = "none"  # another env without a preset: plain defaults
+    if overrides.get("loss") == "mse" and "huber_delta" in overrides:
+        raise ConfigError("--huber-delta", "contradicts --loss mse (the Huber threshold is unused)")
+    if given.get("overwrite") and "output_dir" not in given:
+        raise ConfigError("--overwrite", "only applies together with --output-dir")
+
+    config = from_preset(None if preset == "none" else preset, **overrides)
+    validate(config)
+    return config, preset, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from purejaxdqn import outputs
+
+    try:
+        config, preset, args = parse_config(argv)
+        output_dir = getattr(args, "output_dir", None) or outputs.default_output_dir(config.env_id)
+        outputs.check_output_dir(output_dir, getattr(args, "overwrite", False))
+    except (UsageError, ConfigError, outputs.OutputDirError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from purejaxdqn import runner
+    from purejaxdqn.progress import ProgressBar
+
+    outputs.prepare_output_dir(output_dir, getattr(args, "overwrite", False))
+    outputs.write_json(output_dir / outputs.CONFIG_FILE, {"preset": preset, "config": config.to_dict()})
+    progress = ProgressBar(config.actual_total_steps, enabled=getattr(args, "progress", None))
+    result = runner.train_runs(config, runner.seed_runs(config), output_dir=output_dir, progress=progress)
+
+    s = result.summary
+    print(
+        f"{config.env_id}: final greedy eval return {s['final_eval_return_mean'][0]:.1f} "
+        f"(min {s['final_eval_return_min'][0]:.1f}) after {config.actual_total_steps:,} env steps"
+    )
+    print(
+        f"compile {s['compile_s']:.1f} s | run {s['run_s']:.1f} s | "
+        f"{s['env_steps_per_s']:,.0f} env steps/s | {s['updates_per_s']:,.0f} updates/s"
+    )
+    print(f"outputs: {output_dir}")
+    return 0

@@ -1,0 +1,162 @@
+"""The command line: end to end on a tiny budget, and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from purejaxdqn import cli, outputs, runner
+
+TINY = [
+    "--total-steps", "3000", "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32",
+    "--buffer-size", "1000", "--eval-every", "1000", "--num-chunks", "3", "--widths", "16",
+    "--num-eval-envs", "2",
+]  # fmt: skip
+
+
+def run_module(args, cwd, timeout=300):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "purejaxdqn.train", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+    )  # fmt: skip
+
+
+def test_cli_end_to_end_tiny_budget(tmp_path):
+    """`python -m purejaxdqn.train` trains, prints the final eval and timings, writes the run dir."""
+    out = tmp_path / "run"
+    proc = run_module([*TINY, "--output-dir", str(out)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "final greedy eval return" in proc.stdout
+    assert "compile" in proc.stdout and "run" in proc.stdout and "env steps/s" in proc.stdout
+    assert proc.stderr.strip() == "" or "Traceback" not in proc.stderr  # not a terminal: no progress bar
+    assert "steps/s | eval" not in proc.stderr
+
+    saved = json.loads((out / outputs.CONFIG_FILE).read_text())
+    assert saved["config"]["total_steps"] == 3000 and saved["config"]["widths"] == [16]
+    metrics = outputs.read_jsonl(out / outputs.METRICS_FILE)
+    assert [m["chunk"] for m in metrics] == [0, 1, 2]
+    assert metrics[-1]["env_steps"] == 3000
+    assert metrics[-1]["updates"] == (3000 - 500) // 10 + 1  # an update at every multiple of 10 from 500
+    evals = outputs.read_jsonl(out / outputs.EVALS_FILE)
+    assert [e["env_steps"] for e in evals] == [1000, 2000, 3000]
+    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    for key in ("compile_s", "run_s", "env_steps_per_s", "updates_per_s", "final_eval_return_mean"):
+        assert key in summary
+    assert summary["final_eval_return_mean"][0] == evals[-1]["eval_return_mean"]
+
+
+def test_cli_help_explains_every_option(capsys):
+    """--help lists every Config setting with its explanation."""
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--env-id", "--preset", "--total-steps", "--seed", "--lr", "--gamma", "--double-dqn",
+                 "--dueling", "--loss", "--tau", "--target-update-every", "--update-every",
+                 "--gradient-steps", "--buffer-size", "--batch-size", "--widths", "--output-dir",
+                 "--eps-decay-steps", "--max-grad-norm", "--learning-starts", "--progress"):  # fmt: skip
+        assert flag in text, flag
+
+
+BAD_INPUTS = [
+    (["--env-id", "NoSuchEnv-v0"], "--env-id"),
+    (["--env-id", "Pendulum-v1"], "--env-id"),  # continuous actions
+    (["--total-steps", "0"], "--total-steps"),
+    (["--total-steps", "-100"], "--total-steps"),
+    (["--lr", "0"], "--lr"),
+    (["--lr", "-1e-3"], "--lr"),
+    (["--lr", "abc"], "--lr"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--batch-size", "512", "--buffer-size", "256", "--learning-starts", "1000"], "--batch-size"),
+    (["--learning-starts", "10", "--batch-size", "64"], "--learning-starts"),
+    (["--gamma", "0"], "--gamma"),
+    (["--gamma", "1.5"], "--gamma"),
+    (["--widths", ""], "--widths"),
+    (["--widths", "64,0"], "--widths"),
+    (["--loss", "mse", "--huber-delta", "2"], "--huber-delta"),
+    (["--preset", "cartpole", "--env-id", "Acrobot-v1"], "--preset"),
+    (["--overwrite"], "--overwrite"),
+    (["--loss", "l1"], "--loss"),
+    (["--no-such-option", "1"], "--no-such-option"),
+]
+
+
+@pytest.mark.parametrize("argv,option", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_one_line_exit_2_before_compiling(argv, option, capsys, monkeypatch):
+    """Each bad input: exit 2, one stderr line naming the option, and no training started."""
+    monkeypatch.setattr(runner, "train_runs", lambda *a, **k: pytest.fail("training started"))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert option in lines[0]
+    assert lines[0].startswith("python -m purejaxdqn.train: error:")
+
+
+def test_unknown_env_lists_valid_ids(capsys):
+    assert cli.main(["--env-id", "Nope"]) == 2
+    err = capsys.readouterr().err
+    assert "CartPole-v1" in err and "Breakout-MinAtar" in err
+
+
+def test_existing_output_dir_is_refused_and_untouched(tmp_path, capsys, monkeypatch):
+    """A non-empty --output-dir is refused (exit 2) and its files are left as they were."""
+    monkeypatch.setattr(runner, "train_runs", lambda *a, **k: pytest.fail("training started"))
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / outputs.SUMMARY_FILE).write_text("precious")
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(["--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--overwrite" in err
+    assert (out / outputs.SUMMARY_FILE).read_text() == "precious"
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", outputs.SUMMARY_FILE]
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert cli.main(["--output-dir", str(target), "--overwrite"]) == 2
+    assert target.read_text() == "x"
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_overwrite_replaces_only_run_files(tmp_path):
+    """--overwrite replaces the run files and leaves the user's other files alone."""
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / outputs.SUMMARY_FILE).write_text("stale")
+    (out / outputs.METRICS_FILE).write_text('{"stale": true}\n')
+    (out / "notes.txt").write_text("mine")
+    proc = run_module([*TINY, "--output-dir", str(out), "--overwrite"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / outputs.SUMMARY_FILE).read_text())["num_runs"] == 1
+    assert all("stale" not in row for row in outputs.read_jsonl(out / outputs.METRICS_FILE))
+
+
+def test_bad_input_subprocess_has_no_traceback(tmp_path):
+    """Through the real entry point: exit status 2, one line, no traceback."""
+    proc = run_module(["--gamma", "2"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "--gamma" in proc.stderr
+    assert not (Path(tmp_path) / "runs").exists()
+
+
+def test_preset_defaults_and_overrides():
+    """No options: the cartpole preset on CartPole-v1; explicit options override the preset."""
+    config, preset, _ = cli.parse_config([])
+    assert preset == "cartpole" and config.env_id == "CartPole-v1" and config.widths == (64, 64)
+    config, _, _ = cli.parse_config(["--lr", "3e-4", "--widths", "32,32,32", "--no-double-dqn"])
+    assert config.lr == 3e-4 and config.widths == (32, 32, 32) and config.double_dqn is False
+    config, preset, _ = cli.parse_config(["--env-id", "Acrobot-v1"])
+    assert preset == "none" and config.widths == (120, 84)
+    config, _, _ = cli.parse_config(["--total-steps", "5e5"])
+    assert config.total_steps == 500_000

@@ -1,0 +1,69 @@
+"""The training loop as a whole: chunk invariance, the pure train function, and learning."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from purejaxdqn import Config, from_preset, make_train, runner
+
+# 7 envs do not divide the update (10), eval (700) or target intervals: crossing-based checks.
+SMALL = Config(
+    total_steps=7 * 600, num_envs=7, num_eval_envs=3, buffer_size=700, batch_size=32,
+    learning_starts=350, eval_every=700, widths=(32,), update_every=10, target_update_every=7,
+    eps_decay_steps=2000,
+)  # fmt: skip
+
+
+def leaves_equal(a, b) -> bool:
+    return all(np.array_equal(x, y, equal_nan=True) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_one_chunk_or_twenty_give_identical_results():
+    """Cutting the run into 1, 20 or 600 chunks changes nothing, bit for bit."""
+    results = [runner.train_runs(SMALL.replace(num_chunks=n), runner.seed_runs(SMALL)) for n in (1, 20, 600)]
+    base = jax.device_get(results[0].state)
+    assert int(base.env_steps) == 4200
+    for other in results[1:]:
+        state = jax.device_get(other.state)
+        assert leaves_equal(base.learner, state.learner)
+        assert leaves_equal(base.replay, state.replay)
+        assert leaves_equal(base.evals, state.evals)
+        assert np.array_equal(jax.random.key_data(base.key), jax.random.key_data(state.key))
+        assert leaves_equal(base.env_state, state.env_state) and leaves_equal(base.obs, state.obs)
+
+
+def test_train_function_matches_chunked_run_and_counts_intervals():
+    """`make_train(config)` (one scan) equals the chunked runner; update/eval counts are exact."""
+    chunked = jax.device_get(runner.train_runs(SMALL.replace(num_chunks=20), runner.seed_runs(SMALL)).state)
+    state = jax.device_get(jax.jit(make_train(SMALL))(jax.random.key(SMALL.seed)))
+    assert leaves_equal(jax.tree.map(lambda x: x[0], chunked.learner), state.learner)
+    assert leaves_equal(jax.tree.map(lambda x: x[0], chunked.evals), state.evals)
+    # Updates at every multiple of 10 in [350, 4200]: 386, though 7 never divides 10.
+    assert int(state.learner.updates) == 4200 // 10 - 350 // 10 + 1
+    # Evals at every multiple of 700 up to 4200: 6, each at the step that crossed it.
+    np.testing.assert_array_equal(state.evals.step, [700, 1400, 2100, 2800, 3500, 4200])
+    assert np.isfinite(state.evals.mean).all()
+
+
+def test_different_seeds_differ():
+    """Two seeds are two different runs (no key hard-coded inside train)."""
+    train = jax.jit(make_train(SMALL))
+    a = jax.device_get(train(jax.random.key(0)))
+    b = jax.device_get(train(jax.random.key(1)))
+    assert not leaves_equal(a.learner.params, b.learner.params)
+    assert not np.array_equal(a.replay.data.obs, b.replay.data.obs)
+
+
+@pytest.mark.slow
+def test_cartpole_preset_solves_on_at_least_4_of_5_seeds():
+    """The CartPole preset ends with greedy eval >= 475 on >= 4 of seeds 0-4 (within 500k steps)."""
+    config = from_preset("cartpole")
+    assert config.actual_total_steps <= 500_000
+    result = runner.train_runs(config, runner.seed_runs(config, num_seeds=5))
+    final = result.eval_mean[:, -1]
+    reached = (result.eval_mean >= 475).any(axis=1)
+    print("final greedy returns per seed:", final)
+    assert (final >= 475).sum() >= 4, final
+    assert reached.sum() >= 4

@@ -29,11 +29,11 @@ from purejaxdqn import learner as learner_lib
 from purejaxdqn import replay as replay_lib
 from purejaxdqn.config import from_preset
 from purejaxdqn.loop import make_trainer
-from purejaxdqn.runner import memory_report, platform_report, seed_runs, train_runs
+from purejaxdqn.runner import make_runs, memory_report, platform_report, train_runs
 
 
 def bench_full(config, num_seeds: int) -> dict:
-    result = train_runs(config, seed_runs(config, num_seeds))
+    result = train_runs(config, *make_runs(config, num_seeds))
     s = result.summary
     return {
         "compile_s": s["compile_s"],

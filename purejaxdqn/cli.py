@@ -12,8 +12,9 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
-from purejaxdqn.config import PRESETS, Config, ConfigError, from_preset, validate
+from purejaxdqn.config import HPARAM_DTYPES, PRESETS, Config, ConfigError, from_preset, validate
 
 PROG = "python -m purejaxdqn.train"
 EXIT_USAGE = 2
@@ -99,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress", action=argparse.BooleanOptionalAction,
         help="progress bar on stderr (default: on when stderr is a terminal)",
     )  # fmt: skip
+    many = parser.add_argument_group("many runs in one compiled program (vmap)")
+    many.add_argument(
+        "--num-seeds", type=_int, metavar="N",
+        help="independent runs with seeds --seed, --seed+1, ... (default: 1)",
+    )  # fmt: skip
+    many.add_argument(
+        "--sweep", action="append", metavar="NAME=V1,V2,...",
+        help="sweep a hyperparameter over values, all settings x seeds in one program; repeat "
+        "for a grid. Sweepable: " + ", ".join(HPARAM_DTYPES) + ". Settings that change shapes "
+        "(widths, batch size, buffer size, envs, ...) need separate compiles: "
+        "experiments/sweep_static.py",
+    )  # fmt: skip
 
     groups = {key: parser.add_argument_group(title) for key, title in GROUP_TITLES.items()}
     for field in dataclasses.fields(Config):
@@ -127,7 +140,15 @@ def _show(value) -> str:
     return str(value)
 
 
-def parse_config(argv: list[str]) -> tuple[Config, str, argparse.Namespace]:
+class Parsed(NamedTuple):
+    config: Config
+    preset: str  # the preset used ('none' for plain defaults)
+    args: argparse.Namespace
+    num_seeds: int
+    sweep: dict[str, list]  # swept hyperparameter -> values
+
+
+def parse_config(argv: list[str]) -> Parsed:
     """Parse and validate. Raises UsageError or ConfigError; touches nothing."""
     args = build_parser().parse_args(argv)
     given = vars(args)
@@ -147,7 +168,49 @@ def parse_config(argv: list[str]) -> tuple[Config, str, argparse.Namespace]:
 
     config = from_preset(None if preset == "none" else preset, **overrides)
     validate(config)
-    return config, preset, args
+    num_seeds = given.get("num_seeds", 1)
+    if num_seeds <= 0:
+        raise ConfigError("--num-seeds", f"must be a positive integer, got {num_seeds}")
+    sweep = parse_sweep(given.get("sweep", []), overrides)
+    for name, values in sweep.items():
+        for value in values:
+            try:
+                validate(config.replace(**{name: value}))
+            except ConfigError as err:
+                raise ConfigError(f"--sweep {name}={value}", err.message) from None
+    return Parsed(config, preset, args, num_seeds, sweep)
+
+
+def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
+    """`["lr=1e-3,3e-4", "gamma=0.99,0.995"]` -> {"lr": [...], "gamma": [...]}, typed and checked."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    sweep: dict[str, list] = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        name = name.strip().lstrip("-").replace("-", "_")
+        if not sep or not text.strip():
+            raise ConfigError("--sweep", f"expected NAME=V1,V2,..., got {spec!r}")
+        if name not in fields:
+            raise ConfigError("--sweep", f"unknown setting {name!r}; sweepable: {', '.join(HPARAM_DTYPES)}")
+        if name not in HPARAM_DTYPES:
+            raise ConfigError(
+                f"--sweep {name}",
+                "changes array shapes or program structure, so it cannot be vmapped in one program; "
+                "run such sweeps as separate compiles with experiments/sweep_static.py",
+            )
+        if name in sweep:
+            raise ConfigError(f"--sweep {name}", "given twice; list all values in one --sweep")
+        if name in overrides:
+            raise ConfigError(f"--sweep {name}", f"contradicts --{name.replace('_', '-')} given as a single value")
+        parse = _int if isinstance(fields[name].default, int) else _float
+        try:
+            values = [parse(v) for v in text.split(",") if v.strip()]
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError(f"--sweep {name}", str(err)) from None
+        if len(set(values)) != len(values):
+            raise ConfigError(f"--sweep {name}", f"repeated values in {text!r}")
+        sweep[name] = values
+    return sweep
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,29 +218,44 @@ def main(argv: list[str] | None = None) -> int:
     from purejaxdqn import outputs
 
     try:
-        config, preset, args = parse_config(argv)
+        config, preset, args, num_seeds, sweep = parse_config(argv)
         output_dir = getattr(args, "output_dir", None) or outputs.default_output_dir(config.env_id)
-        outputs.check_output_dir(output_dir, getattr(args, "overwrite", False))
+        overwrite = getattr(args, "overwrite", False)
+        outputs.check_output_dir(output_dir, overwrite)
     except (UsageError, ConfigError, outputs.OutputDirError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_error(err)
 
-    from purejaxdqn import runner
+    from purejaxdqn import memory, report, runner
     from purejaxdqn.progress import ProgressBar
 
-    outputs.prepare_output_dir(output_dir, getattr(args, "overwrite", False))
-    outputs.write_json(output_dir / outputs.CONFIG_FILE, {"preset": preset, "config": config.to_dict()})
+    runs, settings = runner.make_runs(config, num_seeds, sweep)
     progress = ProgressBar(config.actual_total_steps, enabled=getattr(args, "progress", None))
-    result = runner.train_runs(config, runner.seed_runs(config), output_dir=output_dir, progress=progress)
+    try:
+        result = runner.train_runs(
+            config, runs, settings, output_dir=output_dir, overwrite=overwrite,
+            meta={"preset": preset, "num_seeds": num_seeds, "sweep": sweep}, progress=progress,
+        )  # fmt: skip
+    except memory.OutOfMemoryError as err:
+        return _usage_error(err)
 
     s = result.summary
-    print(
-        f"{config.env_id}: final greedy eval return {s['final_eval_return_mean'][0]:.1f} "
-        f"(min {s['final_eval_return_min'][0]:.1f}) after {config.actual_total_steps:,} env steps"
-    )
+    if len(runs) == 1:
+        print(
+            f"{config.env_id}: final greedy eval return {s['final_eval_return_mean'][0]:.1f} "
+            f"(min {s['final_eval_return_min'][0]:.1f}) after {config.actual_total_steps:,} env steps"
+        )
+    else:
+        print(f"{config.env_id}: {len(runs)} runs ({len(settings)} settings x {num_seeds} seeds), "
+              f"{config.actual_total_steps:,} env steps each, one compiled program")  # fmt: skip
+        print(report.format_table(result.table))
     print(
         f"compile {s['compile_s']:.1f} s | run {s['run_s']:.1f} s | "
         f"{s['env_steps_per_s']:,.0f} env steps/s | {s['updates_per_s']:,.0f} updates/s"
     )
     print(f"outputs: {output_dir}")
     return 0
+
+
+def _usage_error(err: Exception) -> int:
+    print(f"{PROG}: error: {err}", file=sys.stderr)
+    return EXIT_USAGE

@@ -1,4 +1,5 @@
-"""The run directory: resolved config (JSON), metrics per chunk (JSONL), evals (JSONL), summary (JSON).
+"""The run directory: resolved config (JSON), metrics per chunk (JSONL), evals (JSONL), summary
+(JSON, with the per-setting table) and learning curves (PNG).
 
 Nothing already in a directory is overwritten unless the caller says so.
 """
@@ -15,7 +16,8 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 EVALS_FILE = "evals.jsonl"
 SUMMARY_FILE = "summary.json"
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, EVALS_FILE, SUMMARY_FILE)
+CURVES_FILE = "curves.png"
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, EVALS_FILE, SUMMARY_FILE, CURVES_FILE)
 
 
 class OutputDirError(ValueError):

@@ -1,13 +1,14 @@
 """Host side of training: compile once, call the jitted chunk in a loop, log and time it.
 
-A batch of runs (seeds, and later hyperparameter settings) is one `vmap` over the pure
-per-run functions of `loop.make_trainer`, so any number of runs is one compiled program.
+A batch of runs (seeds x hyperparameter settings) is one `vmap` over the pure per-run
+functions of `loop.make_trainer`, so any number of runs is one compiled program.
 Compile time and run time are measured separately (ahead-of-time `lower().compile()`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import platform
 import resource
 import time
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn import outputs
+from purejaxdqn import memory, outputs, report
 from purejaxdqn.config import Config, HParams
 from purejaxdqn.loop import TrainState, make_trainer, run_axes
 from purejaxdqn.progress import ProgressBar
@@ -28,17 +29,30 @@ from purejaxdqn.schedules import linear_epsilon
 @dataclasses.dataclass
 class RunResult:
     config: Config
-    runs: list[dict]  # one entry per run: {"run", "seed", plus any swept settings}
+    runs: list[dict]  # one entry per run: {"run", "seed", "setting", plus the swept values}
+    settings: list[dict]  # the swept values of each setting ([{}] without a sweep)
     state: TrainState  # final state, leading axis = runs
     eval_steps: np.ndarray  # [num_evals]
     eval_mean: np.ndarray  # [runs, num_evals]
     eval_min: np.ndarray  # [runs, num_evals]
     summary: dict
+    table: list[dict]  # per-setting statistics over seeds (report.summarize)
 
 
-def seed_runs(config: Config, num_seeds: int = 1) -> list[dict]:
-    """Runs for seeds config.seed, config.seed + 1, ..."""
-    return [{"run": k, "seed": config.seed + k} for k in range(num_seeds)]
+def make_runs(config: Config, num_seeds: int = 1, sweep: dict[str, list] | None = None) -> tuple[list[dict], list[dict]]:
+    """The grid of swept hyperparameter settings x seeds config.seed, config.seed + 1, ...
+
+    Returns (runs, settings). Run i is {"run": i, "seed", "setting": index into settings,
+    **that setting's values}; runs are ordered setting-major, seed-minor.
+    """
+    sweep = sweep or {}
+    settings = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
+    runs = [
+        {"run": i * num_seeds + k, "seed": config.seed + k, "setting": i, **setting}
+        for i, setting in enumerate(settings)
+        for k in range(num_seeds)
+    ]
+    return runs, settings
 
 
 def run_hparams(config: Config, runs: list[dict]) -> tuple[HParams, HParams]:
@@ -57,19 +71,35 @@ def run_hparams(config: Config, runs: list[dict]) -> tuple[HParams, HParams]:
 def train_runs(
     config: Config,
     runs: list[dict],
+    settings: list[dict] | None = None,
     output_dir: Path | None = None,
+    overwrite: bool = False,
+    meta: dict | None = None,
     progress: ProgressBar | None = None,
+    available_memory: int | None = None,
 ) -> RunResult:
-    """Train every run in `runs` together in one compiled program; write outputs if asked."""
+    """Train every run in `runs` together in one compiled program.
+
+    Before compiling: checks the memory estimate (raises memory.OutOfMemoryError), then, with
+    `output_dir`, prepares it and writes config.json (`meta` is stored beside the config).
+    """
     t_begin = time.perf_counter()
+    settings = settings if settings is not None else [{}]
     trainer = make_trainer(config)
     hp, hp_axes = run_hparams(config, runs)
     host_hp = jax.tree.map(lambda x: np.broadcast_to(x, (len(runs),)), jax.device_get(hp))
     keys = jax.vmap(jax.random.key)(jnp.array([r["seed"] for r in runs], jnp.uint32))
+    one_state = jax.eval_shape(trainer.init, keys[0], config.hparams())
+    estimate = memory.check(memory.state_bytes(one_state), len(runs), available_memory)
+    if output_dir is not None:
+        outputs.prepare_output_dir(output_dir, overwrite)
+        outputs.write_json(
+            output_dir / outputs.CONFIG_FILE,
+            {**(meta or {}), "config": config.to_dict(), "settings": settings, "runs": runs},
+        )
 
     # Compile ahead of time so compile and run time are separate figures.
     t0 = time.perf_counter()
-    one_state = jax.eval_shape(trainer.init, keys[0], config.hparams())
     axes = run_axes(one_state)
     if len(runs) == 1:  # no vmap: a batch of one would run ~6% slower; add the run axis as a bitcast
         batched_init = lambda keys, hp: _add_run_axis(trainer.init(keys[0], hp), axes)  # noqa: E731
@@ -97,7 +127,7 @@ def train_runs(
 
         eval_done = int((evals.step[0] > 0).sum())
         eval_rows = [
-            {"run": r["run"], "seed": r["seed"], "env_steps": int(evals.step[i, j]),
+            {**r, "env_steps": int(evals.step[i, j]),
              "eval_return_mean": float(evals.mean[i, j]), "eval_return_min": float(evals.min[i, j])}
             for j in range(eval_seen, eval_done) for i, r in enumerate(runs)
         ]  # fmt: skip
@@ -110,7 +140,7 @@ def train_runs(
         for i, r in enumerate(runs):
             n_upd, n_ep = int(stats.updates[i]), int(stats.episodes[i])
             metric_rows.append({
-                "chunk": chunk, "run": r["run"], "seed": r["seed"],
+                "chunk": chunk, **r,
                 "env_steps": int(env_steps), "updates": int(updates[i]),
                 "epsilon": float(epsilon[i]),
                 "loss": float(stats.loss_sum[i]) / n_upd if n_upd else None,
@@ -142,6 +172,7 @@ def train_runs(
         "updates_per_run": [int(u) for u in jax.device_get(state.learner.updates)],
         "final_eval_return_mean": [float(x) for x in evals.mean[:, -1]],
         "final_eval_return_min": [float(x) for x in evals.min[:, -1]],
+        "memory_estimate_bytes": estimate,
         "compile_s": compile_s,
         "run_s": run_s,
         "total_s": time.perf_counter() - t_begin,
@@ -150,11 +181,19 @@ def train_runs(
         **memory_report(),
         **platform_report(),
     }
+    table = report.summarize(runs, evals.mean[:, -1], settings)
+    summary["settings"] = table
     if output_dir is not None:
         outputs.write_json(output_dir / outputs.SUMMARY_FILE, summary)
+        report.plot_curves(
+            output_dir / outputs.CURVES_FILE, evals.step[0], evals.mean, runs, settings,
+            title=f"{config.env_id}: greedy eval return ({len(runs)} runs)",
+        )  # fmt: skip
     return RunResult(
         config=config,
         runs=runs,
+        settings=settings,
+        table=table,
         state=state,
         eval_steps=np.asarray(evals.step[0]),
         eval_mean=np.asarray(evals.mean),

@@ -152,11 +152,11 @@ def test_bad_input_subprocess_has_no_traceback(tmp_path):
 
 def test_preset_defaults_and_overrides():
     """No options: the cartpole preset on CartPole-v1; explicit options override the preset."""
-    config, preset, _ = cli.parse_config([])
+    config, preset, *_ = cli.parse_config([])
     assert preset == "cartpole" and config.env_id == "CartPole-v1" and config.widths == (64, 64)
-    config, _, _ = cli.parse_config(["--lr", "3e-4", "--widths", "32,32,32", "--no-double-dqn"])
+    config, *_ = cli.parse_config(["--lr", "3e-4", "--widths", "32,32,32", "--no-double-dqn"])
     assert config.lr == 3e-4 and config.widths == (32, 32, 32) and config.double_dqn is False
-    config, preset, _ = cli.parse_config(["--env-id", "Acrobot-v1"])
+    config, preset, *_ = cli.parse_config(["--env-id", "Acrobot-v1"])
     assert preset == "none" and config.widths == (120, 84)
-    config, _, _ = cli.parse_config(["--total-steps", "5e5"])
+    config, *_ = cli.parse_config(["--total-steps", "5e5"])
     assert config.total_steps == 500_000

@@ -22,7 +22,7 @@ def leaves_equal(a, b) -> bool:
 
 def test_one_chunk_or_twenty_give_identical_results():
     """Cutting the run into 1, 20 or 600 chunks changes nothing, bit for bit."""
-    results = [runner.train_runs(SMALL.replace(num_chunks=n), runner.seed_runs(SMALL)) for n in (1, 20, 600)]
+    results = [runner.train_runs(SMALL.replace(num_chunks=n), *runner.make_runs(SMALL)) for n in (1, 20, 600)]
     base = jax.device_get(results[0].state)
     assert int(base.env_steps) == 4200
     for other in results[1:]:
@@ -36,7 +36,7 @@ def test_one_chunk_or_twenty_give_identical_results():
 
 def test_train_function_matches_chunked_run_and_counts_intervals():
     """`make_train(config)` (one scan) equals the chunked runner; update/eval counts are exact."""
-    chunked = jax.device_get(runner.train_runs(SMALL.replace(num_chunks=20), runner.seed_runs(SMALL)).state)
+    chunked = jax.device_get(runner.train_runs(SMALL.replace(num_chunks=20), *runner.make_runs(SMALL)).state)
     state = jax.device_get(jax.jit(make_train(SMALL))(jax.random.key(SMALL.seed)))
     assert leaves_equal(jax.tree.map(lambda x: x[0], chunked.learner), state.learner)
     assert leaves_equal(jax.tree.map(lambda x: x[0], chunked.evals), state.evals)
@@ -61,7 +61,7 @@ def test_cartpole_preset_solves_on_at_least_4_of_5_seeds():
     """The CartPole preset ends with greedy eval >= 475 on >= 4 of seeds 0-4 (within 500k steps)."""
     config = from_preset("cartpole")
     assert config.actual_total_steps <= 500_000
-    result = runner.train_runs(config, runner.seed_runs(config, num_seeds=5))
+    result = runner.train_runs(config, *runner.make_runs(config, num_seeds=5))
     final = result.eval_mean[:, -1]
     reached = (result.eval_mean >= 475).any(axis=1)
     print("final greedy returns per seed:", final)

@@ -1,0 +1,157 @@
+"""Many runs in one compiled program: independent seeds, hyperparameter sweeps, memory check."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purejaxdqn import Config, cli, make_train, memory, outputs, report, runner
+
+# Short enough that a few low-bit differences between vmapped and single programs cannot
+# flip a greedy action and fork the trajectory; long enough for ~150 updates.
+SHORT = Config(
+    total_steps=2000, num_envs=4, num_eval_envs=2, buffer_size=400, batch_size=32,
+    learning_starts=500, eval_every=1000, widths=(32,), target_update_every=20, num_chunks=2,
+)  # fmt: skip
+
+
+def assert_close_trees(a, b, atol=2e-5):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=1e-4)
+
+
+def pick(tree, i):
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+@pytest.fixture(scope="module")
+def batch_of_three():
+    return runner.train_runs(SHORT, *runner.make_runs(SHORT, num_seeds=3))
+
+
+def test_seed_k_in_a_batch_matches_the_single_run_of_seed_k(batch_of_three):
+    """Run k of a vmapped batch equals the single (unvmapped) run of seed k, within tolerance."""
+    single = runner.train_runs(SHORT.replace(seed=2), *runner.make_runs(SHORT.replace(seed=2)))
+    batched = batch_of_three.state
+    assert batch_of_three.runs[2]["seed"] == 2
+    assert_close_trees(pick(batched.learner.params, 2), pick(single.state.learner.params, 0))
+    np.testing.assert_array_equal(batched.replay.data.action[2], single.state.replay.data.action[0])
+    np.testing.assert_allclose(batch_of_three.eval_mean[2], single.eval_mean[0], atol=1e-4)
+
+
+def test_seeds_in_a_batch_are_independent(batch_of_three):
+    """Each seed has its own network init, env RNG, exploration noise and replay buffer."""
+    state = batch_of_three.state
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not np.array_equal(state.replay.data.obs[i], state.replay.data.obs[j])
+            assert not np.array_equal(state.replay.data.action[i], state.replay.data.action[j])
+            first_layer = jax.tree.leaves(state.learner.params)[1]
+            assert not np.allclose(first_layer[i], first_layer[j])
+    keys = jax.random.key_data(state.key)
+    assert len({tuple(np.asarray(k).ravel()) for k in keys}) == 3
+
+
+def test_user_vmap_of_make_train_matches_runner(batch_of_three):
+    """`jax.vmap(make_train(config))` over keys is the same program family as the runner's."""
+    train = jax.jit(jax.vmap(make_train(SHORT), in_axes=(0, None)))
+    keys = jax.vmap(jax.random.key)(jnp.arange(3, dtype=jnp.uint32))
+    state = train(keys, SHORT.hparams())
+    assert_close_trees(state.learner.params, batch_of_three.state.learner.params)
+
+
+def test_swept_setting_matches_a_single_run_with_that_setting():
+    """A run inside an lr x gamma sweep equals the single run configured with its values."""
+    runs, settings = runner.make_runs(SHORT, num_seeds=2, sweep={"lr": [1e-3, 3e-4], "gamma": [0.9, 0.99]})
+    assert len(runs) == 8 and len(settings) == 4
+    swept = runner.train_runs(SHORT, runs, settings)
+    target = next(r for r in runs if r["lr"] == 3e-4 and r["gamma"] == 0.9 and r["seed"] == SHORT.seed + 1)
+    alone_config = SHORT.replace(lr=3e-4, gamma=0.9, seed=SHORT.seed + 1)
+    alone = runner.train_runs(alone_config, *runner.make_runs(alone_config))
+    assert_close_trees(pick(swept.state.learner.params, target["run"]), pick(alone.state.learner.params, 0))
+    assert [row["label"] for row in swept.table] == [
+        "lr=0.001, gamma=0.9", "lr=0.001, gamma=0.99", "lr=0.0003, gamma=0.9", "lr=0.0003, gamma=0.99",
+    ]  # fmt: skip
+    assert sum(row["best"] for row in swept.table) == 1
+
+
+def test_iqm_and_table_against_numpy_reference():
+    """IQM drops floor(n/4) values at each end; the table's stats match NumPy on random data."""
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 4, 5, 8, 10, 17):
+        x = rng.normal(size=n) * 100
+        s = np.sort(x)
+        k = n // 4
+        assert report.iqm(x) == pytest.approx(s[k : n - k].mean())
+    runs, settings = runner.make_runs(SHORT, num_seeds=5, sweep={"lr": [1e-3, 1e-4]})
+    finals = rng.uniform(0, 500, size=len(runs))
+    rows = report.summarize(runs, finals, settings)
+    for row, values in zip(rows, (finals[:5], finals[5:])):
+        assert row["mean"] == pytest.approx(values.mean()) and row["std"] == pytest.approx(values.std())
+        assert row["min"] == values.min() and row["max"] == values.max() and row["seeds"] == 5
+    assert rows[int(np.argmax([report.iqm(finals[:5]), report.iqm(finals[5:])]))]["best"]
+    assert report.format_table(rows).count("*") == 2  # the marked row and the legend line
+
+
+def test_memory_estimate_and_refusal():
+    """Replay dominates the per-run estimate; too many runs for the room is refused with numbers."""
+    config = SHORT.replace(buffer_size=100_000)
+    trainer_state = jax.eval_shape(runner.make_trainer(config).init, jax.random.key(0), config.hparams())
+    per_run = memory.state_bytes(trainer_state)
+    replay_bytes = memory.state_bytes(trainer_state.replay)
+    assert replay_bytes == 100_000 * (2 * 4 * 4 + 4 + 4 + 1 + 1) + 8  # obs+next_obs f32x4, action, reward, 2 flags, counters
+    assert replay_bytes / per_run > 0.95
+    memory.check(per_run, 10, available=10**12)
+    with pytest.raises(memory.OutOfMemoryError, match=r"at most \d+ runs would fit"):
+        memory.check(per_run, 1000, available=2 * 2**30)
+
+
+def test_cli_refuses_runs_that_do_not_fit(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda: 300 * 2**20)
+    out = tmp_path / "run"
+    assert cli.main(["--num-seeds", "64", "--buffer-size", "1000000", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "64 runs need about" in err and "would fit" in err
+    assert not out.exists()
+
+
+SWEEP_ERRORS = [
+    (["--sweep", "widths=64,128"], "experiments/sweep_static.py"),
+    (["--sweep", "batch_size=32,64"], "cannot be vmapped"),
+    (["--sweep", "num_envs=4,8"], "cannot be vmapped"),
+    (["--sweep", "nonsense=1,2"], "unknown setting"),
+    (["--sweep", "lr"], "NAME=V1,V2"),
+    (["--sweep", "lr=1e-3", "--sweep", "lr=3e-4"], "given twice"),
+    (["--sweep", "lr=1e-3,3e-4", "--lr", "1e-3"], "contradicts --lr"),
+    (["--sweep", "lr=1e-3,abc"], "--sweep lr"),
+    (["--sweep", "lr=1e-3,-1"], "--sweep lr=-1"),
+    (["--sweep", "gamma=0.99,1.5"], "--sweep gamma=1.5"),
+    (["--num-seeds", "0"], "--num-seeds"),
+]
+
+
+@pytest.mark.parametrize("argv,text", SWEEP_ERRORS, ids=[" ".join(a) for a, _ in SWEEP_ERRORS])
+def test_bad_sweeps_one_line_exit_2(argv, text, capsys, monkeypatch):
+    monkeypatch.setattr(runner, "train_runs", lambda *a, **k: pytest.fail("training started"))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and text in err, err
+
+
+def test_cli_seeds_times_sweep_writes_table_plot_and_per_run_rows(tmp_path, capsys):
+    """--num-seeds 2 --sweep lr=a,b: 4 runs in one program, a table, a PNG, rows naming each run."""
+    out = tmp_path / "sweep"
+    argv = ["--num-seeds", "2", "--sweep", "lr=1e-3,3e-4", "--output-dir", str(out), "--total-steps", "2000",
+            "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32", "--buffer-size", "400",
+            "--eval-every", "1000", "--num-chunks", "2", "--widths", "16", "--num-eval-envs", "2"]  # fmt: skip
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "4 runs (2 settings x 2 seeds)" in text and "IQM" in text and "lr=0.0003" in text
+    assert (out / outputs.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = outputs.read_jsonl(out / outputs.METRICS_FILE)
+    assert len(metrics) == 2 * 4
+    assert {(m["lr"], m["seed"]) for m in metrics} == {(1e-3, 0), (1e-3, 1), (3e-4, 0), (3e-4, 1)}
+    evals = outputs.read_jsonl(out / outputs.EVALS_FILE)
+    assert len(evals) == 2 * 4 and all("lr" in e and "run" in e for e in evals)

@@ -35,6 +35,11 @@ def summarize(runs: list[dict], final_returns, settings: list[dict]) -> list[dic
             "mean": float(values.mean()), "std": float(values.std()), "iqm": iqm(values),
             "min": float(values.min()), "max": float(values.max()),
         })  # fmt: skip
+    return mark_best(rows)
+
+
+def mark_best(rows: list[dict]) -> list[dict]:
+    """Set row["best"] on the row with the highest IQM (ties: highest mean)."""
     best = max(range(len(rows)), key=lambda i: (rows[i]["iqm"], rows[i]["mean"]))
     for i, row in enumerate(rows):
         row["best"] = i == best

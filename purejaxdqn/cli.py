@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -111,6 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
         "for a grid. Sweepable: " + ", ".join(HPARAM_DTYPES) + ". Settings that change shapes "
         "(widths, batch size, buffer size, envs, ...) need separate compiles: "
         "experiments/sweep_static.py",
+    )  # fmt: skip
+
+    devices = parser.add_argument_group("devices and hosts (see README: multi-device and multi-host)")
+    devices.add_argument(
+        "--mesh-runs", type=_int, metavar="N",
+        help="devices that split the runs (seeds x settings) between them (default: auto)",
+    )  # fmt: skip
+    devices.add_argument(
+        "--mesh-data", type=_int, metavar="N",
+        help="devices that split one run data-parallel: envs, replay and batch are split, gradients "
+        "averaged; --num-envs, --batch-size and --num-eval-envs are global totals (default: auto)",
+    )  # fmt: skip
+    devices.add_argument(
+        "--coordinator-address", metavar="HOST:PORT",
+        help="multi-host: process 0's address (env JAX_COORDINATOR_ADDRESS)",
+    )  # fmt: skip
+    devices.add_argument("--num-processes", type=_int, metavar="N", help="multi-host: number of processes (env JAX_NUM_PROCESSES)")
+    devices.add_argument("--process-id", type=_int, metavar="I", help="multi-host: this process's index (env JAX_PROCESS_ID)")
+    devices.add_argument(
+        "--distributed-timeout", type=_int, metavar="S",
+        help="multi-host: seconds to wait for all processes to join (default: 300)",
     )  # fmt: skip
 
     groups = {key: parser.add_argument_group(title) for key, title in GROUP_TITLES.items()}
@@ -215,28 +237,41 @@ def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from purejaxdqn import outputs
+    from purejaxdqn import memory, outputs, parallel, report, runner
+    from purejaxdqn.progress import ProgressBar
 
     try:
         config, preset, args, num_seeds, sweep = parse_config(argv)
         output_dir = getattr(args, "output_dir", None) or outputs.default_output_dir(config.env_id)
         overwrite = getattr(args, "overwrite", False)
         outputs.check_output_dir(output_dir, overwrite)
+        parallel.initialize_distributed(
+            _arg_or_env(args, "coordinator_address", "JAX_COORDINATOR_ADDRESS", str),
+            _arg_or_env(args, "num_processes", "JAX_NUM_PROCESSES", int),
+            _arg_or_env(args, "process_id", "JAX_PROCESS_ID", int),
+            timeout_s=getattr(args, "distributed_timeout", 300),
+        )  # fmt: skip
+        import jax
+
+        runs, settings = runner.make_runs(config, num_seeds, sweep)
+        mesh_shape = parallel.choose_mesh(
+            config, len(runs), jax.device_count(), getattr(args, "mesh_runs", None), getattr(args, "mesh_data", None)
+        )
     except (UsageError, ConfigError, outputs.OutputDirError) as err:
         return _usage_error(err)
 
-    from purejaxdqn import memory, report, runner
-    from purejaxdqn.progress import ProgressBar
-
-    runs, settings = runner.make_runs(config, num_seeds, sweep)
-    progress = ProgressBar(config.actual_total_steps, enabled=getattr(args, "progress", None))
+    main_process = parallel.is_main_process()
+    progress = ProgressBar(config.actual_total_steps, enabled=getattr(args, "progress", None) if main_process else False)
     try:
         result = runner.train_runs(
-            config, runs, settings, output_dir=output_dir, overwrite=overwrite,
+            config, runs, settings, output_dir=output_dir if main_process else None, overwrite=overwrite,
             meta={"preset": preset, "num_seeds": num_seeds, "sweep": sweep}, progress=progress,
+            mesh_shape=mesh_shape,
         )  # fmt: skip
     except memory.OutOfMemoryError as err:
         return _usage_error(err)
+    if not main_process:
+        return 0
 
     s = result.summary
     if len(runs) == 1:
@@ -248,12 +283,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{config.env_id}: {len(runs)} runs ({len(settings)} settings x {num_seeds} seeds), "
               f"{config.actual_total_steps:,} env steps each, one compiled program")  # fmt: skip
         print(report.format_table(result.table))
+    if mesh_shape.size > 1 or jax.process_count() > 1:
+        print(f"mesh: {mesh_shape.runs} (runs) x {mesh_shape.data} (data) devices, {jax.process_count()} process(es)")
     print(
         f"compile {s['compile_s']:.1f} s | run {s['run_s']:.1f} s | "
         f"{s['env_steps_per_s']:,.0f} env steps/s | {s['updates_per_s']:,.0f} updates/s"
     )
     print(f"outputs: {output_dir}")
     return 0
+
+
+def _arg_or_env(args, name: str, env: str, kind):
+    value = getattr(args, name, None)
+    if value is None and os.environ.get(env):
+        try:
+            value = kind(os.environ[env])
+        except ValueError:
+            raise ConfigError(env, f"invalid value {os.environ[env]!r}") from None
+    return value
 
 
 def _usage_error(err: Exception) -> int:

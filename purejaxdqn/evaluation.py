@@ -10,11 +10,12 @@ import jax.numpy as jnp
 from purejaxdqn.environments import VecEnv
 
 
-def make_evaluate(apply_fn: Callable, venv: VecEnv, num_episodes: int) -> Callable:
-    """`evaluate(params, key) -> returns[num_episodes]`: one greedy episode on each eval env.
+def make_evaluate(apply_fn: Callable, venv: VecEnv, num_episodes: int, axis_name: str | None = None) -> Callable:
+    """`evaluate(params, key) -> (mean return, min return)`: one greedy episode per eval env.
 
     Steps all eval envs until every one has finished its first episode (the env's time limit
-    bounds this), counting rewards only up to each env's own episode end.
+    bounds this), counting rewards only up to each env's own episode end. With `axis_name`,
+    each data-parallel device plays its own `num_episodes` and the statistics are global.
     """
 
     def evaluate(params, key: jax.Array) -> jax.Array:
@@ -36,6 +37,8 @@ def make_evaluate(apply_fn: Callable, venv: VecEnv, num_episodes: int) -> Callab
             return res.obs, res.env_state, key, returns, done, t + 1
 
         returns = jax.lax.while_loop(not_finished, step, carry)[3]
-        return returns
+        if axis_name is None:
+            return returns.mean(), returns.min()
+        return jax.lax.pmean(returns.mean(), axis_name), jax.lax.pmin(returns.min(), axis_name)
 
     return evaluate

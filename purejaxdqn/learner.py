@@ -49,8 +49,15 @@ def init(params, config: Config, hp: HParams) -> LearnerState:
     )
 
 
-def make_update(apply_fn: Callable, config: Config) -> Callable:
-    """`update(learner, batch, hp) -> (learner, UpdateMetrics)` for this config's static settings."""
+def make_gradients(apply_fn: Callable, config: Config, axis_name: str | None = None) -> Callable:
+    """`gradients(learner, batch, hp) -> (loss, mean Q, grads)` of the TD loss on a batch.
+
+    With `axis_name` (data parallel inside `jax.shard_map(..., check_vma=False)`, parameters
+    replicated), each device differentiates its local loss and the gradients are averaged with
+    `pmean`. This is right only with `check_vma=False`: with varying-axis tracking on, autodiff
+    of a replicated input already sums over the axis and the same code gives N times the mean
+    gradient (see ../shared/notes/jax-facts.md; tests/check_parallel.py compares gradients).
+    """
 
     def loss_fn(params, target_params, batch: Transition, hp: HParams):
         q = apply_fn(params, batch.obs)
@@ -62,10 +69,24 @@ def make_update(apply_fn: Callable, config: Config) -> Callable:
         loss = losses.td_loss(q_taken - target, config.loss, hp.huber_delta)
         return loss, q_taken.mean()
 
-    def update(learner: LearnerState, batch: Transition, hp: HParams):
+    def gradients(learner: LearnerState, batch: Transition, hp: HParams):
         (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             learner.params, learner.target_params, batch, hp
         )
+        if axis_name is not None:
+            grads, loss, q_mean = jax.lax.pmean((grads, loss, q_mean), axis_name)
+        return loss, q_mean, grads
+
+    return gradients
+
+
+def make_update(apply_fn: Callable, config: Config, axis_name: str | None = None) -> Callable:
+    """`update(learner, batch, hp) -> (learner, UpdateMetrics)`: one Adam step on the TD loss,
+    then the target update. `axis_name`: see `make_gradients`."""
+    gradients = make_gradients(apply_fn, config, axis_name)
+
+    def update(learner: LearnerState, batch: Transition, hp: HParams):
+        loss, q_mean, grads = gradients(learner, batch, hp)
         deltas, opt_state = make_optimizer(config, hp).update(grads, learner.opt_state, learner.params)
         params = optax.apply_updates(learner.params, deltas)
         updates = learner.updates + 1

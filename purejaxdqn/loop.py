@@ -98,29 +98,45 @@ def num_evals(config: Config) -> int:
     return total // config.eval_every + (total % config.eval_every != 0)
 
 
-def make_trainer(config: Config) -> Trainer:
-    """Build the pure init/chunk/train functions for the static settings in `config`."""
+def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 1) -> Trainer:
+    """Build the pure init/chunk/train functions for the static settings in `config`.
+
+    With `data_axis` (a mesh axis of size `data_size`, inside `jax.shard_map`) one run is
+    split data-parallel: each device steps `num_envs / data_size` envs, keeps its own replay
+    shard, samples `batch_size / data_size` transitions and gradients are averaged across the
+    axis, so parameters, optimizer state and target network stay identical on every replica.
+    Counters and statistics stay global.
+    """
     c = config
-    venv = make_vec_env(c.env_id, c.num_envs)
+    local_envs = c.num_envs // data_size
+    local_batch = c.batch_size // data_size
+    venv = make_vec_env(c.env_id, local_envs)
     network = QNetwork(num_actions=venv.num_actions, widths=tuple(c.widths), dueling=c.dueling)
     apply_fn = network.apply
-    update = learner_lib.make_update(apply_fn, c)
-    evaluate = make_evaluate(apply_fn, venv, c.num_eval_envs)
+    update = learner_lib.make_update(apply_fn, c, axis_name=data_axis)
+    evaluate = make_evaluate(apply_fn, venv, c.num_eval_envs // data_size, axis_name=data_axis)
     n_evals = num_evals(c)
     total_steps = c.actual_total_steps
 
+    def local(key: jax.Array) -> jax.Array:
+        """A key of this data shard's own (envs, exploration, sampling differ per shard)."""
+        return key if data_axis is None else jax.random.fold_in(key, jax.lax.axis_index(data_axis))
+
+    def global_sum(x):
+        return x if data_axis is None else jax.lax.psum(x, data_axis)
+
     def init(key: jax.Array, hp: HParams) -> TrainState:
         net_key, env_key, run_key = jax.random.split(key, 3)
-        obs, env_state = venv.reset(env_key)
+        obs, env_state = venv.reset(local(env_key))
         params = network.init(net_key, obs)
         stored_obs = obs.astype(venv.obs_dtype)
         example = replay_lib.Transition(
             obs=stored_obs,
-            action=jnp.zeros(c.num_envs, jnp.int32),
-            reward=jnp.zeros(c.num_envs, jnp.float32),
+            action=jnp.zeros(local_envs, jnp.int32),
+            reward=jnp.zeros(local_envs, jnp.float32),
             next_obs=stored_obs,
-            terminated=jnp.zeros(c.num_envs, bool),
-            truncated=jnp.zeros(c.num_envs, bool),
+            terminated=jnp.zeros(local_envs, bool),
+            truncated=jnp.zeros(local_envs, bool),
         )
         return TrainState(
             env_steps=jnp.int32(0),
@@ -129,8 +145,8 @@ def make_trainer(config: Config) -> Trainer:
             env_state=env_state,
             obs=obs,
             key=run_key,
-            episode_return=jnp.zeros(c.num_envs, jnp.float32),
-            episode_length=jnp.zeros(c.num_envs, jnp.int32),
+            episode_return=jnp.zeros(local_envs, jnp.float32),
+            episode_length=jnp.zeros(local_envs, jnp.int32),
             stats=ChunkStats.zeros(),
             evals=EvalLog(
                 step=jnp.zeros(n_evals, jnp.int32),
@@ -141,6 +157,9 @@ def make_trainer(config: Config) -> Trainer:
 
     def iteration(state: TrainState, hp: HParams) -> TrainState:
         key, explore_key, action_key, env_key, update_key, eval_key = jax.random.split(state.key, 6)
+        explore_key, action_key, env_key, update_key, eval_key = map(
+            local, (explore_key, action_key, env_key, update_key, eval_key)
+        )
         learner = state.learner
 
         # 1. Act epsilon-greedily.
@@ -162,9 +181,9 @@ def make_trainer(config: Config) -> Trainer:
         episode_length = state.episode_length + 1
         done = res.terminated | res.truncated
         stats = state.stats._replace(
-            episodes=state.stats.episodes + done.sum(dtype=jnp.int32),
-            return_sum=state.stats.return_sum + jnp.where(done, episode_return, 0.0).sum(),
-            length_sum=state.stats.length_sum + jnp.where(done, episode_length, 0).sum(dtype=jnp.int32),
+            episodes=state.stats.episodes + global_sum(done.sum(dtype=jnp.int32)),
+            return_sum=state.stats.return_sum + global_sum(jnp.where(done, episode_return, 0.0).sum()),
+            length_sum=state.stats.length_sum + global_sum(jnp.where(done, episode_length, 0).sum(dtype=jnp.int32)),
         )
 
         # 3. Gradient updates for every update boundary crossed (none before learning_starts).
@@ -172,7 +191,7 @@ def make_trainer(config: Config) -> Trainer:
 
         def one_update(i, carry):
             learner, loss_sum, q_sum = carry
-            batch = replay_lib.sample(replay, jax.random.fold_in(update_key, i), c.batch_size)
+            batch = replay_lib.sample(replay, jax.random.fold_in(update_key, i), local_batch)
             learner, metrics = update(learner, batch, hp)
             return learner, loss_sum + metrics.loss, q_sum + metrics.q_mean
 
@@ -188,11 +207,11 @@ def make_trainer(config: Config) -> Trainer:
         eval_index = jnp.where(crossed, after // c.eval_every - 1, n_evals - 1)
 
         def record_eval(evals: EvalLog) -> EvalLog:
-            returns = evaluate(learner.params, eval_key)
+            mean, minimum = evaluate(learner.params, eval_key)
             return EvalLog(
                 step=evals.step.at[eval_index].set(after),
-                mean=evals.mean.at[eval_index].set(returns.mean()),
-                min=evals.min.at[eval_index].set(returns.min()),
+                mean=evals.mean.at[eval_index].set(mean),
+                min=evals.min.at[eval_index].set(minimum),
             )
 
         evals = jax.lax.cond(crossed | is_last, record_eval, lambda e: e, state.evals)

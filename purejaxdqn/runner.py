@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn import memory, outputs, report
+from purejaxdqn import memory, outputs, parallel, report
 from purejaxdqn.config import Config, HParams
 from purejaxdqn.loop import TrainState, make_trainer, run_axes
 from purejaxdqn.progress import ProgressBar
@@ -77,49 +77,61 @@ def train_runs(
     meta: dict | None = None,
     progress: ProgressBar | None = None,
     available_memory: int | None = None,
+    mesh_shape: parallel.MeshShape | None = None,
 ) -> RunResult:
     """Train every run in `runs` together in one compiled program.
 
-    Before compiling: checks the memory estimate (raises memory.OutOfMemoryError), then, with
-    `output_dir`, prepares it and writes config.json (`meta` is stored beside the config).
+    With a `mesh_shape` of several devices the program is a `jax.shard_map` over a (runs, data)
+    mesh (see parallel.py); otherwise it runs on the default device. Before compiling: checks
+    the memory estimate (raises memory.OutOfMemoryError), then, with `output_dir`, prepares it
+    and writes config.json (`meta` is stored beside the config).
     """
     t_begin = time.perf_counter()
     settings = settings if settings is not None else [{}]
-    trainer = make_trainer(config)
+    mesh_shape = mesh_shape or parallel.MeshShape(1, 1)
     hp, hp_axes = run_hparams(config, runs)
     host_hp = jax.tree.map(lambda x: np.broadcast_to(x, (len(runs),)), jax.device_get(hp))
-    keys = jax.vmap(jax.random.key)(jnp.array([r["seed"] for r in runs], jnp.uint32))
-    one_state = jax.eval_shape(trainer.init, keys[0], config.hparams())
-    estimate = memory.check(memory.state_bytes(one_state), len(runs), available_memory)
+    seeds = np.array([r["seed"] for r in runs], np.uint32)
+    one_state = jax.eval_shape(make_trainer(config).init, jax.random.key(0), config.hparams())
+    per_device_runs = len(runs) // mesh_shape.runs
+    estimate = memory.check(memory.state_bytes(one_state) // mesh_shape.data, per_device_runs, available_memory)
     if output_dir is not None:
         outputs.prepare_output_dir(output_dir, overwrite)
         outputs.write_json(
             output_dir / outputs.CONFIG_FILE,
-            {**(meta or {}), "config": config.to_dict(), "settings": settings, "runs": runs},
-        )
+            {**(meta or {}), "config": config.to_dict(), "settings": settings, "runs": runs,
+             "mesh": mesh_shape._asdict(), "processes": jax.process_count()},
+        )  # fmt: skip
 
     # Compile ahead of time so compile and run time are separate figures.
     t0 = time.perf_counter()
-    axes = run_axes(one_state)
-    if len(runs) == 1:  # no vmap: a batch of one would run ~6% slower; add the run axis as a bitcast
-        batched_init = lambda keys, hp: _add_run_axis(trainer.init(keys[0], hp), axes)  # noqa: E731
-        batched_chunk = lambda s, hp: _add_run_axis(trainer.run_chunk(_drop_run_axis(s, axes), hp), axes)  # noqa: E731
-    else:
-        batched_init = jax.vmap(trainer.init, in_axes=(0, hp_axes), out_axes=axes)
-        batched_chunk = jax.vmap(trainer.run_chunk, in_axes=(axes, hp_axes), out_axes=axes)
-    init = jax.jit(batched_init).lower(keys, hp).compile()
-    abstract_state = jax.eval_shape(batched_init, keys, hp)
-    run_chunk = jax.jit(batched_chunk, donate_argnums=0).lower(abstract_state, hp).compile()
+    sharded = mesh_shape.size > 1
+    # Only a real data axis changes the per-run program; a runs-only mesh runs the 1-device one.
+    trainer = make_trainer(config, parallel.DATA, mesh_shape.data) if mesh_shape.data > 1 else make_trainer(config)
+    init_fn, chunk_fn = _batched(trainer, run_axes(one_state), hp_axes, per_device_runs)
+    if sharded:
+        mesh = parallel.make_mesh(mesh_shape)
+        specs, hp_specs = parallel.state_specs(one_state), parallel.hparam_specs(hp_axes)
+        init_fn = parallel.shard(init_fn, mesh, (parallel.P(parallel.RUNS), hp_specs), specs)
+        chunk_fn = parallel.shard(chunk_fn, mesh, (specs, hp_specs), specs)
+        seeds = parallel.to_global(seeds, mesh, parallel.P(parallel.RUNS))
+        hp = jax.tree.map(lambda x, spec: parallel.to_global(x, mesh, spec), hp, hp_specs)
+    init = jax.jit(init_fn).lower(seeds, hp).compile()
     compile_s = time.perf_counter() - t0
+    t_init = time.perf_counter()
+    state = jax.block_until_ready(init(seeds, hp))
+    init_s = time.perf_counter() - t_init
+    t0 = time.perf_counter()
+    run_chunk = jax.jit(chunk_fn, donate_argnums=0).lower(state, hp).compile()
+    compile_s += time.perf_counter() - t0
 
-    t_run = time.perf_counter()
-    state = init(keys, hp)
+    t_run = time.perf_counter() - init_s
     eval_seen = 0
     last_eval: list[float | None] = [None] * len(runs)
     for chunk in range(config.num_chunks):
         t_chunk = time.perf_counter()
         state = run_chunk(state, hp)
-        env_steps, updates, stats, evals = jax.device_get(
+        env_steps, updates, stats, evals = parallel.fetch(
             (state.env_steps, state.learner.updates, state.stats, state.evals)
         )
         chunk_s = time.perf_counter() - t_chunk
@@ -162,17 +174,19 @@ def train_runs(
     if progress is not None:
         progress.close()
 
-    evals = jax.device_get(state.evals)
+    evals, final_updates = parallel.fetch((state.evals, state.learner.updates))
     total_steps = config.actual_total_steps * len(runs)
-    total_updates = int(np.asarray(jax.device_get(state.learner.updates)).sum())
+    total_updates = int(np.asarray(final_updates).sum())
     summary = {
         "env_id": config.env_id,
         "num_runs": len(runs),
         "env_steps_per_run": config.actual_total_steps,
-        "updates_per_run": [int(u) for u in jax.device_get(state.learner.updates)],
+        "updates_per_run": [int(u) for u in final_updates],
         "final_eval_return_mean": [float(x) for x in evals.mean[:, -1]],
         "final_eval_return_min": [float(x) for x in evals.min[:, -1]],
         "memory_estimate_bytes": estimate,
+        "mesh": mesh_shape._asdict(),
+        "processes": jax.process_count(),
         "compile_s": compile_s,
         "run_s": run_s,
         "total_s": time.perf_counter() - t_begin,
@@ -200,6 +214,27 @@ def train_runs(
         eval_min=np.asarray(evals.min),
         summary=summary,
     )
+
+
+def _batched(trainer, axes: TrainState, hp_axes: HParams, num_runs: int):
+    """init(seeds, hp) and run_chunk(state, hp) over a batch of `num_runs` runs (leading axis).
+
+    A batch of one skips vmap (it would run ~6% slower) and adds the run axis as a bitcast.
+    """
+
+    def init_one(seed, hp):
+        return trainer.init(jax.random.key(seed), hp)
+
+    if num_runs == 1:
+        def init(seeds, hp):
+            return _add_run_axis(init_one(seeds[0], hp), axes)
+
+        def run_chunk(state, hp):
+            return _add_run_axis(trainer.run_chunk(_drop_run_axis(state, axes), hp), axes)
+
+        return init, run_chunk
+    init = jax.vmap(init_one, in_axes=(0, hp_axes), out_axes=axes)
+    return init, jax.vmap(trainer.run_chunk, in_axes=(axes, hp_axes), out_axes=axes)
 
 
 def _add_run_axis(state: TrainState, axes: TrainState) -> TrainState:

@@ -1,0 +1,162 @@
+"""Several devices and hosts: a two-axis device mesh and `jax.shard_map` over it.
+
+- axis "runs": independent runs (vmapped seeds x settings) split across devices; no
+  communication.
+- axis "data": one run split data-parallel: each device steps its own slice of the envs, keeps
+  its own replay shard and samples its own share of the batch; gradients are averaged across
+  the axis (see `learner.make_update`), so parameters stay identical on every replica.
+
+Across hosts the same program runs on the global mesh through `jax.distributed` (every
+process runs this code; only process 0 writes outputs).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from purejaxdqn.config import Config, ConfigError
+
+RUNS = "runs"
+DATA = "data"
+
+
+class MeshShape(NamedTuple):
+    runs: int  # devices along the runs axis
+    data: int  # devices along the data-parallel axis
+
+    @property
+    def size(self) -> int:
+        return self.runs * self.data
+
+
+def choose_mesh(config: Config, num_runs: int, num_devices: int, runs: int | None = None, data: int | None = None) -> MeshShape:
+    """The mesh to use, checked. Unset axes are chosen automatically: as many devices as divide
+    the runs go on the runs axis, and as many of the rest as divide the envs, batch and eval
+    envs go on the data axis. Raises ConfigError naming the option."""
+    for name, value in (("--mesh-runs", runs), ("--mesh-data", data)):
+        if value is not None and value <= 0:
+            raise ConfigError(name, f"must be a positive integer, got {value}")
+    if runs is None:
+        budget = num_devices // (data or 1)
+        runs = max(d for d in _divisors(budget) if num_runs % d == 0)
+    if data is None:
+        data = max(d for d in _divisors(num_devices // runs) if _data_divisible(config, d))
+    shape = MeshShape(runs, data)
+    if shape.size > num_devices:
+        raise ConfigError(
+            "--mesh-runs/--mesh-data",
+            f"a {runs} x {data} mesh needs {shape.size} devices but only {num_devices} are available",
+        )
+    if num_runs % runs:
+        raise ConfigError("--mesh-runs", f"{num_runs} runs do not split evenly over {runs} devices")
+    for option, value in (("--num-envs", config.num_envs), ("--batch-size", config.batch_size),
+                          ("--num-eval-envs", config.num_eval_envs)):  # fmt: skip
+        if value % data:
+            raise ConfigError(option, f"{value} is not divisible by the data-parallel axis (--mesh-data {data})")
+    return shape
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _data_divisible(config: Config, d: int) -> bool:
+    return config.num_envs % d == 0 and config.batch_size % d == 0 and config.num_eval_envs % d == 0
+
+
+def make_mesh(shape: MeshShape) -> Mesh:
+    """A (runs, data) mesh over the first `shape.size` devices (global devices when multi-host).
+
+    Axis types are Auto, so jit may reshard inputs itself (jax 0.10's default is Explicit).
+    """
+    devices = np.array(jax.devices()[: shape.size]).reshape(shape.runs, shape.data)
+    return Mesh(devices, (RUNS, DATA), axis_types=(AxisType.Auto, AxisType.Auto))
+
+
+def state_specs(state) -> object:
+    """PartitionSpecs for a batch of TrainStates (leading run axis on per-run leaves).
+
+    Leaves with an env axis (envs, observations, replay columns, running episode stats) are split
+    over "data" as well; everything else of a run is replicated over "data". The counters every
+    run shares are replicated everywhere.
+    """
+    runs_only = jax.tree.map(lambda _: P(RUNS), state)
+    env_axis = lambda tree: jax.tree.map(lambda _: P(RUNS, DATA), tree)  # noqa: E731
+    return runs_only._replace(
+        env_steps=P(),
+        replay=runs_only.replay._replace(
+            data=jax.tree.map(lambda _: P(RUNS, None, DATA), state.replay.data), row=P(), filled=P()
+        ),
+        env_state=env_axis(state.env_state),
+        obs=P(RUNS, DATA),
+        episode_return=P(RUNS, DATA),
+        episode_length=P(RUNS, DATA),
+    )
+
+
+def shard(fn, mesh: Mesh, in_specs, out_specs):
+    """`jax.shard_map` without varying-axis tracking: the training loop's carries start from
+    constants, and the learner averages gradients pmap-style (`learner.make_update`)."""
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+
+def hparam_specs(hp_axes) -> object:
+    """Swept hyperparameters (vmap axis 0) are split over runs; shared ones are replicated."""
+    return jax.tree.map(lambda a: P() if a is None else P(RUNS), hp_axes, is_leaf=lambda a: a is None)
+
+
+def to_global(x, mesh: Mesh, spec) -> jax.Array:
+    """A host array (identical on every process) as a global array with this sharding."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, spec), lambda index: x[index])
+
+
+def fetch(tree):
+    """Host copies of (small) global arrays, gathered from every process when multi-host."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None,
+                           timeout_s: int = 300) -> None:  # fmt: skip
+    """Join a multi-host run through `jax.distributed.initialize` (JAX's own engine).
+
+    Call before anything touches a device. All three settings or none; checked first.
+    """
+    given = [v is not None for v in (coordinator, num_processes, process_id)]
+    if not any(given):
+        return
+    if not all(given):
+        raise ConfigError(
+            "--coordinator-address/--num-processes/--process-id",
+            "a multi-host run needs all three (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)",
+        )
+    if num_processes < 1:
+        raise ConfigError("--num-processes", f"must be a positive integer, got {num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise ConfigError("--process-id", f"{process_id} is not in [0, {num_processes})")
+    if ":" not in coordinator:
+        raise ConfigError("--coordinator-address", f"expected HOST:PORT, got {coordinator!r}")
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
+        initialization_timeout=timeout_s,
+    )  # fmt: skip
+    if jax.process_count() != num_processes:
+        raise ConfigError("--num-processes", f"{num_processes} given but {jax.process_count()} processes joined")
+
+
+def is_main_process() -> bool:
+    return jax.process_index() == 0
+
+
+def local_runs(num_runs: int, shape: MeshShape) -> int:
+    return math.ceil(num_runs / shape.runs)

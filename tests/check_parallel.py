@@ -1,0 +1,140 @@
+"""Multi-device checks. They need 8 CPU devices, forced before jax starts, so tests/test_parallel.py
+runs this file in its own pytest process with XLA_FLAGS=--xla_force_host_platform_device_count=8.
+(Not collected by the main run: the file name does not start with test_.)"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from purejaxdqn import Config, learner, parallel, runner
+from purejaxdqn.networks import QNetwork
+from purejaxdqn.replay import Transition
+
+assert jax.device_count() == 8, "run through tests/test_parallel.py (needs 8 forced CPU devices)"
+
+CONFIG = Config(double_dqn=True, loss="huber", max_grad_norm=1e9, lr=1e-3)
+BATCH = 64
+
+
+def random_batch(seed: int, n: int = BATCH) -> Transition:
+    rng = np.random.default_rng(seed)
+    return Transition(
+        obs=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
+        action=jnp.asarray(rng.integers(0, 2, n), jnp.int32),
+        reward=jnp.asarray(rng.normal(size=n), jnp.float32),
+        next_obs=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
+        terminated=jnp.asarray(rng.random(n) < 0.2),
+        truncated=jnp.zeros(n, bool),
+    )
+
+
+@pytest.fixture(scope="module")
+def setup():
+    net = QNetwork(num_actions=2, widths=(32, 32))
+    params = net.init(jax.random.key(0), jnp.zeros((1, 4)))
+    state = learner.init(params, CONFIG, CONFIG.hparams())
+    # Let the target differ from the online net so Double DQN's two nets both matter.
+    state = state._replace(target_params=jax.tree.map(lambda x: x * 0.9, params))
+    return net, state
+
+
+def data_parallel(fn, n: int, batch_spec):
+    mesh = parallel.make_mesh(parallel.MeshShape(1, n))
+    return jax.jit(parallel.shard(fn, mesh, (P(), batch_spec, P()), P()))
+
+
+def max_diff(a, b) -> float:
+    return max(float(jnp.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_split_global_batch_update_equals_single_device_update(setup, n):
+    """N devices, each a 1/N slice of one global batch: one update == the single-device update."""
+    net, state = setup
+    batch, hp = random_batch(1), CONFIG.hparams()
+    single, _ = jax.jit(learner.make_update(net.apply, CONFIG))(state, batch, hp)
+    dp_update = learner.make_update(net.apply, CONFIG, axis_name=parallel.DATA)
+    sharded, _ = data_parallel(lambda s, b, h: dp_update(s, b, h), n, P(parallel.DATA))(state, batch, hp)
+    assert max_diff(single.params, sharded.params) < 1e-6
+    assert max_diff(single.opt_state, sharded.opt_state) < 1e-6
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_identical_data_gradient_does_not_scale_with_devices(setup, n):
+    """Every device fed the same batch: the averaged gradient equals the single-device gradient
+    (the shard_map trap would give N times it). Compared on raw gradients, not Adam steps."""
+    net, state = setup
+    batch, hp = random_batch(2), CONFIG.hparams()
+    _, _, single = jax.jit(learner.make_gradients(net.apply, CONFIG))(state, batch, hp)
+    grads_fn = learner.make_gradients(net.apply, CONFIG, axis_name=parallel.DATA)
+    # Replicate the batch: every device sees all of it.
+    dp = data_parallel(lambda s, b, h: grads_fn(s, b, h)[2], n, P())(state, batch, hp)
+    assert max_diff(single, dp) < 1e-6
+    norm = lambda g: float(jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(g))))  # noqa: E731
+    assert norm(dp) == pytest.approx(norm(single), rel=1e-5)
+
+
+SMALL = Config(
+    total_steps=8 * 300, num_envs=8, num_eval_envs=4, buffer_size=800, batch_size=32,
+    learning_starts=800, eval_every=800, widths=(32,), target_update_every=10, num_chunks=3,
+)  # fmt: skip
+
+
+def test_replicas_hold_bitwise_identical_parameters_after_training():
+    """Data-parallel on 4 devices: params, target and Adam state are bit-identical on every replica."""
+    result = runner.train_runs(SMALL, *runner.make_runs(SMALL, 2), mesh_shape=parallel.MeshShape(2, 4))
+    learner_state = result.state.learner
+    assert int(np.asarray(jax.device_get(learner_state.updates)).min()) > 50
+    for leaf in jax.tree.leaves((learner_state.params, learner_state.target_params, learner_state.opt_state)):
+        # Device (r, d) holds run r's replica d: the 4 data replicas of each run are bitwise equal.
+        by_run: dict[int, list] = {}
+        for shard in leaf.addressable_shards:
+            by_run.setdefault(shard.index[0].start, []).append(np.asarray(shard.data))
+        assert sorted(by_run) == [0, 1] and all(len(v) == 4 for v in by_run.values())
+        for copies in by_run.values():
+            assert all(np.array_equal(copies[0], c) for c in copies[1:])
+    assert np.isfinite(result.eval_mean).all()
+
+
+def test_seeds_split_across_devices_match_one_device():
+    """4 seeds on a 4-device runs axis == the same 4 seeds vmapped on one device (tolerance)."""
+    one = runner.train_runs(SMALL, *runner.make_runs(SMALL, 4))
+    split = runner.train_runs(SMALL, *runner.make_runs(SMALL, 4), mesh_shape=parallel.MeshShape(4, 1))
+    assert max_diff(jax.device_get(one.state.learner.params), jax.device_get(split.state.learner.params)) < 2e-4
+    np.testing.assert_allclose(one.eval_mean, split.eval_mean, atol=1e-3)
+    np.testing.assert_array_equal(np.asarray(jax.device_get(one.state.replay.data.action)),
+                                  np.asarray(jax.device_get(split.state.replay.data.action)))  # fmt: skip
+
+
+def test_data_parallel_counts_are_global():
+    """Env steps, updates and episode statistics count all devices' envs, not one shard's."""
+    single = runner.train_runs(SMALL, *runner.make_runs(SMALL))
+    dp = runner.train_runs(SMALL, *runner.make_runs(SMALL), mesh_shape=parallel.MeshShape(1, 4))
+    assert single.summary["updates_per_run"] == dp.summary["updates_per_run"]
+    assert int(jax.device_get(dp.state.env_steps)) == SMALL.actual_total_steps
+    assert dp.state.replay.data.obs.shape == single.state.replay.data.obs.shape
+    stats = jax.device_get(dp.state.stats)
+    assert int(stats.episodes[0]) > 0 and float(stats.length_sum[0]) / int(stats.episodes[0]) < 60
+
+
+def test_mesh_choice_and_refusals():
+    """Auto mesh uses the devices sensibly; impossible meshes are refused naming the option."""
+    c = SMALL
+    assert parallel.choose_mesh(c, num_runs=8, num_devices=8) == parallel.MeshShape(8, 1)
+    assert parallel.choose_mesh(c, num_runs=1, num_devices=8) == parallel.MeshShape(1, 4)  # eval envs 4
+    assert parallel.choose_mesh(c, num_runs=2, num_devices=8) == parallel.MeshShape(2, 4)
+    assert parallel.choose_mesh(c, num_runs=3, num_devices=1) == parallel.MeshShape(1, 1)
+    from purejaxdqn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--num-envs"):
+        parallel.choose_mesh(c.replace(num_envs=6), 1, 8, runs=1, data=4)
+    with pytest.raises(ConfigError, match="--batch-size"):
+        parallel.choose_mesh(c.replace(batch_size=30), 1, 8, runs=1, data=4)
+    with pytest.raises(ConfigError, match="needs 16 devices but only 8"):
+        parallel.choose_mesh(c, 4, 8, runs=4, data=4)
+    with pytest.raises(ConfigError, match="--mesh-runs"):
+        parallel.choose_mesh(c, 3, 8, runs=2, data=1)

@@ -40,7 +40,7 @@ def estimate_bytes(per_run_state_bytes: int, num_runs: int) -> int:
 
 def available_bytes() -> int:
     """Memory the first device can use: the allocator's limit on GPU/TPU, free RAM on CPU."""
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     if "bytes_limit" in stats:
         return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
     try:

@@ -12,7 +12,6 @@ process runs this code; only process 0 writes outputs).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -43,10 +42,10 @@ def choose_mesh(config: Config, num_runs: int, num_devices: int, runs: int | Non
         if value is not None and value <= 0:
             raise ConfigError(name, f"must be a positive integer, got {value}")
     if runs is None:
-        budget = num_devices // (data or 1)
+        budget = max(1, num_devices // (data or 1))
         runs = max(d for d in _divisors(budget) if num_runs % d == 0)
     if data is None:
-        data = max(d for d in _divisors(num_devices // runs) if _data_divisible(config, d))
+        data = max(d for d in _divisors(max(1, num_devices // runs)) if _data_divisible(config, d))
     shape = MeshShape(runs, data)
     if shape.size > num_devices:
         raise ConfigError(
@@ -157,6 +156,3 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None, p
 def is_main_process() -> bool:
     return jax.process_index() == 0
 
-
-def local_runs(num_runs: int, shape: MeshShape) -> int:
-    return math.ceil(num_runs / shape.runs)

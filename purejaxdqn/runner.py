@@ -248,14 +248,14 @@ def _drop_run_axis(state: TrainState, axes: TrainState) -> TrainState:
 def memory_report() -> dict[str, Any]:
     """Peak device memory where the backend reports it (GPU/TPU), and the process's peak RSS."""
     report: dict[str, Any] = {"host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         report["device_peak_bytes"] = int(stats["peak_bytes_in_use"])
     return report
 
 
 def platform_report() -> dict[str, Any]:
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]
     return {
         "backend": jax.default_backend(),
         "device": getattr(device, "device_kind", str(device)),

@@ -19,6 +19,7 @@ from purejaxdqn.config import HPARAM_DTYPES, PRESETS, Config, ConfigError, from_
 
 PROG = "python -m purejaxdqn.train"
 EXIT_USAGE = 2
+EXIT_NONFINITE = 3
 GROUP_TITLES = {
     "environment": "environment",
     "run": "run length, seed and logging",
@@ -114,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
         "experiments/sweep_static.py",
     )  # fmt: skip
 
+    ckpt = parser.add_argument_group("checkpoints and resume")
+    ckpt.add_argument(
+        "--checkpoint-every", type=_int, metavar="N",
+        help="save the full training state every N chunks, 0 = only at the end (default: 1)",
+    )  # fmt: skip
+    ckpt.add_argument("--keep-checkpoints", type=_int, metavar="K", help="keep the newest K checkpoints (default: 3)")
+    ckpt.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR",
+        help="continue a killed run from its newest complete checkpoint, with its saved settings",
+    )  # fmt: skip
+
     devices = parser.add_argument_group("devices and hosts (see README: multi-device and multi-host)")
     devices.add_argument(
         "--mesh-runs", type=_int, metavar="N",
@@ -193,6 +205,10 @@ def parse_config(argv: list[str]) -> Parsed:
     num_seeds = given.get("num_seeds", 1)
     if num_seeds <= 0:
         raise ConfigError("--num-seeds", f"must be a positive integer, got {num_seeds}")
+    if given.get("checkpoint_every", 0) < 0:
+        raise ConfigError("--checkpoint-every", f"must be 0 or more, got {given['checkpoint_every']}")
+    if given.get("keep_checkpoints", 1) < 1:
+        raise ConfigError("--keep-checkpoints", f"must be at least 1, got {given['keep_checkpoints']}")
     sweep = parse_sweep(given.get("sweep", []), overrides)
     for name, values in sweep.items():
         for value in values:
@@ -235,16 +251,27 @@ def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
     return sweep
 
 
+class Plan(NamedTuple):
+    """What to run, fully resolved and checked before anything compiles."""
+
+    config: Config
+    runs: list[dict]
+    settings: list[dict]
+    num_seeds: int
+    output_dir: Path
+    resume: bool
+    meta: dict
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from purejaxdqn import memory, outputs, parallel, report, runner
+    from purejaxdqn import checkpointing, memory, outputs, parallel, policy, report, runner
     from purejaxdqn.progress import ProgressBar
 
     try:
-        config, preset, args, num_seeds, sweep = parse_config(argv)
-        output_dir = getattr(args, "output_dir", None) or outputs.default_output_dir(config.env_id)
-        overwrite = getattr(args, "overwrite", False)
-        outputs.check_output_dir(output_dir, overwrite)
+        parsed = parse_config(argv)
+        args = parsed.args
+        plan = _resume_plan(parsed) if getattr(args, "resume", None) else _new_plan(parsed)
         parallel.initialize_distributed(
             _arg_or_env(args, "coordinator_address", "JAX_COORDINATOR_ADDRESS", str),
             _arg_or_env(args, "num_processes", "JAX_NUM_PROCESSES", int),
@@ -253,23 +280,32 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         import jax
 
-        runs, settings = runner.make_runs(config, num_seeds, sweep)
-        mesh_shape = parallel.choose_mesh(
-            config, len(runs), jax.device_count(), getattr(args, "mesh_runs", None), getattr(args, "mesh_data", None)
-        )
-    except (UsageError, ConfigError, outputs.OutputDirError) as err:
+        mesh_runs, mesh_data = getattr(args, "mesh_runs", None), getattr(args, "mesh_data", None)
+        if plan.resume:
+            saved_mesh = plan.meta["mesh"]
+            if (mesh_runs or saved_mesh["runs"], mesh_data or saved_mesh["data"]) != (saved_mesh["runs"], saved_mesh["data"]):
+                raise ConfigError("--resume", f"the run was made on a {saved_mesh['runs']} x {saved_mesh['data']} mesh; "
+                                  "resuming on another mesh would change the run")  # fmt: skip
+            mesh_runs, mesh_data = saved_mesh["runs"], saved_mesh["data"]
+        mesh_shape = parallel.choose_mesh(plan.config, len(plan.runs), jax.device_count(), mesh_runs, mesh_data)
+    except (UsageError, ConfigError, outputs.OutputDirError, policy.RunDirError, checkpointing.CheckpointError) as err:
         return _usage_error(err)
 
+    config, runs = plan.config, plan.runs
     main_process = parallel.is_main_process()
     progress = ProgressBar(config.actual_total_steps, enabled=getattr(args, "progress", None) if main_process else False)
     try:
         result = runner.train_runs(
-            config, runs, settings, output_dir=output_dir if main_process else None, overwrite=overwrite,
-            meta={"preset": preset, "num_seeds": num_seeds, "sweep": sweep}, progress=progress,
-            mesh_shape=mesh_shape,
+            config, runs, plan.settings, output_dir=plan.output_dir, write_outputs=main_process,
+            overwrite=getattr(args, "overwrite", False), meta=plan.meta, progress=progress, mesh_shape=mesh_shape,
+            checkpoint_every=getattr(args, "checkpoint_every", 1), keep_checkpoints=getattr(args, "keep_checkpoints", 3),
+            resume=plan.resume,
         )  # fmt: skip
-    except memory.OutOfMemoryError as err:
+    except (memory.OutOfMemoryError, checkpointing.CheckpointError) as err:
         return _usage_error(err)
+    except runner.NonFiniteError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
     if not main_process:
         return 0
 
@@ -280,17 +316,54 @@ def main(argv: list[str] | None = None) -> int:
             f"(min {s['final_eval_return_min'][0]:.1f}) after {config.actual_total_steps:,} env steps"
         )
     else:
-        print(f"{config.env_id}: {len(runs)} runs ({len(settings)} settings x {num_seeds} seeds), "
+        print(f"{config.env_id}: {len(runs)} runs ({len(plan.settings)} settings x {plan.num_seeds} seeds), "
               f"{config.actual_total_steps:,} env steps each, one compiled program")  # fmt: skip
         print(report.format_table(result.table))
     if mesh_shape.size > 1 or jax.process_count() > 1:
         print(f"mesh: {mesh_shape.runs} (runs) x {mesh_shape.data} (data) devices, {jax.process_count()} process(es)")
+    if plan.resume:
+        print(f"resumed from the checkpoint after chunk {s['resumed_from_chunk']} of {config.num_chunks}")
     print(
         f"compile {s['compile_s']:.1f} s | run {s['run_s']:.1f} s | "
         f"{s['env_steps_per_s']:,.0f} env steps/s | {s['updates_per_s']:,.0f} updates/s"
     )
-    print(f"outputs: {output_dir}")
+    print(f"outputs: {plan.output_dir}")
     return 0
+
+
+def _new_plan(parsed: Parsed) -> Plan:
+    from purejaxdqn import outputs, runner
+
+    args = parsed.args
+    output_dir = getattr(args, "output_dir", None) or outputs.default_output_dir(parsed.config.env_id)
+    outputs.check_output_dir(output_dir, getattr(args, "overwrite", False))
+    runs, settings = runner.make_runs(parsed.config, parsed.num_seeds, parsed.sweep)
+    meta = {"preset": parsed.preset, "num_seeds": parsed.num_seeds, "sweep": parsed.sweep}
+    return Plan(parsed.config, runs, settings, parsed.num_seeds, output_dir, False, meta)
+
+
+def _resume_plan(parsed: Parsed) -> Plan:
+    """Continue the run in --resume DIR with its saved settings; options that differ are refused."""
+    from purejaxdqn import checkpointing, policy
+
+    args = parsed.args
+    run_dir = Path(args.resume)
+    for option in ("output_dir", "overwrite", "preset"):
+        if option in vars(args):
+            raise ConfigError(_option(option), "contradicts --resume (the run continues in its own directory with its own settings)")
+    saved = policy.read_run_config(run_dir)
+    checkpointing.latest_step(run_dir)
+    config = saved["config"]
+    given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Config)}}
+    differ = [f"{k} (saved {getattr(config, k)!r}, given {v!r})" for k, v in given.items() if getattr(config, k) != v]
+    if "num_seeds" in vars(args) and args.num_seeds != saved.get("num_seeds"):
+        differ.append(f"num_seeds (saved {saved.get('num_seeds')}, given {args.num_seeds})")
+    if "sweep" in vars(args) and parsed.sweep != saved.get("sweep"):
+        differ.append(f"sweep (saved {saved.get('sweep')}, given {parsed.sweep})")
+    if differ:
+        raise ConfigError("--resume", "settings differ from the saved run: " + "; ".join(differ))
+    meta = {k: saved[k] for k in ("preset", "num_seeds", "sweep", "mesh") if k in saved}
+    return Plan(config, saved["runs"], saved.get("settings", [{}]), saved.get("num_seeds", 1), run_dir, True, meta)
 
 
 def _arg_or_env(args, name: str, env: str, kind):

@@ -10,15 +10,14 @@ import jax.numpy as jnp
 from purejaxdqn.environments import VecEnv
 
 
-def make_evaluate(apply_fn: Callable, venv: VecEnv, num_episodes: int, axis_name: str | None = None) -> Callable:
-    """`evaluate(params, key) -> (mean return, min return)`: one greedy episode per eval env.
+def make_episode_returns(apply_fn: Callable, venv: VecEnv, num_episodes: int) -> Callable:
+    """`episode_returns(params, key) -> returns[num_episodes]`: one greedy episode per eval env.
 
     Steps all eval envs until every one has finished its first episode (the env's time limit
-    bounds this), counting rewards only up to each env's own episode end. With `axis_name`,
-    each data-parallel device plays its own `num_episodes` and the statistics are global.
+    bounds this), counting rewards only up to each env's own episode end.
     """
 
-    def evaluate(params, key: jax.Array) -> jax.Array:
+    def episode_returns(params, key: jax.Array) -> jax.Array:
         reset_key, key = jax.random.split(key)
         obs, env_state = venv.reset(reset_key, num_episodes)
         carry = (obs, env_state, key, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool), jnp.int32(0))
@@ -36,7 +35,21 @@ def make_evaluate(apply_fn: Callable, venv: VecEnv, num_episodes: int, axis_name
             done = done | res.terminated | res.truncated
             return res.obs, res.env_state, key, returns, done, t + 1
 
-        returns = jax.lax.while_loop(not_finished, step, carry)[3]
+        return jax.lax.while_loop(not_finished, step, carry)[3]
+
+    return episode_returns
+
+
+def make_evaluate(apply_fn: Callable, venv: VecEnv, num_episodes: int, axis_name: str | None = None) -> Callable:
+    """`evaluate(params, key) -> (mean return, min return)` over `num_episodes` greedy episodes.
+
+    With `axis_name`, each data-parallel device plays its own `num_episodes` and the statistics
+    are over all devices' episodes.
+    """
+    episode_returns = make_episode_returns(apply_fn, venv, num_episodes)
+
+    def evaluate(params, key: jax.Array):
+        returns = episode_returns(params, key)
         if axis_name is None:
             return returns.mean(), returns.min()
         return jax.lax.pmean(returns.mean(), axis_name), jax.lax.pmin(returns.min(), axis_name)

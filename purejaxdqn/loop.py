@@ -32,7 +32,7 @@ from purejaxdqn.schedules import linear_epsilon, multiples_crossed
 
 
 class ChunkStats(NamedTuple):
-    """Sums over the current chunk, reset at each chunk start; they never feed back into training."""
+    """Statistics of the current chunk, reset at each chunk start; never fed back into training."""
 
     updates: jax.Array
     loss_sum: jax.Array
@@ -40,10 +40,15 @@ class ChunkStats(NamedTuple):
     episodes: jax.Array
     return_sum: jax.Array
     length_sum: jax.Array
+    nonfinite_step: jax.Array  # int32: env step of the first NaN/inf loss in the chunk, -1 if none
+    params_finite: jax.Array  # bool: all online parameters finite at the chunk's end
 
     @classmethod
-    def zeros(cls) -> "ChunkStats":
-        return cls(jnp.int32(0), jnp.float32(0), jnp.float32(0), jnp.int32(0), jnp.float32(0), jnp.int32(0))
+    def fresh(cls) -> "ChunkStats":
+        return cls(
+            jnp.int32(0), jnp.float32(0), jnp.float32(0), jnp.int32(0), jnp.float32(0), jnp.int32(0),
+            jnp.int32(-1), jnp.bool_(True),
+        )  # fmt: skip
 
 
 class EvalLog(NamedTuple):
@@ -147,7 +152,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             key=run_key,
             episode_return=jnp.zeros(local_envs, jnp.float32),
             episode_length=jnp.zeros(local_envs, jnp.int32),
-            stats=ChunkStats.zeros(),
+            stats=ChunkStats.fresh(),
             evals=EvalLog(
                 step=jnp.zeros(n_evals, jnp.int32),
                 mean=jnp.full(n_evals, jnp.nan, jnp.float32),
@@ -190,15 +195,19 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         num_updates = multiples_crossed(before, after, c.update_every, hp.learning_starts) * c.gradient_steps
 
         def one_update(i, carry):
-            learner, loss_sum, q_sum = carry
+            learner, loss_sum, q_sum, nonfinite_step = carry
             batch = replay_lib.sample(replay, jax.random.fold_in(update_key, i), local_batch)
             learner, metrics = update(learner, batch, hp)
-            return learner, loss_sum + metrics.loss, q_sum + metrics.q_mean
+            first_bad = (nonfinite_step < 0) & ~jnp.isfinite(metrics.loss)
+            nonfinite_step = jnp.where(first_bad, after, nonfinite_step)
+            return learner, loss_sum + metrics.loss, q_sum + metrics.q_mean, nonfinite_step
 
-        learner, loss_sum, q_sum = jax.lax.fori_loop(
-            0, num_updates, one_update, (learner, stats.loss_sum, stats.q_sum)
+        learner, loss_sum, q_sum, nonfinite_step = jax.lax.fori_loop(
+            0, num_updates, one_update, (learner, stats.loss_sum, stats.q_sum, stats.nonfinite_step)
         )
-        stats = stats._replace(updates=stats.updates + num_updates, loss_sum=loss_sum, q_sum=q_sum)
+        stats = stats._replace(
+            updates=stats.updates + num_updates, loss_sum=loss_sum, q_sum=q_sum, nonfinite_step=nonfinite_step
+        )
 
         # 4. Greedy evaluation at each eval boundary and at the end (eval_every >= num_envs,
         #    so one step crosses at most one boundary).
@@ -234,7 +243,9 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
 
     def run_chunk(state: TrainState, hp: HParams) -> TrainState:
         """`config.iterations_per_chunk` iterations, with fresh per-chunk statistics."""
-        return scan_iterations(state._replace(stats=ChunkStats.zeros()), hp, c.iterations_per_chunk)
+        state = scan_iterations(state._replace(stats=ChunkStats.fresh()), hp, c.iterations_per_chunk)
+        finite = jnp.all(jnp.array([jnp.isfinite(x).all() for x in jax.tree.leaves(state.learner.params)]))
+        return state._replace(stats=state.stats._replace(params_finite=finite))
 
     def train(key: jax.Array, hp: HParams | None = None) -> TrainState:
         """The whole run in one scan. `hp` defaults to `config.hparams()`."""

@@ -75,5 +75,28 @@ def append_jsonl(path: Path, rows) -> None:
             f.write(json.dumps(_clean(row)) + "\n")
 
 
+def truncate_after(run_dir: Path, last_chunk: int, last_env_step: int) -> None:
+    """Drop the rows a killed run wrote after its checkpoint: metrics of chunks past
+    `last_chunk`, evals past `last_env_step`. Used when resuming."""
+    for name, keep in ((METRICS_FILE, lambda row: row["chunk"] <= last_chunk),
+                       (EVALS_FILE, lambda row: row["env_steps"] <= last_env_step)):  # fmt: skip
+        path = Path(run_dir) / name
+        if path.exists():
+            rows = [line for line in path.read_text().splitlines() if line.strip()]
+            kept = [line for line in rows if _complete(line) and keep(json.loads(line))]
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
+
+
+def _complete(line: str) -> bool:
+    """False for a line cut short by a kill mid-write."""
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -13,13 +13,13 @@ import platform
 import resource
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn import memory, outputs, parallel, report
+from purejaxdqn import checkpointing, memory, outputs, parallel, report
 from purejaxdqn.config import Config, HParams
 from purejaxdqn.loop import TrainState, make_trainer, run_axes
 from purejaxdqn.progress import ProgressBar
@@ -68,6 +68,61 @@ def run_hparams(config: Config, runs: list[dict]) -> tuple[HParams, HParams]:
     return hp, HParams(*[None if s else 0 for s in shared])
 
 
+class NonFiniteError(RuntimeError):
+    """A loss or parameter became NaN/inf; the message names the step and the runs."""
+
+
+class Program(NamedTuple):
+    """The compiled per-batch functions and their (global) inputs."""
+
+    init: Any  # compiled init(seeds, hp) -> state
+    run_chunk: Any  # compiled run_chunk(state, hp) -> state (state donated)
+    seeds: Any
+    hp: HParams
+    abstract_state: TrainState  # shapes, dtypes and shardings of the batch's state
+    compile_s: float
+
+
+def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshShape) -> Program:
+    """Build and compile (ahead of time) init and run_chunk for this batch of runs and mesh.
+
+    With a mesh of several devices the functions are `jax.shard_map`s over a (runs, data) mesh
+    (see parallel.py); otherwise they run on the default device.
+    """
+    t0 = time.perf_counter()
+    hp, hp_axes = run_hparams(config, runs)
+    seeds = np.array([r["seed"] for r in runs], np.uint32)
+    one_state = _one_run_state(config)
+    # Only a real data axis changes the per-run program; a runs-only mesh runs the 1-device one.
+    trainer = make_trainer(config, parallel.DATA, mesh_shape.data) if mesh_shape.data > 1 else make_trainer(config)
+    init_fn, chunk_fn = _batched(trainer, run_axes(one_state), hp_axes, len(runs) // mesh_shape.runs)
+    if mesh_shape.size > 1:
+        mesh = parallel.make_mesh(mesh_shape)
+        specs, hp_specs = parallel.state_specs(one_state), parallel.hparam_specs(hp_axes)
+        init_fn = parallel.shard(init_fn, mesh, (parallel.P(parallel.RUNS), hp_specs), specs)
+        chunk_fn = parallel.shard(chunk_fn, mesh, (specs, hp_specs), specs)
+        seeds = parallel.to_global(seeds, mesh, parallel.P(parallel.RUNS))
+        hp = jax.tree.map(lambda x, spec: parallel.to_global(x, mesh, spec), hp, hp_specs)
+    init = jax.jit(init_fn).lower(seeds, hp).compile()
+    abstract = jax.tree.map(
+        lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+        jax.eval_shape(init_fn, seeds, hp), init.output_shardings,
+    )  # fmt: skip
+    run_chunk = jax.jit(chunk_fn, donate_argnums=0).lower(abstract, hp).compile()
+    return Program(init, run_chunk, seeds, hp, abstract, time.perf_counter() - t0)
+
+
+def abstract_state(config: Config, runs: list[dict]) -> TrainState:
+    """Shapes and dtypes of a batch of runs' state on one device (e.g. to restore a checkpoint)."""
+    hp, hp_axes = run_hparams(config, runs)
+    init, _ = _batched(make_trainer(config), run_axes(_one_run_state(config)), hp_axes, len(runs))
+    return jax.eval_shape(init, np.zeros(len(runs), np.uint32), hp)
+
+
+def _one_run_state(config: Config) -> TrainState:
+    return jax.eval_shape(make_trainer(config).init, jax.random.key(0), config.hparams())
+
+
 def train_runs(
     config: Config,
     runs: list[dict],
@@ -78,105 +133,91 @@ def train_runs(
     progress: ProgressBar | None = None,
     available_memory: int | None = None,
     mesh_shape: parallel.MeshShape | None = None,
+    write_outputs: bool = True,
+    checkpoint_every: int = 0,
+    keep_checkpoints: int = 3,
+    resume: bool = False,
 ) -> RunResult:
     """Train every run in `runs` together in one compiled program.
 
-    With a `mesh_shape` of several devices the program is a `jax.shard_map` over a (runs, data)
-    mesh (see parallel.py); otherwise it runs on the default device. Before compiling: checks
-    the memory estimate (raises memory.OutOfMemoryError), then, with `output_dir`, prepares it
-    and writes config.json (`meta` is stored beside the config).
+    Before compiling: checks the memory estimate (raises memory.OutOfMemoryError), then, with
+    `output_dir` (and `write_outputs`: only process 0 of a multi-host run writes), prepares it
+    and writes config.json (`meta` is stored beside the config). With `output_dir`, the full
+    state is checkpointed every `checkpoint_every` chunks (0: only at the end) and always at the
+    end. `resume` continues the run in `output_dir` from its newest complete checkpoint; the
+    result is bit-identical to the run never interrupted (same devices). A non-finite loss or
+    parameter stops the run with NonFiniteError before that chunk is checkpointed.
     """
     t_begin = time.perf_counter()
     settings = settings if settings is not None else [{}]
     mesh_shape = mesh_shape or parallel.MeshShape(1, 1)
-    hp, hp_axes = run_hparams(config, runs)
-    host_hp = jax.tree.map(lambda x: np.broadcast_to(x, (len(runs),)), jax.device_get(hp))
-    seeds = np.array([r["seed"] for r in runs], np.uint32)
-    one_state = jax.eval_shape(make_trainer(config).init, jax.random.key(0), config.hparams())
-    per_device_runs = len(runs) // mesh_shape.runs
-    estimate = memory.check(memory.state_bytes(one_state) // mesh_shape.data, per_device_runs, available_memory)
-    if output_dir is not None:
+    per_run_bytes = memory.state_bytes(_one_run_state(config))
+    estimate = memory.check(per_run_bytes // mesh_shape.data, len(runs) // mesh_shape.runs, available_memory)
+    writing = output_dir is not None and write_outputs
+    if writing and not resume:
         outputs.prepare_output_dir(output_dir, overwrite)
         outputs.write_json(
             output_dir / outputs.CONFIG_FILE,
             {**(meta or {}), "config": config.to_dict(), "settings": settings, "runs": runs,
              "mesh": mesh_shape._asdict(), "processes": jax.process_count()},
         )  # fmt: skip
+    ckpt = checkpointing.manager(output_dir, keep_checkpoints) if output_dir is not None else None
 
-    # Compile ahead of time so compile and run time are separate figures.
-    t0 = time.perf_counter()
-    sharded = mesh_shape.size > 1
-    # Only a real data axis changes the per-run program; a runs-only mesh runs the 1-device one.
-    trainer = make_trainer(config, parallel.DATA, mesh_shape.data) if mesh_shape.data > 1 else make_trainer(config)
-    init_fn, chunk_fn = _batched(trainer, run_axes(one_state), hp_axes, per_device_runs)
-    if sharded:
-        mesh = parallel.make_mesh(mesh_shape)
-        specs, hp_specs = parallel.state_specs(one_state), parallel.hparam_specs(hp_axes)
-        init_fn = parallel.shard(init_fn, mesh, (parallel.P(parallel.RUNS), hp_specs), specs)
-        chunk_fn = parallel.shard(chunk_fn, mesh, (specs, hp_specs), specs)
-        seeds = parallel.to_global(seeds, mesh, parallel.P(parallel.RUNS))
-        hp = jax.tree.map(lambda x, spec: parallel.to_global(x, mesh, spec), hp, hp_specs)
-    init = jax.jit(init_fn).lower(seeds, hp).compile()
-    compile_s = time.perf_counter() - t0
+    program = compile_program(config, runs, mesh_shape)
+    hp = program.hp
+    host_hp = jax.tree.map(lambda x: np.broadcast_to(x, (len(runs),)), jax.device_get(run_hparams(config, runs)[0]))
     t_init = time.perf_counter()
-    state = jax.block_until_ready(init(seeds, hp))
+    start_chunk = 0
+    if resume:
+        start_chunk = checkpointing.latest_step(output_dir)
+        state = checkpointing.restore(output_dir, start_chunk, program.abstract_state)
+        if writing:
+            outputs.truncate_after(output_dir, start_chunk - 1, int(parallel.fetch(state.env_steps)))
+    else:
+        state = program.init(program.seeds, hp)
+    state = jax.block_until_ready(state)
     init_s = time.perf_counter() - t_init
-    t0 = time.perf_counter()
-    run_chunk = jax.jit(chunk_fn, donate_argnums=0).lower(state, hp).compile()
-    compile_s += time.perf_counter() - t0
 
     t_run = time.perf_counter() - init_s
-    eval_seen = 0
-    last_eval: list[float | None] = [None] * len(runs)
-    for chunk in range(config.num_chunks):
-        t_chunk = time.perf_counter()
-        state = run_chunk(state, hp)
-        env_steps, updates, stats, evals = parallel.fetch(
-            (state.env_steps, state.learner.updates, state.stats, state.evals)
-        )
-        chunk_s = time.perf_counter() - t_chunk
-        steps_per_s = config.iterations_per_chunk * config.num_envs * len(runs) / chunk_s
-
-        eval_done = int((evals.step[0] > 0).sum())
-        eval_rows = [
-            {**r, "env_steps": int(evals.step[i, j]),
-             "eval_return_mean": float(evals.mean[i, j]), "eval_return_min": float(evals.min[i, j])}
-            for j in range(eval_seen, eval_done) for i, r in enumerate(runs)
-        ]  # fmt: skip
-        if eval_done:
-            last_eval = [float(evals.mean[i, eval_done - 1]) for i in range(len(runs))]
-        eval_seen = eval_done
-
-        epsilon = np.asarray(linear_epsilon(env_steps, host_hp.eps_start, host_hp.eps_end, host_hp.eps_decay_steps))
-        metric_rows = []
-        for i, r in enumerate(runs):
-            n_upd, n_ep = int(stats.updates[i]), int(stats.episodes[i])
-            metric_rows.append({
-                "chunk": chunk, **r,
-                "env_steps": int(env_steps), "updates": int(updates[i]),
-                "epsilon": float(epsilon[i]),
-                "loss": float(stats.loss_sum[i]) / n_upd if n_upd else None,
-                "q_mean": float(stats.q_sum[i]) / n_upd if n_upd else None,
-                "episodes": n_ep,
-                "train_return": float(stats.return_sum[i]) / n_ep if n_ep else None,
-                "train_length": float(stats.length_sum[i]) / n_ep if n_ep else None,
-                "eval_return_mean": last_eval[i],
-                "chunk_s": chunk_s, "env_steps_per_s": steps_per_s,
-            })  # fmt: skip
-        if output_dir is not None:
-            outputs.append_jsonl(output_dir / outputs.METRICS_FILE, metric_rows)
-            outputs.append_jsonl(output_dir / outputs.EVALS_FILE, eval_rows)
-        if progress is not None:
-            finite = [e for e in last_eval if e is not None]
-            progress.update(int(env_steps), steps_per_s, float(np.mean(finite)) if finite else None)
-    jax.block_until_ready(state)
+    evals = parallel.fetch(state.evals)
+    eval_seen = int((evals.step[0] > 0).sum())
+    save_s = 0.0
+    try:
+        for chunk in range(start_chunk, config.num_chunks):
+            t_chunk = time.perf_counter()
+            state = program.run_chunk(state, hp)
+            env_steps, updates, stats, evals = parallel.fetch(
+                (state.env_steps, state.learner.updates, state.stats, state.evals)
+            )
+            chunk_s = time.perf_counter() - t_chunk
+            steps_per_s = config.iterations_per_chunk * config.num_envs * len(runs) / chunk_s
+            metric_rows, eval_rows = _chunk_rows(chunk, runs, env_steps, updates, stats, evals, eval_seen, host_hp)
+            eval_seen = int((evals.step[0] > 0).sum())
+            for row in metric_rows:
+                row.update(chunk_s=chunk_s, env_steps_per_s=steps_per_s)
+            if writing:
+                outputs.append_jsonl(output_dir / outputs.METRICS_FILE, metric_rows)
+                outputs.append_jsonl(output_dir / outputs.EVALS_FILE, eval_rows)
+            _stop_if_nonfinite(stats, runs, chunk)
+            due = checkpoint_every > 0 and (chunk + 1) % checkpoint_every == 0
+            if ckpt is not None and (due or chunk + 1 == config.num_chunks):
+                t_save = time.perf_counter()
+                checkpointing.save(ckpt, chunk + 1, state)
+                save_s += time.perf_counter() - t_save
+            if progress is not None:
+                latest = [row["eval_return_mean"] for row in metric_rows if row["eval_return_mean"] is not None]
+                progress.update(int(env_steps), steps_per_s, float(np.mean(latest)) if latest else None)
+        jax.block_until_ready(state)
+    finally:
+        if ckpt is not None:  # let pending async saves finish, also when stopping on a NaN
+            ckpt.wait_until_finished()
+            ckpt.close()
     run_s = time.perf_counter() - t_run
     if progress is not None:
         progress.close()
 
     evals, final_updates = parallel.fetch((state.evals, state.learner.updates))
     total_steps = config.actual_total_steps * len(runs)
-    total_updates = int(np.asarray(final_updates).sum())
     summary = {
         "env_id": config.env_id,
         "num_runs": len(runs),
@@ -187,17 +228,19 @@ def train_runs(
         "memory_estimate_bytes": estimate,
         "mesh": mesh_shape._asdict(),
         "processes": jax.process_count(),
-        "compile_s": compile_s,
+        "compile_s": program.compile_s,
         "run_s": run_s,
+        "checkpoint_save_s": save_s,
+        "resumed_from_chunk": start_chunk if resume else None,
         "total_s": time.perf_counter() - t_begin,
         "env_steps_per_s": total_steps / run_s,
-        "updates_per_s": total_updates / run_s,
+        "updates_per_s": int(np.asarray(final_updates).sum()) / run_s,
         **memory_report(),
         **platform_report(),
     }
     table = report.summarize(runs, evals.mean[:, -1], settings)
     summary["settings"] = table
-    if output_dir is not None:
+    if writing:
         outputs.write_json(output_dir / outputs.SUMMARY_FILE, summary)
         report.plot_curves(
             output_dir / outputs.CURVES_FILE, evals.step[0], evals.mean, runs, settings,
@@ -214,6 +257,46 @@ def train_runs(
         eval_min=np.asarray(evals.min),
         summary=summary,
     )
+
+
+def _chunk_rows(chunk, runs, env_steps, updates, stats, evals, eval_seen, host_hp):
+    """metrics.jsonl rows (one per run) and evals.jsonl rows (new evals) after a chunk."""
+    eval_done = int((evals.step[0] > 0).sum())
+    eval_rows = [
+        {**r, "env_steps": int(evals.step[i, j]),
+         "eval_return_mean": float(evals.mean[i, j]), "eval_return_min": float(evals.min[i, j])}
+        for j in range(eval_seen, eval_done) for i, r in enumerate(runs)
+    ]  # fmt: skip
+    epsilon = np.asarray(linear_epsilon(env_steps, host_hp.eps_start, host_hp.eps_end, host_hp.eps_decay_steps))
+    metric_rows = []
+    for i, r in enumerate(runs):
+        n_upd, n_ep = int(stats.updates[i]), int(stats.episodes[i])
+        metric_rows.append({
+            "chunk": chunk, **r,
+            "env_steps": int(env_steps), "updates": int(updates[i]),
+            "epsilon": float(epsilon[i]),
+            "loss": float(stats.loss_sum[i]) / n_upd if n_upd else None,
+            "q_mean": float(stats.q_sum[i]) / n_upd if n_upd else None,
+            "episodes": n_ep,
+            "train_return": float(stats.return_sum[i]) / n_ep if n_ep else None,
+            "train_length": float(stats.length_sum[i]) / n_ep if n_ep else None,
+            "eval_return_mean": float(evals.mean[i, eval_done - 1]) if eval_done else None,
+        })  # fmt: skip
+    return metric_rows, eval_rows
+
+
+def _stop_if_nonfinite(stats, runs, chunk: int) -> None:
+    bad_loss = [i for i in range(len(runs)) if int(stats.nonfinite_step[i]) >= 0]
+    bad_params = [i for i in range(len(runs)) if not bool(stats.params_finite[i])]
+    if not bad_loss and not bad_params:
+        return
+    if bad_loss:
+        step = min(int(stats.nonfinite_step[i]) for i in bad_loss)
+        where = f"non-finite loss at env step {step:,}"
+    else:
+        where = f"non-finite parameters by the end of chunk {chunk}"
+    names = ", ".join(f"run {runs[i]['run']} (seed {runs[i]['seed']})" for i in sorted(set(bad_loss + bad_params)))
+    raise NonFiniteError(f"{where} in {names}; stopped before checkpointing chunk {chunk}")
 
 
 def _batched(trainer, axes: TrainState, hp_axes: HParams, num_runs: int):

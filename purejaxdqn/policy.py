@@ -1,0 +1,86 @@
+"""A trained agent as a plain greedy policy: `load_policy(run_dir)` -> `act(obs) -> action`.
+
+Only the online parameters are read from the newest checkpoint (no replay buffer), and `act`
+takes host NumPy observations, one or a batch, so the agent drops into any environment loop.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purejaxdqn import checkpointing, outputs
+from purejaxdqn.config import Config
+from purejaxdqn.environments import make_vec_env
+from purejaxdqn.networks import QNetwork
+
+
+class RunDirError(ValueError):
+    """A run directory that is missing, empty or unreadable."""
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """The run's config.json (as written by the runner), checked; RunDirError otherwise."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is not a directory")
+    path = run_dir / outputs.CONFIG_FILE
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} is not a purejaxdqn run directory (no {outputs.CONFIG_FILE})")
+    try:
+        saved = json.loads(path.read_text())
+        saved["config"] = Config.from_dict(saved["config"])
+        saved["runs"] = list(saved["runs"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunDirError(f"{path} is damaged: {err}") from None
+    return saved
+
+
+class Policy(NamedTuple):
+    config: Config
+    params: Any  # online parameters of the chosen run
+    network: QNetwork
+    obs_shape: tuple[int, ...]
+    step: int  # the checkpoint read (chunks done)
+
+    def __call__(self, obs) -> np.ndarray | int:
+        """Greedy action(s) for one observation or a batch of them (host NumPy in and out)."""
+        obs = np.asarray(obs)
+        single = obs.shape == self.obs_shape
+        batch = obs[None] if single else obs
+        if batch.shape[1:] != self.obs_shape:
+            raise ValueError(f"expected observations of shape {self.obs_shape} or (N, *{self.obs_shape}), got {obs.shape}")
+        actions = np.asarray(_greedy_actions(self.network, self.params, jnp.asarray(batch)))
+        return int(actions[0]) if single else actions
+
+    act = __call__
+
+
+@partial(jax.jit, static_argnums=0)
+def _greedy_actions(network, params, obs):
+    return jnp.argmax(network.apply(params, obs), axis=-1)
+
+
+def load_policy(run_dir, run: int = 0, step: int | None = None) -> Policy:
+    """The greedy policy of run `run` (index into the batch of runs) at checkpoint `step`
+    (default: the newest complete one)."""
+    saved = read_run_config(run_dir)
+    config = saved["config"]
+    if not 0 <= run < len(saved["runs"]):
+        raise RunDirError(f"run {run} is not in this run directory (it has {len(saved['runs'])} runs)")
+    step = checkpointing.latest_step(run_dir) if step is None else step
+    venv = make_vec_env(config.env_id, 1)
+    network = QNetwork(num_actions=venv.num_actions, widths=tuple(config.widths), dueling=config.dueling)
+    one = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, *venv.obs_shape), venv.obs_dtype))
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct((len(saved["runs"]), *x.shape), x.dtype, sharding=device), one
+    )
+    params = checkpointing.restore_params(run_dir, step, abstract)
+    return Policy(config, jax.tree.map(lambda x: x[run], params), network, venv.obs_shape, step)

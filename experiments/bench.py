@@ -53,14 +53,14 @@ def bench_bare_updates(config, num_updates: int) -> dict:
     state = jax.jit(trainer.init)(jax.random.key(0), hp)
     b, shape = config.batch_size, trainer.venv.obs_shape
     obs_key, next_key, action_key = jax.random.split(jax.random.key(1), 3)
-    batch = replay_lib.Transition(
+    batch = replay_lib.one_step_batch(replay_lib.Transition(
         obs=jax.random.normal(obs_key, (b, *shape)).astype(trainer.venv.obs_dtype),
         action=jax.random.randint(action_key, (b,), 0, trainer.venv.num_actions),
         reward=jnp.ones(b),
         next_obs=jax.random.normal(next_key, (b, *shape)).astype(trainer.venv.obs_dtype),
         terminated=jnp.zeros(b, bool),
         truncated=jnp.zeros(b, bool),
-    )
+    ), hp.gamma)
     update = learner_lib.make_update(trainer.network.apply, config)
 
     def loop(learner):

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from purejaxdqn.config import HPARAM_DTYPES, PRESETS, Config, ConfigError, from_preset, validate
+from purejaxdqn.config import HPARAM_DTYPES, Config, ConfigError, from_preset, preset_names, validate
 
 PROG = "python -m purejaxdqn.train"
 EXIT_USAGE = 2
@@ -86,11 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     main = parser.add_argument_group("preset and outputs")
     main.add_argument(
-        "--preset",
-        choices=[*PRESETS, "none"],
-        help="named settings to start from: 'cartpole' (the default, tuned for CartPole-v1), "
-        "'reference' (the reference benchmark workload), 'none' (plain defaults)",
-    )
+        "--preset", metavar="NAME[,NAME...]",
+        help="named settings to start from, applied left to right. Base presets (one per env): "
+        "'cartpole' (the default on CartPole-v1), 'reference' (the reference benchmark workload), "
+        "'breakout', 'freeway', 'asterix', 'space-invaders' (MinAtar, the default on each game); "
+        "modifiers: 'rainbow' (double, dueling, 3-step, prioritized, C51), 'original' (MinAtar's "
+        "6 actions and sticky actions 0.1); 'none' = plain defaults. A list without a base "
+        "preset starts from the env's default one, e.g. --env-id Breakout-MinAtar --preset rainbow",
+    )  # fmt: skip
     main.add_argument(
         "--output-dir", type=Path, help="where config.json, metrics.jsonl, evals.jsonl and summary.json "
         "go (default: a new runs/<env-id>/<timestamp>)"
@@ -189,18 +192,13 @@ def parse_config(argv: list[str]) -> Parsed:
     names = {f.name for f in dataclasses.fields(Config)}
     overrides = {k: v for k, v in given.items() if k in names}
 
-    preset = given.get("preset", "cartpole")
-    env_id = overrides.get("env_id", "CartPole-v1")
-    if preset == "cartpole" and env_id != "CartPole-v1":
-        if "preset" in given:
-            raise ConfigError("--preset", f"'cartpole' is tuned for CartPole-v1 and contradicts --env-id {env_id}")
-        preset = "none"  # another env without a preset: plain defaults
+    preset = ",".join(preset_names(given.get("preset"), overrides.get("env_id"))) or "none"
     if overrides.get("loss") == "mse" and "huber_delta" in overrides:
         raise ConfigError("--huber-delta", "contradicts --loss mse (the Huber threshold is unused)")
     if given.get("overwrite") and "output_dir" not in given:
         raise ConfigError("--overwrite", "only applies together with --output-dir")
 
-    config = from_preset(None if preset == "none" else preset, **overrides)
+    config = from_preset(given.get("preset"), **overrides)
     validate(config)
     num_seeds = given.get("num_seeds", 1)
     if num_seeds <= 0:
@@ -287,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("--resume", f"the run was made on a {saved_mesh['runs']} x {saved_mesh['data']} mesh; "
                                   "resuming on another mesh would change the run")  # fmt: skip
             mesh_runs, mesh_data = saved_mesh["runs"], saved_mesh["data"]
+        checkpoint_every = getattr(args, "checkpoint_every", 1)
+        if jax.process_count() > 1:
+            for option in ("checkpoint_every", "keep_checkpoints", "resume"):
+                if option in vars(args):
+                    raise ConfigError(_option(option), "checkpoints are single-process for now; a multi-host run saves none")
+            checkpoint_every = None
         mesh_shape = parallel.choose_mesh(plan.config, len(plan.runs), jax.device_count(), mesh_runs, mesh_data)
     except (UsageError, ConfigError, outputs.OutputDirError, policy.RunDirError, checkpointing.CheckpointError) as err:
         return _usage_error(err)
@@ -298,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         result = runner.train_runs(
             config, runs, plan.settings, output_dir=plan.output_dir, write_outputs=main_process,
             overwrite=getattr(args, "overwrite", False), meta=plan.meta, progress=progress, mesh_shape=mesh_shape,
-            checkpoint_every=getattr(args, "checkpoint_every", 1), keep_checkpoints=getattr(args, "keep_checkpoints", 3),
+            checkpoint_every=checkpoint_every, keep_checkpoints=getattr(args, "keep_checkpoints", 3),
             resume=plan.resume,
         )  # fmt: skip
     except (memory.OutOfMemoryError, checkpointing.CheckpointError) as err:

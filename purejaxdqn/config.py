@@ -44,6 +44,8 @@ class HParams(NamedTuple):
     tau: Any  # Target update step size: 1.0 = hard copy, < 1 = Polyak averaging.
     huber_delta: Any  # Huber loss threshold (unused with the MSE loss).
     max_grad_norm: Any  # Global gradient-norm clip.
+    priority_alpha: Any  # Prioritized replay: priority = (|TD error| + eps) ** alpha.
+    priority_beta: Any  # Prioritized replay: importance-weight exponent at step 0, annealed to 1.
 
 
 # Fields of HParams and their dtypes; also the set of settings `--sweep` accepts.
@@ -58,6 +60,8 @@ HPARAM_DTYPES = {
     "tau": jnp.float32,
     "huber_delta": jnp.float32,
     "max_grad_norm": jnp.float32,
+    "priority_alpha": jnp.float32,
+    "priority_beta": jnp.float32,
 }
 
 
@@ -73,6 +77,12 @@ class Config:
     env_id: str = _field("CartPole-v1", "gymnax environment id (discrete actions)", "environment")
     num_envs: int = _field(10, "parallel training environments, stepped together", "environment")
     num_eval_envs: int = _field(10, "greedy evaluation episodes per evaluation", "environment")
+    full_action_set: bool = _field(
+        False, "MinAtar: all 6 actions instead of the game's minimal set (the original protocol)", "environment"
+    )
+    sticky_actions: float = _field(
+        0.0, "probability that an env repeats its last action (MinAtar's original protocol: 0.1)", "environment"
+    )
 
     # -- run length and logging --
     total_steps: int = _field(
@@ -91,12 +101,27 @@ class Config:
     # -- network --
     widths: tuple[int, ...] = _field((120, 84), "hidden layer widths of the MLP Q-network", "network")
     dueling: bool = _field(False, "use a dueling head (value + advantage streams)", "network")
+    torso: str = _field(
+        "mlp", "'mlp' (flatten, then --widths) or 'conv' (MinAtar: conv 16 3x3 stride 1, then --widths)",
+        "network", choices=("mlp", "conv"),
+    )  # fmt: skip
+    distributional: bool = _field(False, "C51: learn a categorical return distribution per action", "network")
+    num_atoms: int = _field(51, "C51: atoms of the return distribution", "network")
+    v_min: float = _field(-10.0, "C51: smallest return on the support", "network")
+    v_max: float = _field(10.0, "C51: largest return on the support", "network")
 
     # -- replay --
     buffer_size: int = _field(
         10_000, "replay capacity in transitions (rounded up to a multiple of num_envs)", "replay"
     )
     batch_size: int = _field(128, "transitions per gradient update", "replay")
+    n_step: int = _field(1, "n-step returns: rewards summed over up to n steps before bootstrapping", "replay")
+    prioritized: bool = _field(False, "proportional prioritized replay (sum tree on the device)", "replay")
+    priority_alpha: float = _field(0.5, "prioritized replay: priority exponent alpha", "replay", sweep=True)
+    priority_beta: float = _field(
+        0.4, "prioritized replay: importance-weight exponent at the start, annealed linearly to 1", "replay", sweep=True
+    )
+    priority_eps: float = _field(1e-6, "prioritized replay: added to |TD error| so no priority is 0", "replay")
 
     # -- learner (static structure) --
     double_dqn: bool = _field(True, "Double DQN targets (online net picks, target net rates)", "learner")
@@ -171,11 +196,36 @@ class Config:
         return cls(**d)
 
 
-# Named sets of overrides on top of `Config` defaults.
+# Settings shared by the MinAtar game presets: the MinAtar paper's DQN (Young & Tian 2019:
+# conv 16 3x3 -> dense 128, batch 32, replay 100k, one update per env step, target copy every
+# 1000 updates, epsilon 1 -> 0.1 over 100k steps, Huber loss), with Adam instead of RMSProp
+# and 8 envs stepped together (still one update per env step). 1M env steps.
+_MINATAR = {
+    "torso": "conv",
+    "widths": (128,),
+    "num_envs": 8,
+    "num_eval_envs": 16,
+    "total_steps": 1_000_000,
+    "num_chunks": 20,
+    "eval_every": 50_000,
+    "buffer_size": 100_000,
+    "batch_size": 32,
+    "update_every": 1,
+    "loss": "huber",
+    "lr": 1e-4,
+    "target_update_every": 1_000,
+    "learning_starts": 5_000,
+    "eps_end": 0.1,
+    "eps_decay_steps": 100_000,
+}
+
+# Named sets of overrides on top of `Config` defaults. A preset with an `env_id` is a *base*
+# preset for that env; one without is a *modifier* that stacks on a base (`--preset
+# breakout,rainbow`). Listed left to right, later ones win; explicit options win over all.
 PRESETS: dict[str, dict] = {
     # The reference workload of ../shared/notes/references.md (CleanRL's CartPole DQN):
     # exactly the Config defaults.
-    "reference": {},
+    "reference": {"env_id": "CartPole-v1"},
     # Tuned for CartPole-v1: solved (final greedy return >= 475) in 200k env steps, a few
     # seconds on a CPU. Tuned on seeds 0-4 (5/5 solved); 8/10 on unseen seeds 100-109.
     "cartpole": {
@@ -188,16 +238,60 @@ PRESETS: dict[str, dict] = {
         "learning_starts": 5_000,
         "eps_decay_steps": 50_000,
     },
+    "breakout": {**_MINATAR, "env_id": "Breakout-MinAtar"},
+    "freeway": {**_MINATAR, "env_id": "Freeway-MinAtar"},
+    "asterix": {**_MINATAR, "env_id": "Asterix-MinAtar"},
+    "space-invaders": {**_MINATAR, "env_id": "SpaceInvaders-MinAtar"},
+    # Rainbow without noisy nets (epsilon-greedy exploration stays): Double, dueling, 3-step
+    # returns, prioritized replay and C51, with the Adam settings of Dopamine's Rainbow.
+    "rainbow": {
+        "double_dqn": True,
+        "dueling": True,
+        "n_step": 3,
+        "prioritized": True,
+        "distributional": True,
+        "lr": 1e-4,
+        "adam_eps": 3.125e-4,
+    },
+    # MinAtar's original protocol: the full 6-action set and sticky actions (p = 0.1).
+    "original": {"full_action_set": True, "sticky_actions": 0.1},
+}
+
+# The base preset used when none is named, per env.
+DEFAULT_PRESETS = {
+    "CartPole-v1": "cartpole",
+    **{p["env_id"]: name for name, p in PRESETS.items() if p.get("env_id", "").endswith("-MinAtar")},
 }
 
 
-def from_preset(name: str | None, **overrides) -> Config:
-    """A config from a named preset plus explicit overrides."""
-    if name is not None and name not in PRESETS:
-        raise ConfigError("--preset", f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    base = dict(PRESETS[name]) if name else {}
-    base.update(overrides)
-    return Config(**base)
+def preset_names(spec: str | None, env_id: str | None = None) -> list[str]:
+    """The presets `spec` ('a,b,...'; None = the env's default) applies, in order.
+
+    Without a base preset in `spec`, the env's default base preset (if any) goes first; 'none'
+    means plain defaults plus the modifiers listed.
+    """
+    names = [n.strip() for n in spec.split(",")] if spec else []
+    for name in names:
+        if name not in PRESETS and name != "none":
+            raise ConfigError("--preset", f"unknown preset {name!r}; choose from {', '.join([*PRESETS, 'none'])}")
+    if "none" in names:
+        return [n for n in names if n != "none"]
+    if not any("env_id" in PRESETS[n] for n in names):
+        default = DEFAULT_PRESETS.get(env_id or Config.env_id)
+        names = [default, *names] if default else names
+    return names
+
+
+def from_preset(spec: str | None, **overrides) -> Config:
+    """A config from presets (see `preset_names`) plus explicit overrides."""
+    settings: dict = {}
+    for name in preset_names(spec, overrides.get("env_id")):
+        preset_env = PRESETS[name].get("env_id")
+        if preset_env and overrides.get("env_id", preset_env) != preset_env:
+            raise ConfigError("--preset", f"{name!r} is made for {preset_env} and contradicts --env-id {overrides['env_id']}")
+        settings.update(PRESETS[name])
+    settings.update(overrides)
+    return Config(**settings)
 
 
 def validate(config: Config) -> None:
@@ -213,7 +307,7 @@ def validate(config: Config) -> None:
     positive_ints = [
         "num_envs", "num_eval_envs", "total_steps", "num_chunks", "eval_every",
         "buffer_size", "batch_size", "update_every", "gradient_steps", "target_update_every",
-        "eps_decay_steps",
+        "eps_decay_steps", "n_step", "num_atoms",
     ]  # fmt: skip
     for name in positive_ints:
         value = getattr(c, name)
@@ -235,6 +329,27 @@ def validate(config: Config) -> None:
         value = getattr(c, name)
         if not (_finite(value) and value > 0):
             raise ConfigError(_opt(name), f"must be positive, got {value!r}")
+    if c.distributional and c.num_atoms < 2:
+        raise ConfigError("--num-atoms", f"C51 needs at least 2 atoms, got {c.num_atoms}")
+    if c.distributional and not (_finite(c.v_min) and _finite(c.v_max) and c.v_min < c.v_max):
+        raise ConfigError("--v-min/--v-max", f"need v_min < v_max, got {c.v_min!r} and {c.v_max!r}")
+    if c.n_step >= c.buffer_rows:
+        raise ConfigError("--n-step", f"{c.n_step} is not below the replay's {c.buffer_rows} rows per env")
+    if not (_finite(c.priority_alpha) and c.priority_alpha >= 0):
+        raise ConfigError("--priority-alpha", f"must be 0 or more, got {c.priority_alpha!r}")
+    if not (_finite(c.priority_beta) and 0 <= c.priority_beta <= 1):
+        raise ConfigError("--priority-beta", f"must be in [0, 1], got {c.priority_beta!r}")
+    if not (_finite(c.priority_eps) and c.priority_eps > 0):
+        raise ConfigError("--priority-eps", f"must be positive, got {c.priority_eps!r}")
+    if not (_finite(c.sticky_actions) and 0 <= c.sticky_actions < 1):
+        raise ConfigError("--sticky-actions", f"must be in [0, 1), got {c.sticky_actions!r}")
+    minatar = c.env_id.endswith("-MinAtar")
+    if c.full_action_set and not minatar:
+        raise ConfigError("--full-action-set", f"applies to MinAtar games only, not {c.env_id}")
+    if c.torso == "conv" and not minatar:
+        raise ConfigError("--torso", f"'conv' needs image observations (the MinAtar games), not {c.env_id}")
+    if c.torso not in ("mlp", "conv"):
+        raise ConfigError("--torso", f"must be 'mlp' or 'conv', got {c.torso!r}")
     if not c.widths:
         raise ConfigError("--widths", "needs at least one hidden layer width")
     if any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in c.widths):

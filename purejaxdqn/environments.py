@@ -38,6 +38,13 @@ class StepResult(NamedTuple):
     truncated: jax.Array  # time limit: the TD target bootstraps from next_obs
 
 
+class StickyState(NamedTuple):
+    """Env state with sticky actions: the wrapped gymnax state and each env's last action."""
+
+    inner: Any
+    last_action: jax.Array  # [num_envs] int32; 0 (no-op) at an episode start, as in MinAtar
+
+
 class VecEnv(NamedTuple):
     """`num_envs` copies of one gymnax environment, stepped together."""
 
@@ -48,16 +55,31 @@ class VecEnv(NamedTuple):
     obs_shape: tuple[int, ...]
     obs_dtype: Any  # dtype observations are stored in (replay)
     max_episode_steps: int
+    sticky_actions: float = 0.0  # probability that an env repeats its last action instead
 
     def reset(self, key: jax.Array, num_envs: int | None = None) -> tuple[jax.Array, Any]:
-        keys = jax.random.split(key, num_envs or self.num_envs)
-        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
+        n = num_envs or self.num_envs
+        keys = jax.random.split(key, n)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
+        if self.sticky_actions > 0:
+            env_state = StickyState(env_state, jnp.zeros(n, jnp.int32))
+        return obs, env_state
 
     def step(self, key: jax.Array, env_state: Any, action: jax.Array) -> StepResult:
+        if self.sticky_actions > 0:
+            # MinAtar's protocol: with probability p the env ignores the agent and repeats the
+            # action it executed last (the no-op after a reset).
+            key, sticky_key = jax.random.split(key)
+            repeat = jax.random.uniform(sticky_key, action.shape) < self.sticky_actions
+            action = jnp.where(repeat, env_state.last_action, action)
+            sticky, env_state = env_state, env_state.inner
         keys = jax.random.split(key, action.shape[0])
         obs, env_state, reward, terminated, truncated, info = jax.vmap(
             self.env.step, in_axes=(0, 0, 0, None)
         )(keys, env_state, action, self.params)
+        if self.sticky_actions > 0:
+            ended = jnp.logical_or(terminated, truncated)
+            env_state = sticky._replace(inner=env_state, last_action=jnp.where(ended, 0, action).astype(jnp.int32))
         return StepResult(
             obs=obs,
             env_state=env_state,
@@ -68,13 +90,18 @@ class VecEnv(NamedTuple):
         )
 
 
-def make_vec_env(env_id: str, num_envs: int) -> VecEnv:
-    """A vectorized gymnax environment. Raises ValueError for ids outside SUPPORTED_ENV_IDS."""
+def make_vec_env(env_id: str, num_envs: int, full_action_set: bool = False, sticky_actions: float = 0.0) -> VecEnv:
+    """A vectorized gymnax environment. Raises ValueError for ids outside SUPPORTED_ENV_IDS.
+
+    `full_action_set` (MinAtar only): all 6 actions instead of the game's minimal set.
+    `sticky_actions`: probability of repeating the last action (MinAtar's original uses 0.1).
+    """
     if env_id not in SUPPORTED_ENV_IDS:
         raise ValueError(f"unsupported environment {env_id!r}")
     import gymnax
 
-    env, params = gymnax.make(env_id)
+    kwargs = {"use_minimal_action_set": False} if full_action_set else {}
+    env, params = gymnax.make(env_id, **kwargs)
     obs_shape, obs_dtype = _observation_spec(env, params)
     return VecEnv(
         env=env,
@@ -84,7 +111,13 @@ def make_vec_env(env_id: str, num_envs: int) -> VecEnv:
         obs_shape=obs_shape,
         obs_dtype=storage_dtype(env_id, obs_dtype),
         max_episode_steps=int(params.max_steps_in_episode),
+        sticky_actions=float(sticky_actions),
     )
+
+
+def env_from_config(config, num_envs: int) -> VecEnv:
+    """The vectorized env a config describes, with `num_envs` copies."""
+    return make_vec_env(config.env_id, num_envs, config.full_action_set, config.sticky_actions)
 
 
 def _observation_spec(env, params) -> tuple[tuple[int, ...], Any]:

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from purejaxdqn.checkpointing import CheckpointError
-    from purejaxdqn.environments import make_vec_env
+    from purejaxdqn.environments import env_from_config
     from purejaxdqn.evaluation import make_episode_returns
     from purejaxdqn.policy import RunDirError, load_policy
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RunDirError, CheckpointError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    venv = make_vec_env(policy.config.env_id, args.episodes)
+    venv = env_from_config(policy.config, args.episodes)
     returns = np.asarray(jax.jit(make_episode_returns(policy.network.apply, venv, args.episodes))(
         policy.params, jax.random.key(args.seed)
     ))  # fmt: skip

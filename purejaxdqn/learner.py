@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from purejaxdqn import losses
+from purejaxdqn import distributional, losses
 from purejaxdqn.config import Config, HParams
-from purejaxdqn.replay import Transition
+from purejaxdqn.replay import Batch
 from purejaxdqn.schedules import multiples_crossed
 
 
@@ -24,6 +24,7 @@ class LearnerState(NamedTuple):
 class UpdateMetrics(NamedTuple):
     loss: jax.Array
     q_mean: jax.Array  # mean Q(s, a) of the batch's actions
+    priority_signal: jax.Array  # [local batch] |TD error|, or the C51 cross-entropy, per item
 
 
 def make_optimizer(config: Config, hp: HParams) -> optax.GradientTransformation:
@@ -50,7 +51,8 @@ def init(params, config: Config, hp: HParams) -> LearnerState:
 
 
 def make_gradients(apply_fn: Callable, config: Config, axis_name: str | None = None) -> Callable:
-    """`gradients(learner, batch, hp) -> (loss, mean Q, grads)` of the TD loss on a batch.
+    """`gradients(learner, batch, hp) -> (loss, mean Q, priority signal, grads)` of the TD
+    loss on a `replay.Batch` (weighted by its importance weights under prioritized replay).
 
     With `axis_name` (data parallel inside `jax.shard_map(..., check_vma=False)`, parameters
     replicated), each device differentiates its local loss and the gradients are averaged with
@@ -58,26 +60,53 @@ def make_gradients(apply_fn: Callable, config: Config, axis_name: str | None = N
     of a replicated input already sums over the axis and the same code gives N times the mean
     gradient (see ../shared/notes/jax-facts.md; tests/check_parallel.py compares gradients).
     """
+    z = distributional.support(config.num_atoms, config.v_min, config.v_max) if config.distributional else None
 
-    def loss_fn(params, target_params, batch: Transition, hp: HParams):
+    def next_action(params, target_q_next, next_obs):
+        """Double DQN: the online net picks the next action; otherwise the target net does."""
+        if not config.double_dqn:
+            return jnp.argmax(target_q_next, axis=-1)
+        return jnp.argmax(apply_fn(jax.lax.stop_gradient(params), next_obs), axis=-1)
+
+    def scalar_loss(params, target_params, batch: Batch, hp: HParams):
         q = apply_fn(params, batch.obs)
-        q_taken = jnp.take_along_axis(q, batch.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
+        q_taken = _take(q, batch.action)
         next_q_target = apply_fn(target_params, batch.next_obs)
         next_q_online = apply_fn(jax.lax.stop_gradient(params), batch.next_obs) if config.double_dqn else None
         next_value = losses.bootstrap_value(next_q_target, next_q_online)
-        target = jax.lax.stop_gradient(losses.td_target(batch.reward, batch.terminated, hp.gamma, next_value))
-        loss = losses.td_loss(q_taken - target, config.loss, hp.huber_delta)
-        return loss, q_taken.mean()
+        target = jax.lax.stop_gradient(losses.bootstrapped_target(batch.reward, batch.discount, next_value))
+        td_error = q_taken - target
+        loss = losses.td_loss(td_error, config.loss, hp.huber_delta, batch.weight)
+        return loss, (q_taken.mean(), jnp.abs(jax.lax.stop_gradient(td_error)))
 
-    def gradients(learner: LearnerState, batch: Transition, hp: HParams):
-        (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    def categorical_loss(params, target_params, batch: Batch, hp: HParams):
+        logits = _take(apply_fn(params, batch.obs, method="logits"), batch.action)  # [B, atoms]
+        next_logits = apply_fn(target_params, batch.next_obs, method="logits")  # [B, actions, atoms]
+        best = next_action(params, distributional.mean_q(next_logits, z), batch.next_obs)
+        next_probs = jax.nn.softmax(_take(next_logits, best), axis=-1)
+        target = jax.lax.stop_gradient(distributional.project(next_probs, batch.reward, batch.discount, z))
+        items = distributional.cross_entropy(target, logits)
+        loss = items.mean() if batch.weight is None else jnp.mean(batch.weight * items)
+        q_taken = (jax.nn.softmax(logits, axis=-1) * z).sum(axis=-1)
+        return loss, (q_taken.mean(), jax.lax.stop_gradient(items))
+
+    loss_fn = categorical_loss if config.distributional else scalar_loss
+
+    def gradients(learner: LearnerState, batch: Batch, hp: HParams):
+        (loss, (q_mean, signal)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             learner.params, learner.target_params, batch, hp
         )
         if axis_name is not None:
             grads, loss, q_mean = jax.lax.pmean((grads, loss, q_mean), axis_name)
-        return loss, q_mean, grads
+        return loss, q_mean, signal, grads
 
     return gradients
+
+
+def _take(values: jax.Array, action: jax.Array) -> jax.Array:
+    """values[i, action[i]] along the action axis (axis 1), for Q-values or logits."""
+    index = action.astype(jnp.int32).reshape(-1, *([1] * (values.ndim - 1)))
+    return jnp.take_along_axis(values, index, axis=1)[:, 0]
 
 
 def make_update(apply_fn: Callable, config: Config, axis_name: str | None = None) -> Callable:
@@ -85,8 +114,8 @@ def make_update(apply_fn: Callable, config: Config, axis_name: str | None = None
     then the target update. `axis_name`: see `make_gradients`."""
     gradients = make_gradients(apply_fn, config, axis_name)
 
-    def update(learner: LearnerState, batch: Transition, hp: HParams):
-        loss, q_mean, grads = gradients(learner, batch, hp)
+    def update(learner: LearnerState, batch: Batch, hp: HParams):
+        loss, q_mean, signal, grads = gradients(learner, batch, hp)
         deltas, opt_state = make_optimizer(config, hp).update(grads, learner.opt_state, learner.params)
         params = optax.apply_updates(learner.params, deltas)
         updates = learner.updates + 1
@@ -94,6 +123,6 @@ def make_update(apply_fn: Callable, config: Config, axis_name: str | None = None
         # Branch-free (vmap-friendly); with step size 0 the target is kept bit for bit.
         step_size = jnp.where(updates % hp.target_update_every == 0, hp.tau, 0.0)
         target_params = optax.incremental_update(params, learner.target_params, step_size)
-        return LearnerState(params, target_params, opt_state, updates), UpdateMetrics(loss, q_mean)
+        return LearnerState(params, target_params, opt_state, updates), UpdateMetrics(loss, q_mean, signal)
 
     return update

@@ -23,11 +23,12 @@ import jax
 import jax.numpy as jnp
 
 from purejaxdqn import learner as learner_lib
+from purejaxdqn import prioritized
 from purejaxdqn import replay as replay_lib
 from purejaxdqn.config import Config, HParams
-from purejaxdqn.environments import VecEnv, make_vec_env
+from purejaxdqn.environments import VecEnv, env_from_config
 from purejaxdqn.evaluation import make_evaluate
-from purejaxdqn.networks import QNetwork
+from purejaxdqn.networks import QNetwork, make_network
 from purejaxdqn.schedules import linear_epsilon, multiples_crossed
 
 
@@ -115,8 +116,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     c = config
     local_envs = c.num_envs // data_size
     local_batch = c.batch_size // data_size
-    venv = make_vec_env(c.env_id, local_envs)
-    network = QNetwork(num_actions=venv.num_actions, widths=tuple(c.widths), dueling=c.dueling)
+    venv = env_from_config(c, local_envs)
+    network = make_network(c, venv.num_actions)
     apply_fn = network.apply
     update = learner_lib.make_update(apply_fn, c, axis_name=data_axis)
     evaluate = make_evaluate(apply_fn, venv, c.num_eval_envs // data_size, axis_name=data_axis)
@@ -146,7 +147,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         return TrainState(
             env_steps=jnp.int32(0),
             learner=learner_lib.init(params, c, hp),
-            replay=replay_lib.init(example, c.buffer_rows),
+            replay=replay_lib.init(example, c.buffer_rows, c.prioritized),
             env_state=env_state,
             obs=obs,
             key=run_key,
@@ -179,6 +180,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         replay = replay_lib.add(
             state.replay,
             replay_lib.Transition(state.obs, action, res.reward, res.next_obs, res.terminated, res.truncated),
+            c.n_step,
         )
         before, after = state.env_steps, state.env_steps + c.num_envs
 
@@ -194,17 +196,26 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         # 3. Gradient updates for every update boundary crossed (none before learning_starts).
         num_updates = multiples_crossed(before, after, c.update_every, hp.learning_starts) * c.gradient_steps
 
+        beta = prioritized.beta_at(after, hp.priority_beta, total_steps) if c.prioritized else None
+
         def one_update(i, carry):
-            learner, loss_sum, q_sum, nonfinite_step = carry
-            batch = replay_lib.sample(replay, jax.random.fold_in(update_key, i), local_batch)
+            learner, tree, loss_sum, q_sum, nonfinite_step = carry  # tree: priorities, or None
+            key = jax.random.fold_in(update_key, i)
+            batch = replay_lib.sample_batch(replay._replace(priorities=tree), key, local_batch, hp.gamma, c.n_step, beta)
             learner, metrics = update(learner, batch, hp)
+            if c.prioritized:
+                new = prioritized.priorities_from_td(metrics.priority_signal, hp.priority_alpha, c.priority_eps)
+                tree = prioritized.set(tree, batch.index, new)
+                if data_axis is not None:  # every shard adds new items at the global max priority
+                    tree = tree._replace(max_priority=jax.lax.pmax(tree.max_priority, data_axis))
             first_bad = (nonfinite_step < 0) & ~jnp.isfinite(metrics.loss)
             nonfinite_step = jnp.where(first_bad, after, nonfinite_step)
-            return learner, loss_sum + metrics.loss, q_sum + metrics.q_mean, nonfinite_step
+            return learner, tree, loss_sum + metrics.loss, q_sum + metrics.q_mean, nonfinite_step
 
-        learner, loss_sum, q_sum, nonfinite_step = jax.lax.fori_loop(
-            0, num_updates, one_update, (learner, stats.loss_sum, stats.q_sum, stats.nonfinite_step)
+        learner, tree, loss_sum, q_sum, nonfinite_step = jax.lax.fori_loop(
+            0, num_updates, one_update, (learner, replay.priorities, stats.loss_sum, stats.q_sum, stats.nonfinite_step)
         )
+        replay = replay._replace(priorities=tree)
         stats = stats._replace(
             updates=stats.updates + num_updates, loss_sum=loss_sum, q_sum=q_sum, nonfinite_step=nonfinite_step
         )

@@ -20,7 +20,13 @@ def bootstrap_value(next_q_target: jax.Array, next_q_online: jax.Array | None) -
 
 def td_target(reward, terminated, gamma, next_value) -> jax.Array:
     """r + gamma * (1 - terminated) * V(s'). Truncated steps bootstrap (terminated is False)."""
-    return reward + gamma * (1.0 - terminated.astype(jnp.float32)) * next_value
+    return bootstrapped_target(reward, gamma * (1.0 - terminated.astype(jnp.float32)), next_value)
+
+
+def bootstrapped_target(reward, discount, next_value) -> jax.Array:
+    """reward + discount * V(s'): the target of a replay item (replay.Batch), where `reward`
+    is the (n-step) reward sum and `discount` is gamma^k, or 0 after a terminal."""
+    return reward + discount * next_value
 
 
 def huber(x: jax.Array, delta) -> jax.Array:
@@ -30,8 +36,12 @@ def huber(x: jax.Array, delta) -> jax.Array:
     return 0.5 * quadratic**2 + delta * (abs_x - quadratic)
 
 
-def td_loss(td_error: jax.Array, kind: str, huber_delta) -> jax.Array:
-    """Mean TD loss over the batch: 'huber' or 'mse' (0.5 x^2)."""
+def td_loss(td_error: jax.Array, kind: str, huber_delta, weight: jax.Array | None = None) -> jax.Array:
+    """Mean TD loss over the batch: 'huber' or 'mse' (0.5 x^2); with `weight` (importance
+    weights of prioritized replay) the mean of the weighted per-item losses."""
+    if weight is not None:
+        items = huber(td_error, huber_delta) if kind == "huber" else 0.5 * td_error**2
+        return jnp.mean(weight * items)
     if kind == "huber":
         return huber(td_error, huber_delta).mean()
     return 0.5 * jnp.mean(td_error**2)

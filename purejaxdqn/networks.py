@@ -1,31 +1,90 @@
-"""Q-networks: observations in, one value per action out."""
+"""Q-networks: observations in, one value per action out.
+
+`QNetwork.__call__` always returns Q-values `[batch, actions]`, so acting, evaluation and
+exported policies never need to know the head. A distributional (C51) network also exposes
+its per-action return distribution through `method="logits"` (`[batch, actions, atoms]`).
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+
+from purejaxdqn.distributional import mean_q, support
 
 
 class QNetwork(nn.Module):
-    """An MLP Q-network with an optional dueling head.
+    """A Q-network: torso, optional dueling head, optional distributional output.
 
-    Observations of any shape are flattened and cast to float32 (replay may store them as
-    uint8). The dueling head computes Q = V + A - mean(A) (Wang et al., 2016).
+    - torso "mlp": observations of any shape are flattened, then Dense+ReLU layers of `widths`.
+    - torso "conv": the MinAtar paper's network, one 3x3 stride-1 convolution with 16 channels
+      (no padding) and ReLU, flattened, then Dense+ReLU layers of `widths` (the paper: 128).
+    Observations are cast to float32 first (replay may store them as uint8). The dueling head
+    computes Q = V + A - mean(A) (Wang et al., 2016); with `num_atoms` > 0 the same is done on
+    logits per atom (as in Rainbow) and Q is the mean of the softmax distribution on the support.
     """
 
     num_actions: int
     widths: Sequence[int] = (120, 84)
     dueling: bool = False
+    torso: str = "mlp"
+    num_atoms: int = 0  # 0: plain Q-values; > 0: C51 with this many atoms
+    v_min: float = -10.0
+    v_max: float = 10.0
 
-    @nn.compact
-    def __call__(self, obs: jnp.ndarray) -> jnp.ndarray:
-        x = obs.astype(jnp.float32).reshape(obs.shape[0], -1)
-        for width in self.widths:
-            x = nn.relu(nn.Dense(width)(x))
-        if not self.dueling:
-            return nn.Dense(self.num_actions)(x)
-        value = nn.Dense(1)(x)
-        advantage = nn.Dense(self.num_actions)(x)
-        return value + advantage - advantage.mean(axis=-1, keepdims=True)
+    def setup(self):
+        # Names follow flax's automatic ones (Dense_0, Dense_1, ...) so parameters, and with them
+        # the initial values drawn for a seed, are the same as a plain compact MLP's.
+        if self.torso == "conv":
+            self.conv = nn.Conv(16, kernel_size=(3, 3), strides=(1, 1), padding="VALID", name="Conv_0")
+        else:
+            self.conv = None
+        self.hidden = [nn.Dense(w, name=f"Dense_{i}") for i, w in enumerate(self.widths)]
+        atoms, n = max(self.num_atoms, 1), len(self.widths)
+        if self.dueling:
+            self.value = nn.Dense(atoms, name=f"Dense_{n}")
+            self.head = nn.Dense(self.num_actions * atoms, name=f"Dense_{n + 1}")
+        else:
+            self.value = None
+            self.head = nn.Dense(self.num_actions * atoms, name=f"Dense_{n}")
+
+    def _features(self, obs: jax.Array) -> jax.Array:
+        x = obs.astype(jnp.float32)
+        if self.conv is not None:
+            x = nn.relu(self.conv(x))
+        x = x.reshape(obs.shape[0], -1)
+        for layer in self.hidden:
+            x = nn.relu(layer(x))
+        return x
+
+    def logits(self, obs: jax.Array) -> jax.Array:
+        """Per-action outputs: `[batch, actions]` Q-values, or `[batch, actions, atoms]` logits."""
+        x = self._features(obs)
+        atoms = max(self.num_atoms, 1)
+        out = self.head(x).reshape(obs.shape[0], self.num_actions, atoms)
+        if self.dueling:
+            out = self.value(x)[:, None, :] + out - out.mean(axis=1, keepdims=True)
+        return out if self.num_atoms else out[..., 0]
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        """Q-values `[batch, actions]`."""
+        out = self.logits(obs)
+        if not self.num_atoms:
+            return out
+        return mean_q(out, support(self.num_atoms, self.v_min, self.v_max))
+
+
+def make_network(config, num_actions: int) -> QNetwork:
+    """The Q-network a config describes."""
+    return QNetwork(
+        num_actions=num_actions,
+        widths=tuple(config.widths),
+        dueling=config.dueling,
+        torso=config.torso,
+        num_atoms=config.num_atoms if config.distributional else 0,
+        v_min=config.v_min,
+        v_max=config.v_max,
+    )

@@ -82,7 +82,7 @@ def state_specs(state) -> object:
     """PartitionSpecs for a batch of TrainStates (leading run axis on per-run leaves).
 
     Leaves with an env axis (envs, observations, replay columns, running episode stats) are split
-    over "data" as well; everything else of a run is replicated over "data". The counters every
+    over "data" as well, and so is each shard's own prioritized-replay tree; everything else of a run is replicated over "data". The counters every
     run shares are replicated everywhere.
     """
     runs_only = jax.tree.map(lambda _: P(RUNS), state)
@@ -90,7 +90,9 @@ def state_specs(state) -> object:
     return runs_only._replace(
         env_steps=P(),
         replay=runs_only.replay._replace(
-            data=jax.tree.map(lambda _: P(RUNS, None, DATA), state.replay.data), row=P(), filled=P()
+            data=jax.tree.map(lambda _: P(RUNS, None, DATA), state.replay.data), row=P(), filled=P(),
+            # each data shard keeps its own priority tree, side by side along the node axis
+            priorities=None if state.replay.priorities is None else runs_only.replay.priorities._replace(nodes=P(RUNS, DATA)),
         ),
         env_state=env_axis(state.env_state),
         obs=P(RUNS, DATA),

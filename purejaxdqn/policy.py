@@ -17,8 +17,8 @@ import numpy as np
 
 from purejaxdqn import checkpointing, outputs
 from purejaxdqn.config import Config
-from purejaxdqn.environments import make_vec_env
-from purejaxdqn.networks import QNetwork
+from purejaxdqn.environments import env_from_config
+from purejaxdqn.networks import QNetwork, make_network
 
 
 class RunDirError(ValueError):
@@ -75,8 +75,8 @@ def load_policy(run_dir, run: int = 0, step: int | None = None) -> Policy:
     if not 0 <= run < len(saved["runs"]):
         raise RunDirError(f"run {run} is not in this run directory (it has {len(saved['runs'])} runs)")
     step = checkpointing.latest_step(run_dir) if step is None else step
-    venv = make_vec_env(config.env_id, 1)
-    network = QNetwork(num_actions=venv.num_actions, widths=tuple(config.widths), dueling=config.dueling)
+    venv = env_from_config(config, 1)
+    network = make_network(config, venv.num_actions)
     one = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, *venv.obs_shape), venv.obs_dtype))
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(

@@ -5,6 +5,12 @@ each vectorized env step writes one row. Consecutive rows of a column are consec
 of one env (what n-step returns need), a row write is one `dynamic_update_slice`, and under a
 data-parallel mesh the env axis shards without any change here.
 
+With n-step returns a sampled start row needs the n - 1 rows after it, so the newest n - 1
+rows are not sampled until later rows complete their windows. With prioritized replay a sum
+tree (prioritized.py) holds one priority per (row, env), flat index `row * num_envs + env`;
+a row enters the tree at the max priority once its window is complete, and holds priority 0
+until then (and from the moment it is overwritten).
+
 Pure functions over an explicit state (`init`, `add`, `sample`), in the style of optax.
 """
 
@@ -14,6 +20,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from purejaxdqn import prioritized
+from purejaxdqn.nstep import nstep_return
 
 
 class Transition(NamedTuple):
@@ -29,37 +38,71 @@ class ReplayState(NamedTuple):
     data: Transition  # each leaf [rows, num_envs, ...]
     row: jax.Array  # int32: the row the next `add` writes
     filled: jax.Array  # int32: rows holding data (grows to `rows`, then stays)
+    priorities: prioritized.SumTree | None = None  # prioritized replay only
 
 
-def init(example: Transition, rows: int) -> ReplayState:
+class Batch(NamedTuple):
+    """A training batch: the TD target of item i is `reward + discount * V(next_obs)`."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array  # n-step discounted reward sum
+    next_obs: jax.Array  # the observation to bootstrap from
+    discount: jax.Array  # gamma^k for the k steps summed; 0 if they ended in a terminal
+    weight: jax.Array | None  # importance weights (prioritized replay), else None
+    index: jax.Array  # flat replay index row * num_envs + env (for priority updates)
+
+
+def init(example: Transition, rows: int, prioritized_replay: bool = False) -> ReplayState:
     """An empty buffer of `rows` rows shaped like `example` (one row: leaves `[num_envs, ...]`).
 
     Leaves keep the example's dtypes, so observations are stored in their own dtype.
     """
     data = jax.tree.map(lambda x: jnp.zeros((rows, *x.shape), x.dtype), example)
-    return ReplayState(data=data, row=jnp.int32(0), filled=jnp.int32(0))
+    tree = prioritized.init(rows * example.obs.shape[0]) if prioritized_replay else None
+    return ReplayState(data=data, row=jnp.int32(0), filled=jnp.int32(0), priorities=tree)
 
 
-def add(state: ReplayState, row: Transition) -> ReplayState:
+def add(state: ReplayState, row: Transition, n_step: int = 1) -> ReplayState:
     """Write one row (one transition per env) at the write pointer, overwriting the oldest."""
-    rows = state.data.obs.shape[0]
+    rows, num_envs = state.data.obs.shape[:2]
     data = jax.tree.map(
         lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x.astype(buf.dtype), state.row, 0),
         state.data,
         row,
     )
-    return ReplayState(
-        data=data,
-        row=(state.row + 1) % rows,
-        filled=jnp.minimum(state.filled + 1, rows),
-    )
+    filled = jnp.minimum(state.filled + 1, rows)
+    tree = state.priorities
+    if tree is not None:
+        envs = jnp.arange(num_envs, dtype=jnp.int32)
+        if n_step == 1:  # the new row is sampleable at once
+            tree = prioritized.set(tree, state.row * num_envs + envs, jnp.full(num_envs, tree.max_priority))
+        else:  # the new row waits; the row n - 1 back has just completed its window
+            complete = (state.row - (n_step - 1)) % rows
+            p = jnp.where(filled >= n_step, tree.max_priority, 0.0)
+            tree = prioritized.set(
+                tree,
+                jnp.concatenate([state.row * num_envs + envs, complete * num_envs + envs]),
+                jnp.concatenate([jnp.zeros(num_envs), jnp.full(num_envs, p)]),
+            )
+    return ReplayState(data=data, row=(state.row + 1) % rows, filled=filled, priorities=tree)
 
 
-def sample_indices(state: ReplayState, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
-    """Uniform (row, env) indices over the filled part of the buffer."""
-    num_envs = state.data.obs.shape[1]
-    flat = jax.random.randint(key, (batch_size,), 0, state.filled * num_envs)
-    return flat // num_envs, flat % num_envs
+def num_sampleable(state: ReplayState, n_step: int = 1) -> jax.Array:
+    """Rows whose n-step window is complete: all filled rows but the newest n - 1."""
+    return jnp.maximum(state.filled - (n_step - 1), 0)
+
+
+def sample_indices(
+    state: ReplayState, key: jax.Array, batch_size: int, n_step: int = 1
+) -> tuple[jax.Array, jax.Array]:
+    """Uniform (row, env) indices over the sampleable part of the buffer."""
+    rows, num_envs = state.data.obs.shape[:2]
+    flat = jax.random.randint(key, (batch_size,), 0, num_sampleable(state, n_step) * num_envs)
+    if n_step == 1:  # rows 0..filled-1 are exactly the filled ones, wrapped or not
+        return flat // num_envs, flat % num_envs
+    oldest = (state.row - state.filled) % rows
+    return (oldest + flat // num_envs) % rows, flat % num_envs
 
 
 def gather(state: ReplayState, rows: jax.Array, envs: jax.Array) -> Transition:
@@ -72,3 +115,51 @@ def gather(state: ReplayState, rows: jax.Array, envs: jax.Array) -> Transition:
 def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Transition:
     """A uniform batch of `batch_size` transitions from the filled part. Needs `filled > 0`."""
     return gather(state, *sample_indices(state, key, batch_size))
+
+
+def one_step_batch(step: Transition, gamma, index: jax.Array | None = None) -> Batch:
+    """1-step training items from transitions: discount gamma, 0 after a terminal (the same
+    arithmetic as `losses.td_target`)."""
+    discount = gamma * (1.0 - step.terminated.astype(jnp.float32))
+    return Batch(step.obs, step.action, step.reward, step.next_obs, discount, None, index)
+
+
+def nstep_batch(state: ReplayState, rows: jax.Array, envs: jax.Array, gamma, n_step: int) -> Batch:
+    """Training items starting at (row, env): n-step reward sums, cut at an episode end.
+
+    A window stops at the first terminated or truncated step: a terminal bootstraps nothing
+    (discount 0), a truncation bootstraps from that step's final observation with gamma^k.
+    """
+    d = state.data
+    num_rows, num_envs = d.obs.shape[:2]
+    if n_step == 1:
+        return one_step_batch(gather(state, rows, envs), gamma, rows * num_envs + envs)
+    window = (rows[:, None] + jnp.arange(n_step)) % num_rows  # [B, n]
+    cols = envs[:, None]
+    reward, discount, last = nstep_return(
+        d.reward[window, cols], d.terminated[window, cols], d.truncated[window, cols], gamma, n_step
+    )
+    bootstrap_row = jnp.take_along_axis(window, last[:, None], axis=1)[:, 0]
+    return Batch(
+        obs=d.obs[rows, envs],
+        action=d.action[rows, envs],
+        reward=reward,
+        next_obs=d.next_obs[bootstrap_row, envs],
+        discount=discount,
+        weight=None,
+        index=rows * num_envs + envs,
+    )
+
+
+def sample_batch(state: ReplayState, key: jax.Array, batch_size: int, gamma, n_step: int = 1, beta=None) -> Batch:
+    """A training batch: uniform, or proportional to priority (with importance weights at
+    exponent `beta`) when the buffer has a priority tree. Needs a sampleable row."""
+    num_envs = state.data.obs.shape[1]
+    if state.priorities is None:
+        return nstep_batch(state, *sample_indices(state, key, batch_size, n_step), gamma, n_step)
+    flat = prioritized.sample(state.priorities, key, batch_size, state.data.obs.shape[0] * num_envs)
+    batch = nstep_batch(state, flat // num_envs, flat % num_envs, gamma, n_step)
+    weight = prioritized.importance_weights(
+        state.priorities, flat, num_sampleable(state, n_step) * num_envs, beta
+    )
+    return batch._replace(weight=weight)

@@ -134,7 +134,7 @@ def train_runs(
     available_memory: int | None = None,
     mesh_shape: parallel.MeshShape | None = None,
     write_outputs: bool = True,
-    checkpoint_every: int = 0,
+    checkpoint_every: int | None = 0,
     keep_checkpoints: int = 3,
     resume: bool = False,
 ) -> RunResult:
@@ -143,7 +143,7 @@ def train_runs(
     Before compiling: checks the memory estimate (raises memory.OutOfMemoryError), then, with
     `output_dir` (and `write_outputs`: only process 0 of a multi-host run writes), prepares it
     and writes config.json (`meta` is stored beside the config). With `output_dir`, the full
-    state is checkpointed every `checkpoint_every` chunks (0: only at the end) and always at the
+    state is checkpointed every `checkpoint_every` chunks (0: only at the end; None: never) and always at the
     end. `resume` continues the run in `output_dir` from its newest complete checkpoint; the
     result is bit-identical to the run never interrupted (same devices). A non-finite loss or
     parameter stops the run with NonFiniteError before that chunk is checkpointed.
@@ -161,7 +161,8 @@ def train_runs(
             {**(meta or {}), "config": config.to_dict(), "settings": settings, "runs": runs,
              "mesh": mesh_shape._asdict(), "processes": jax.process_count()},
         )  # fmt: skip
-    ckpt = checkpointing.manager(output_dir, keep_checkpoints) if output_dir is not None else None
+    saving = output_dir is not None and checkpoint_every is not None
+    ckpt = checkpointing.manager(output_dir, keep_checkpoints) if saving else None
 
     program = compile_program(config, runs, mesh_shape)
     hp = program.hp
@@ -199,7 +200,7 @@ def train_runs(
                 outputs.append_jsonl(output_dir / outputs.METRICS_FILE, metric_rows)
                 outputs.append_jsonl(output_dir / outputs.EVALS_FILE, eval_rows)
             _stop_if_nonfinite(stats, runs, chunk)
-            due = checkpoint_every > 0 and (chunk + 1) % checkpoint_every == 0
+            due = bool(checkpoint_every) and (chunk + 1) % checkpoint_every == 0
             if ckpt is not None and (due or chunk + 1 == config.num_chunks):
                 t_save = time.perf_counter()
                 checkpointing.save(ckpt, chunk + 1, state)

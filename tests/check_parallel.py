@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 
 from purejaxdqn import Config, learner, parallel, runner
 from purejaxdqn.networks import QNetwork
-from purejaxdqn.replay import Transition
+from purejaxdqn.replay import Batch, Transition, one_step_batch
 
 assert jax.device_count() == 8, "run through tests/test_parallel.py (needs 8 forced CPU devices)"
 
@@ -20,16 +20,16 @@ CONFIG = Config(double_dqn=True, loss="huber", max_grad_norm=1e9, lr=1e-3)
 BATCH = 64
 
 
-def random_batch(seed: int, n: int = BATCH) -> Transition:
+def random_batch(seed: int, n: int = BATCH) -> Batch:
     rng = np.random.default_rng(seed)
-    return Transition(
+    return one_step_batch(Transition(
         obs=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
         action=jnp.asarray(rng.integers(0, 2, n), jnp.int32),
         reward=jnp.asarray(rng.normal(size=n), jnp.float32),
         next_obs=jnp.asarray(rng.normal(size=(n, 4)), jnp.float32),
         terminated=jnp.asarray(rng.random(n) < 0.2),
         truncated=jnp.zeros(n, bool),
-    )
+    ), CONFIG.gamma)
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +69,10 @@ def test_identical_data_gradient_does_not_scale_with_devices(setup, n):
     (the shard_map trap would give N times it). Compared on raw gradients, not Adam steps."""
     net, state = setup
     batch, hp = random_batch(2), CONFIG.hparams()
-    _, _, single = jax.jit(learner.make_gradients(net.apply, CONFIG))(state, batch, hp)
+    *_, single = jax.jit(learner.make_gradients(net.apply, CONFIG))(state, batch, hp)
     grads_fn = learner.make_gradients(net.apply, CONFIG, axis_name=parallel.DATA)
     # Replicate the batch: every device sees all of it.
-    dp = data_parallel(lambda s, b, h: grads_fn(s, b, h)[2], n, P())(state, batch, hp)
+    dp = data_parallel(lambda s, b, h: grads_fn(s, b, h)[3], n, P())(state, batch, hp)
     assert max_diff(single, dp) < 1e-6
     norm = lambda g: float(jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(g))))  # noqa: E731
     assert norm(dp) == pytest.approx(norm(single), rel=1e-5)
@@ -97,6 +97,27 @@ def test_replicas_hold_bitwise_identical_parameters_after_training():
         assert sorted(by_run) == [0, 1] and all(len(v) == 4 for v in by_run.values())
         for copies in by_run.values():
             assert all(np.array_equal(copies[0], c) for c in copies[1:])
+    assert np.isfinite(result.eval_mean).all()
+
+
+def test_prioritized_nstep_c51_shards_keep_own_trees_and_identical_replicas():
+    """Rainbow switches on a 2 x 4 mesh: each data shard samples from its own priority tree,
+    while parameters stay bit-identical on every replica."""
+    config = SMALL.replace(n_step=3, prioritized=True, distributional=True, dueling=True, num_atoms=11)
+    result = runner.train_runs(config, *runner.make_runs(config, 2), mesh_shape=parallel.MeshShape(2, 4))
+    for leaf in jax.tree.leaves(result.state.learner.params):
+        by_run: dict[int, list] = {}
+        for shard in leaf.addressable_shards:
+            by_run.setdefault(shard.index[0].start, []).append(np.asarray(shard.data))
+        for copies in by_run.values():
+            assert all(np.array_equal(copies[0], c) for c in copies[1:])
+    nodes = result.state.replay.priorities.nodes
+    local = [np.asarray(s.data) for s in nodes.addressable_shards]
+    assert local[0].shape == (1, nodes.shape[1] // 4)  # one tree per (run, data shard)
+    assert len({c.tobytes() for c in local}) == len(local)  # shards' priorities differ
+    for tree in local:  # every tree is consistent: root == sum of its leaves
+        leaves = tree[0, tree.shape[1] // 2:]
+        np.testing.assert_allclose(tree[0, 1], leaves.sum(), rtol=1e-5)
     assert np.isfinite(result.eval_mean).all()
 
 

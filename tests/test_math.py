@@ -11,7 +11,7 @@ import pytest
 from purejaxdqn import learner, losses, schedules
 from purejaxdqn.config import Config
 from purejaxdqn.networks import QNetwork
-from purejaxdqn.replay import Transition
+from purejaxdqn.replay import Transition, one_step_batch
 
 GAMMAS = (0.0, 0.5, 0.9, 0.99, 1.0)
 
@@ -208,7 +208,7 @@ def test_hard_target_update_every_k_updates():
     state = learner.init(params, config, hp)
     prev_target = leaves(state.target_params)
     for i in range(1, 3 * k + 2):
-        state, _ = update(state, batch, hp)
+        state, _ = update(state, one_step_batch(batch, hp.gamma), hp)
         assert int(state.updates) == i
         online, target = leaves(state.params), leaves(state.target_params)
         assert any(not np.array_equal(o, t) for o, t in zip(online, prev_target))  # online moved
@@ -228,7 +228,7 @@ def test_polyak_target_update_matches_numpy():
     state = learner.init(params, config, hp)
     for _ in range(4):
         old_target = leaves(state.target_params)
-        state, _ = update(state, batch, hp)
+        state, _ = update(state, one_step_batch(batch, hp.gamma), hp)
         for o, t_old, t_new in zip(leaves(state.params), old_target, leaves(state.target_params)):
             np.testing.assert_allclose(t_new, 0.5 * o + 0.5 * t_old, rtol=1e-6, atol=1e-7)
         assert any(not np.array_equal(a, b) for a, b in zip(old_target, leaves(state.target_params)))
@@ -270,14 +270,14 @@ def test_gradient_update_matches_numpy(double, kind):
         assert np.any(nqt.argmax(1) != nqo.argmax(1))
     ref_loss, ref_grad_b = np_loss_and_bias_grad(q, nqt, nqo, batch, 0.9, kind, 0.5)
 
-    loss, q_mean, grads = jax.jit(learner.make_gradients(network.apply, config))(state, batch, hp)
+    loss, q_mean, _, grads = jax.jit(learner.make_gradients(network.apply, config))(state, one_step_batch(batch, hp.gamma), hp)
     np.testing.assert_allclose(float(loss), ref_loss, rtol=1e-5)
     a = np.asarray(batch.action)
     np.testing.assert_allclose(float(q_mean), np.mean(q[np.arange(len(a)), a]), rtol=1e-5)
     out_layer = sorted(grads["params"])[-1]  # Dense_2: the output layer
     np.testing.assert_allclose(np.asarray(grads["params"][out_layer]["bias"]), ref_grad_b, rtol=1e-4, atol=1e-7)
 
-    new_state, metrics = jax.jit(learner.make_update(network.apply, config))(state, batch, hp)
+    new_state, metrics = jax.jit(learner.make_update(network.apply, config))(state, one_step_batch(batch, hp.gamma), hp)
     np.testing.assert_allclose(float(metrics.loss), ref_loss, rtol=1e-5)
     for p_old, g, p_new in zip(leaves(params), leaves(grads), leaves(new_state.params)):
         g = g.astype(np.float64)

@@ -1,8 +1,8 @@
 """Checkpoint cost: save and restore time and size of the full training state, and the slowdown
 of a run that checkpoints after every chunk against one that saves only at the end.
 
-States measured (all freshly initialized, so the replay buffer is full size but zero-filled;
-orbax's compression is off by default, so the size does not depend on the contents):
+States measured (freshly initialized, then the replay buffer is filled with random contents:
+orbax's storage compresses, so an all-zero buffer would show a misleadingly small checkpoint):
 - the `cartpole` preset (replay 10k transitions),
 - CartPole-v1 with a 1M-transition replay buffer,
 - Breakout-MinAtar with a 1M-transition replay buffer (observations stored as uint8).
@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from purejaxdqn import checkpointing, runner
 from purejaxdqn.config import Config, from_preset
@@ -31,7 +33,18 @@ from purejaxdqn.config import Config, from_preset
 def state_of(config: Config):
     runs, _ = runner.make_runs(config)
     program = runner.compile_program(config, runs, runner.parallel.MeshShape(1, 1))
-    return jax.block_until_ready(program.init(program.seeds, program.hp)), program.abstract_state
+    state = program.init(program.seeds, program.hp)
+    rng = np.random.default_rng(0)
+
+    def random_like(x):
+        if x.dtype == bool:
+            return jnp.asarray(rng.random(x.shape) < 0.05)
+        if jnp.issubdtype(x.dtype, jnp.integer):
+            return jnp.asarray(rng.integers(0, 2 if x.dtype == jnp.uint8 else 6, x.shape), x.dtype)
+        return jnp.asarray(rng.normal(size=x.shape), x.dtype)
+
+    state = state._replace(replay=state.replay._replace(data=jax.tree.map(random_like, state.replay.data)))
+    return jax.block_until_ready(state), program.abstract_state
 
 
 def time_checkpoint(name: str, config: Config, repeats: int) -> dict:
@@ -80,7 +93,7 @@ def slowdown(repeats: int) -> dict:
     """Default CartPole command (10 chunks): a checkpoint after every chunk vs only at the end."""
     every, end_only = [], []
     for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
-        every.append(run_cli(["--checkpoint-every", "1"]))
+        every.append(run_cli(["--checkpoint-every", "1", "--checkpoint-min-interval", "0"]))
         end_only.append(run_cli(["--checkpoint-every", "0"]))
     med = lambda runs, key: statistics.median(s[key] for s in runs)  # noqa: E731
     return {

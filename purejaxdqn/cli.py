@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every", type=_int, metavar="N",
         help="save the full training state every N chunks, 0 = only at the end (default: 1)",
     )  # fmt: skip
+    ckpt.add_argument(
+        "--checkpoint-min-interval", type=_float, metavar="S",
+        help="skip a due save if the last one was less than S seconds ago, so short runs are not "
+        "slowed down; the final save always happens (default: 60; 0 = save whenever due)",
+    )  # fmt: skip
     ckpt.add_argument("--keep-checkpoints", type=_int, metavar="K", help="keep the newest K checkpoints (default: 3)")
     ckpt.add_argument(
         "--resume", type=Path, metavar="RUN_DIR",
@@ -205,6 +210,8 @@ def parse_config(argv: list[str]) -> Parsed:
         raise ConfigError("--num-seeds", f"must be a positive integer, got {num_seeds}")
     if given.get("checkpoint_every", 0) < 0:
         raise ConfigError("--checkpoint-every", f"must be 0 or more, got {given['checkpoint_every']}")
+    if not given.get("checkpoint_min_interval", 0) >= 0:
+        raise ConfigError("--checkpoint-min-interval", f"must be 0 or more seconds, got {given['checkpoint_min_interval']}")
     if given.get("keep_checkpoints", 1) < 1:
         raise ConfigError("--keep-checkpoints", f"must be at least 1, got {given['keep_checkpoints']}")
     sweep = parse_sweep(given.get("sweep", []), overrides)
@@ -287,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             mesh_runs, mesh_data = saved_mesh["runs"], saved_mesh["data"]
         checkpoint_every = getattr(args, "checkpoint_every", 1)
         if jax.process_count() > 1:
-            for option in ("checkpoint_every", "keep_checkpoints", "resume"):
+            for option in ("checkpoint_every", "checkpoint_min_interval", "keep_checkpoints", "resume"):
                 if option in vars(args):
                     raise ConfigError(_option(option), "checkpoints are single-process for now; a multi-host run saves none")
             checkpoint_every = None
@@ -302,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         result = runner.train_runs(
             config, runs, plan.settings, output_dir=plan.output_dir, write_outputs=main_process,
             overwrite=getattr(args, "overwrite", False), meta=plan.meta, progress=progress, mesh_shape=mesh_shape,
-            checkpoint_every=checkpoint_every, keep_checkpoints=getattr(args, "keep_checkpoints", 3),
+            checkpoint_every=checkpoint_every, checkpoint_min_interval_s=getattr(args, "checkpoint_min_interval", 60.0), keep_checkpoints=getattr(args, "keep_checkpoints", 3),
             resume=plan.resume,
         )  # fmt: skip
     except (memory.OutOfMemoryError, checkpointing.CheckpointError) as err:

@@ -16,6 +16,26 @@ import jax.numpy as jnp
 from purejaxdqn.distributional import mean_q, support
 
 
+class Conv3x3(nn.Module):
+    """A 3x3, stride-1, unpadded convolution written as patches @ kernel.
+
+    Same parameters and result as `nn.Conv(features, (3, 3), padding="VALID")` (a test checks
+    it), but it lowers to one matrix product, which XLA's CPU backend runs several times faster
+    than its convolution (gradient included) at MinAtar's sizes.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        channels = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, channels, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        h, w = x.shape[1] - 2, x.shape[2] - 2
+        patches = jnp.concatenate([x[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1)
+        return patches @ kernel.reshape(9 * channels, self.features) + bias
+
+
 class QNetwork(nn.Module):
     """A Q-network: torso, optional dueling head, optional distributional output.
 
@@ -39,7 +59,7 @@ class QNetwork(nn.Module):
         # Names follow flax's automatic ones (Dense_0, Dense_1, ...) so parameters, and with them
         # the initial values drawn for a seed, are the same as a plain compact MLP's.
         if self.torso == "conv":
-            self.conv = nn.Conv(16, kernel_size=(3, 3), strides=(1, 1), padding="VALID", name="Conv_0")
+            self.conv = Conv3x3(16, name="Conv_0")
         else:
             self.conv = None
         self.hidden = [nn.Dense(w, name=f"Dense_{i}") for i, w in enumerate(self.widths)]

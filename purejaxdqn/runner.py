@@ -136,6 +136,7 @@ def train_runs(
     write_outputs: bool = True,
     checkpoint_every: int | None = 0,
     keep_checkpoints: int = 3,
+    checkpoint_min_interval_s: float = 0.0,
     resume: bool = False,
 ) -> RunResult:
     """Train every run in `runs` together in one compiled program.
@@ -143,7 +144,8 @@ def train_runs(
     Before compiling: checks the memory estimate (raises memory.OutOfMemoryError), then, with
     `output_dir` (and `write_outputs`: only process 0 of a multi-host run writes), prepares it
     and writes config.json (`meta` is stored beside the config). With `output_dir`, the full
-    state is checkpointed every `checkpoint_every` chunks (0: only at the end; None: never) and always at the
+    state is checkpointed every `checkpoint_every` chunks (0: only at the end; None: never), but not
+    sooner than `checkpoint_min_interval_s` after the previous save, and always at the
     end. `resume` continues the run in `output_dir` from its newest complete checkpoint; the
     result is bit-identical to the run never interrupted (same devices). A non-finite loss or
     parameter stops the run with NonFiniteError before that chunk is checkpointed.
@@ -183,6 +185,7 @@ def train_runs(
     evals = parallel.fetch(state.evals)
     eval_seen = int((evals.step[0] > 0).sum())
     save_s = 0.0
+    last_save = time.perf_counter()  # the run's start counts as a save for the interval
     try:
         for chunk in range(start_chunk, config.num_chunks):
             t_chunk = time.perf_counter()
@@ -201,8 +204,9 @@ def train_runs(
                 outputs.append_jsonl(output_dir / outputs.EVALS_FILE, eval_rows)
             _stop_if_nonfinite(stats, runs, chunk)
             due = bool(checkpoint_every) and (chunk + 1) % checkpoint_every == 0
+            due = due and time.perf_counter() - last_save >= checkpoint_min_interval_s
             if ckpt is not None and (due or chunk + 1 == config.num_chunks):
-                t_save = time.perf_counter()
+                t_save = last_save = time.perf_counter()
                 checkpointing.save(ckpt, chunk + 1, state)
                 save_s += time.perf_counter() - t_save
             if progress is not None:

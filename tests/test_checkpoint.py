@@ -24,7 +24,7 @@ from purejaxdqn.policy import load_policy, read_run_config
 RUN = [
     "--total-steps", "60000", "--num-chunks", "40", "--num-envs", "6", "--buffer-size", "3000",
     "--batch-size", "32", "--learning-starts", "1000", "--eval-every", "6000", "--widths", "32",
-    "--num-eval-envs", "4", "--checkpoint-every", "1", "--keep-checkpoints", "2", "--num-seeds", "2",
+    "--num-eval-envs", "4", "--checkpoint-every", "1", "--checkpoint-min-interval", "0", "--keep-checkpoints", "2", "--num-seeds", "2",
 ]  # fmt: skip
 TIMING = {"chunk_s", "env_steps_per_s"}
 
@@ -95,7 +95,7 @@ def small_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ck") / "run"
     args = ["--total-steps", "8000", "--num-chunks", "4", "--num-envs", "4", "--buffer-size", "800", "--batch-size",
             "32", "--learning-starts", "500", "--eval-every", "2000", "--widths", "16", "--num-eval-envs", "2",
-            "--checkpoint-every", "1", "--keep-checkpoints", "4", "--output-dir", str(run_dir)]  # fmt: skip
+            "--checkpoint-every", "1", "--checkpoint-min-interval", "0", "--keep-checkpoints", "4", "--output-dir", str(run_dir)]  # fmt: skip
     assert cli.main(args) == 0
     return run_dir
 
@@ -181,7 +181,7 @@ def test_nonfinite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pat
     out = tmp_path / "nan"
     args = ["--total-steps", "8000", "--num-chunks", "8", "--num-envs", "4", "--buffer-size", "800", "--batch-size",
             "32", "--learning-starts", "2000", "--eval-every", "2000", "--widths", "16", "--num-eval-envs", "2",
-            "--lr", "1e38", "--max-grad-norm", "1e38", "--output-dir", str(out)]  # fmt: skip
+            "--lr", "1e38", "--max-grad-norm", "1e38", "--checkpoint-min-interval", "0", "--output-dir", str(out)]  # fmt: skip
     proc = cli_run(args, tmp_path, timeout=300)
     assert proc.returncode == 3, proc.stderr[-2000:]
     line = proc.stderr.strip().splitlines()[-1]
@@ -225,3 +225,14 @@ def test_trained_cartpole_policy_balances_the_pole_in_a_plain_python_loop(tmp_pa
     assert proc.returncode == 0, proc.stderr[-2000:]
     mean = float(proc.stdout.split("mean return ")[1].split(" ")[0])
     assert mean >= 475 and "+-" in proc.stdout
+
+
+def test_min_interval_skips_due_saves_of_a_short_run_but_never_the_last(tmp_path):
+    """With the default 60 s minimum interval a short run saves only at its end."""
+    args = ["--total-steps", "4000", "--num-chunks", "4", "--num-envs", "4", "--buffer-size", "1000",
+            "--batch-size", "16", "--learning-starts", "500", "--eval-every", "1000", "--widths", "8",
+            "--num-eval-envs", "2", "--no-progress"]  # fmt: skip
+    assert cli.main([*args, "--output-dir", str(tmp_path / "a")]) == 0
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir() if p.name.isdigit()) == ["4"]
+    assert cli.main([*args, "--checkpoint-min-interval", "0", "--output-dir", str(tmp_path / "b")]) == 0
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "3", "4"]

@@ -281,3 +281,16 @@ def test_rainbow_trains_from_the_cli(tmp_path):
             "--widths", "32", "--num-atoms", "11", "--output-dir", str(out), "--no-progress"]  # fmt: skip
     assert cli.main(argv) == 0
     assert (out / "summary.json").exists() and (out / "checkpoints").is_dir()
+
+
+def test_patch_convolution_equals_flax_conv():
+    """Conv3x3 (patches @ kernel) computes what nn.Conv(16, (3, 3), padding='VALID') does."""
+    import flax.linen as nn
+
+    from purejaxdqn.networks import Conv3x3
+
+    x = jax.random.uniform(jax.random.key(0), (5, 10, 10, 4))
+    ours = Conv3x3(16)
+    params = ours.init(jax.random.key(1), x)
+    theirs = nn.Conv(16, kernel_size=(3, 3), padding="VALID").apply(params, x)
+    np.testing.assert_allclose(np.asarray(ours.apply(params, x)), np.asarray(theirs), rtol=1e-5, atol=1e-5)

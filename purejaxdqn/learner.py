@@ -62,17 +62,15 @@ def make_gradients(apply_fn: Callable, config: Config, axis_name: str | None = N
     """
     z = distributional.support(config.num_atoms, config.v_min, config.v_max) if config.distributional else None
 
-    def next_action(params, target_q_next, next_obs):
-        """Double DQN: the online net picks the next action; otherwise the target net does."""
-        if not config.double_dqn:
-            return jnp.argmax(target_q_next, axis=-1)
-        return jnp.argmax(apply_fn(jax.lax.stop_gradient(params), next_obs), axis=-1)
+    def online_next_q(params, next_obs):
+        """Double DQN: the online net's Q-values of the next observations (it picks the action)."""
+        return apply_fn(jax.lax.stop_gradient(params), next_obs) if config.double_dqn else None
 
     def scalar_loss(params, target_params, batch: Batch, hp: HParams):
         q = apply_fn(params, batch.obs)
         q_taken = _take(q, batch.action)
         next_q_target = apply_fn(target_params, batch.next_obs)
-        next_q_online = apply_fn(jax.lax.stop_gradient(params), batch.next_obs) if config.double_dqn else None
+        next_q_online = online_next_q(params, batch.next_obs)
         next_value = losses.bootstrap_value(next_q_target, next_q_online)
         target = jax.lax.stop_gradient(losses.bootstrapped_target(batch.reward, batch.discount, next_value))
         td_error = q_taken - target
@@ -82,7 +80,7 @@ def make_gradients(apply_fn: Callable, config: Config, axis_name: str | None = N
     def categorical_loss(params, target_params, batch: Batch, hp: HParams):
         logits = _take(apply_fn(params, batch.obs, method="logits"), batch.action)  # [B, atoms]
         next_logits = apply_fn(target_params, batch.next_obs, method="logits")  # [B, actions, atoms]
-        best = next_action(params, distributional.mean_q(next_logits, z), batch.next_obs)
+        best = losses.next_action(distributional.mean_q(next_logits, z), online_next_q(params, batch.next_obs))
         next_probs = jax.nn.softmax(_take(next_logits, best), axis=-1)
         target = jax.lax.stop_gradient(distributional.project(next_probs, batch.reward, batch.discount, z))
         items = distributional.cross_entropy(target, logits)

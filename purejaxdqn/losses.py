@@ -10,11 +10,16 @@ import jax
 import jax.numpy as jnp
 
 
+def next_action(next_q_target: jax.Array, next_q_online: jax.Array | None) -> jax.Array:
+    """The bootstrap action: argmax_a Q_target, or with Double DQN argmax_a Q_online."""
+    return jnp.argmax(next_q_target if next_q_online is None else next_q_online, axis=-1)
+
+
 def bootstrap_value(next_q_target: jax.Array, next_q_online: jax.Array | None) -> jax.Array:
     """Value of the next state: max_a Q_target, or with Double DQN Q_target at argmax_a Q_online."""
     if next_q_online is None:
         return next_q_target.max(axis=-1)
-    best = jnp.argmax(next_q_online, axis=-1)
+    best = next_action(next_q_target, next_q_online)
     return jnp.take_along_axis(next_q_target, best[:, None], axis=-1)[:, 0]
 
 

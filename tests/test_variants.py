@@ -13,6 +13,7 @@ from purejaxdqn import Config, cli, distributional, from_preset, learner, memory
 from purejaxdqn.environments import make_vec_env
 from purejaxdqn.loop import make_trainer
 from purejaxdqn.networks import QNetwork
+from test_variants_math import np_c51_project  # the NumPy C51 projection reference
 
 NUM_ENVS, ROWS = 3, 11
 
@@ -126,23 +127,6 @@ def tiny_batch(seed, n=16, obs_dim=3, actions=3, weights=False):
     )
 
 
-def project_reference(probs, reward, discount, z):
-    """Categorical projection, float64 loop (Bellemare et al. 2017, with the l == u case)."""
-    v_min, v_max, k = z[0], z[-1], len(z)
-    dz = (v_max - v_min) / (k - 1)
-    out = np.zeros(k)
-    for j in range(k):
-        tz = min(max(reward + discount * z[j], v_min), v_max)
-        b = (tz - v_min) / dz
-        lo, hi = int(np.floor(b)), int(np.ceil(b))
-        if lo == hi:
-            out[lo] += probs[j]
-        else:
-            out[lo] += probs[j] * (hi - b)
-            out[hi] += probs[j] * (b - lo)
-    return out
-
-
 @pytest.mark.parametrize("double", [True, False])
 @pytest.mark.parametrize("weights", [False, True])
 def test_c51_loss_matches_numpy_reference(double, weights):
@@ -163,7 +147,7 @@ def test_c51_loss_matches_numpy_reference(double, weights):
     for i in range(len(batch.action)):
         chooser = next_o[i] if double else next_t[i]
         best = int(np.argmax((softmax(chooser) * z).sum(-1)))
-        target = project_reference(softmax(next_t[i, best]), float(batch.reward[i]), float(batch.discount[i]), z)
+        target = np_c51_project(softmax(next_t[i, best])[None], [float(batch.reward[i])], [float(batch.discount[i])], z)[0]
         log_p = logits[i, int(batch.action[i])] - np.log(np.exp(logits[i, int(batch.action[i])]).sum())
         items.append(-(target * log_p).sum())
     items = np.array(items)

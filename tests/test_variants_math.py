@@ -49,6 +49,13 @@ def np_c51_project(next_probs, reward, discount, z, fix_integral=True):
     return out
 
 
+def project(probs, reward, discount, num_atoms, v_min, v_max) -> np.ndarray:
+    """distributional.project (jitted) on NumPy inputs, in float32."""
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    support = distributional.support(num_atoms, v_min, v_max)
+    return np.asarray(jax.jit(distributional.project)(f32(probs), f32(reward), f32(discount), support))
+
+
 def np_nstep(rewards, terminated, truncated, gamma, n):
     batch = rewards.shape[0]
     returns = np.zeros(batch, np.float64)
@@ -266,14 +273,7 @@ def test_projection_random_matches_algorithm_1():
     reward[:10] = [-50, 50, -10, 10, 0, 11, -11, 1e6, -1e6, 9.99]
     discount = rng.choice([0.0, 0.5, 0.9, 0.99, 1.0], size=batch)
     discount[::5] = rng.uniform(0, 1, size=len(discount[::5]))
-    got = np.asarray(
-        jax.jit(distributional.project)(
-            jnp.asarray(probs, jnp.float32),
-            jnp.asarray(reward, jnp.float32),
-            jnp.asarray(discount, jnp.float32),
-            distributional.support(num_atoms, v_min, v_max),
-        )
-    )
+    got = project(probs, reward, discount, num_atoms, v_min, v_max)
     ref = np_c51_project(probs, reward, discount, z)
     np.testing.assert_allclose(got, ref, atol=2e-5)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
@@ -288,14 +288,7 @@ def test_projection_exact_atoms_and_terminals():
     probs = _random_probs(rng, batch, num_atoms)
     reward = rng.integers(-15, 16, size=batch).astype(np.float64)  # integers: Tz on atoms
     discount = rng.choice([0.0, 1.0], size=batch)
-    got = np.asarray(
-        distributional.project(
-            jnp.asarray(probs, jnp.float32),
-            jnp.asarray(reward, jnp.float32),
-            jnp.asarray(discount, jnp.float32),
-            distributional.support(num_atoms, v_min, v_max),
-        )
-    )
+    got = project(probs, reward, discount, num_atoms, v_min, v_max)
     ref = np_c51_project(probs, reward, discount, z)
     np.testing.assert_allclose(got, ref, atol=1e-5)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)

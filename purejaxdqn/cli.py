@@ -215,6 +215,8 @@ def parse_config(argv: list[str]) -> Parsed:
     if given.get("keep_checkpoints", 1) < 1:
         raise ConfigError("--keep-checkpoints", f"must be at least 1, got {given['keep_checkpoints']}")
     sweep = parse_sweep(given.get("sweep", []), overrides)
+    if "max_grad_norm" in sweep:  # the preset may have clipping off: compile it in
+        config = config.replace(max_grad_norm=sweep["max_grad_norm"][0])
     for name, values in sweep.items():
         for value in values:
             try:
@@ -252,6 +254,8 @@ def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
             raise ConfigError(f"--sweep {name}", str(err)) from None
         if len(set(values)) != len(values):
             raise ConfigError(f"--sweep {name}", f"repeated values in {text!r}")
+        if name == "max_grad_norm" and 0 in values:
+            raise ConfigError(f"--sweep {name}", "0 (no clipping) changes the program; sweep positive values only")
         sweep[name] = values
     return sweep
 

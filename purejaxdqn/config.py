@@ -141,7 +141,9 @@ class Config:
         1.0, "target update step size: 1 = hard copy, <1 = Polyak averaging", "learner", sweep=True
     )
     huber_delta: float = _field(1.0, "Huber loss threshold", "learner", sweep=True)
-    max_grad_norm: float = _field(10.0, "clip gradients to this global norm", "learner", sweep=True)
+    max_grad_norm: float = _field(
+        10.0, "clip gradients to this global norm; 0 = no clipping (then not sweepable)", "learner", sweep=True
+    )
     learning_starts: int = _field(
         10_000, "env steps collected before the first gradient update", "learner", sweep=True
     )
@@ -223,9 +225,10 @@ _MINATAR = {
 # preset for that env; one without is a *modifier* that stacks on a base (`--preset
 # breakout,rainbow`). Listed left to right, later ones win; explicit options win over all.
 PRESETS: dict[str, dict] = {
-    # The reference workload of ../shared/notes/references.md (CleanRL's CartPole DQN):
-    # exactly the Config defaults.
-    "reference": {"env_id": "CartPole-v1"},
+    # The reference workload of ../shared/notes/references.md: CleanRL's and PureJaxRL's
+    # CartPole DQN, exactly: vanilla DQN targets, MSE, Adam without clipping, the Config
+    # defaults for everything else.
+    "reference": {"env_id": "CartPole-v1", "double_dqn": False, "max_grad_norm": 0.0},
     # Tuned for CartPole-v1: solved (final greedy return >= 475) in 200k env steps, a few
     # seconds on a CPU. Tuned on seeds 0-4 (5/5 solved); 8/10 on unseen seeds 100-109.
     "cartpole": {
@@ -325,10 +328,12 @@ def validate(config: Config) -> None:
         value = getattr(c, name)
         if not (_finite(value) and 0 <= value <= 1):
             raise ConfigError(_opt(name), f"must be in [0, 1], got {value!r}")
-    for name in ("huber_delta", "max_grad_norm", "adam_eps"):
+    for name in ("huber_delta", "adam_eps"):
         value = getattr(c, name)
         if not (_finite(value) and value > 0):
             raise ConfigError(_opt(name), f"must be positive, got {value!r}")
+    if not (_finite(c.max_grad_norm) and c.max_grad_norm >= 0):
+        raise ConfigError("--max-grad-norm", f"must be positive, or 0 for no clipping, got {c.max_grad_norm!r}")
     if c.distributional and c.num_atoms < 2:
         raise ConfigError("--num-atoms", f"C51 needs at least 2 atoms, got {c.num_atoms}")
     if c.distributional and not (_finite(c.v_min) and _finite(c.v_max) and c.v_min < c.v_max):
@@ -365,6 +370,13 @@ def validate(config: Config) -> None:
             "--learning-starts",
             f"{c.learning_starts} is below the batch size {c.batch_size}: the first update would "
             "sample transitions that were never collected",
+        )
+    if c.n_step > 1 and c.learning_starts <= (c.n_step - 1) * c.num_envs:
+        raise ConfigError(
+            "--learning-starts",
+            f"{c.learning_starts} is too small for {c.n_step}-step returns with {c.num_envs} envs: the first "
+            f"update would come before any {c.n_step}-step window is complete; use more than "
+            f"{(c.n_step - 1) * c.num_envs}",
         )
     if c.learning_starts >= c.actual_total_steps:
         raise ConfigError(

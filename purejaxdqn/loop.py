@@ -22,8 +22,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from purejaxdqn import hardware
 from purejaxdqn import learner as learner_lib
-from purejaxdqn import prioritized
 from purejaxdqn import replay as replay_lib
 from purejaxdqn.config import Config, HParams
 from purejaxdqn.environments import VecEnv, env_from_config
@@ -100,8 +100,11 @@ class Trainer(NamedTuple):
 
 
 def num_evals(config: Config) -> int:
-    total = config.actual_total_steps
-    return total // config.eval_every + (total % config.eval_every != 0)
+    """Eval points of a run: one per `eval_every` boundary crossed, plus one at the end unless
+    the last vectorized step itself crosses a boundary (then that eval is the final one)."""
+    total, every = config.actual_total_steps, config.eval_every
+    last_step_crosses = total // every > (total - config.num_envs) // every
+    return total // every + (not last_step_crosses)
 
 
 def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 1) -> Trainer:
@@ -114,15 +117,21 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     Counters and statistics stay global.
     """
     c = config
+    hardware.unroll_threefry_on_cpu()
     local_envs = c.num_envs // data_size
-    local_batch = c.batch_size // data_size
     venv = env_from_config(c, local_envs)
     network = make_network(c, venv.num_actions)
     apply_fn = network.apply
     update = learner_lib.make_update(apply_fn, c, axis_name=data_axis)
+    replay = replay_lib.make_replay(
+        c.buffer_rows, c.batch_size // data_size, c.n_step, c.prioritized, c.priority_eps, c.actual_total_steps, data_axis
+    )  # fmt: skip
     evaluate = make_evaluate(apply_fn, venv, c.num_eval_envs // data_size, axis_name=data_axis)
     n_evals = num_evals(c)
     total_steps = c.actual_total_steps
+    # Update rounds one vectorized step can cross: with at most one, the updates of a step are
+    # a `lax.cond` (taken or not) instead of a loop with a traced trip count.
+    max_updates = -(-c.num_envs // c.update_every) * c.gradient_steps
 
     def local(key: jax.Array) -> jax.Array:
         """A key of this data shard's own (envs, exploration, sampling differ per shard)."""
@@ -147,7 +156,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         return TrainState(
             env_steps=jnp.int32(0),
             learner=learner_lib.init(params, c, hp),
-            replay=replay_lib.init(example, c.buffer_rows, c.prioritized),
+            replay=replay.init(example),
             env_state=env_state,
             obs=obs,
             key=run_key,
@@ -161,29 +170,18 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             ),
         )
 
-    def iteration(state: TrainState, hp: HParams) -> TrainState:
-        key, explore_key, action_key, env_key, update_key, eval_key = jax.random.split(state.key, 6)
-        explore_key, action_key, env_key, update_key, eval_key = map(
-            local, (explore_key, action_key, env_key, update_key, eval_key)
-        )
-        learner = state.learner
-
-        # 1. Act epsilon-greedily.
-        epsilon = linear_epsilon(state.env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)
-        greedy = jnp.argmax(apply_fn(learner.params, state.obs), axis=-1)
+    def act(params, obs, env_steps, hp: HParams, explore_key, action_key) -> jax.Array:
+        """1. Epsilon-greedy actions on the current observations."""
+        epsilon = linear_epsilon(env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)
+        greedy = jnp.argmax(apply_fn(params, obs), axis=-1)
         random_action = jax.random.randint(action_key, greedy.shape, 0, venv.num_actions)
         explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
-        action = jnp.where(explore, random_action, greedy).astype(jnp.int32)
+        return jnp.where(explore, random_action, greedy).astype(jnp.int32)
 
-        # 2. Step the envs and store the transition row.
+    def step_and_store(state: TrainState, action: jax.Array, env_key):
+        """2. Step the envs, store the transition row, count finished episodes."""
         res = venv.step(env_key, state.env_state, action)
-        replay = replay_lib.add(
-            state.replay,
-            replay_lib.Transition(state.obs, action, res.reward, res.next_obs, res.terminated, res.truncated),
-            c.n_step,
-        )
-        before, after = state.env_steps, state.env_steps + c.num_envs
-
+        row = replay_lib.Transition(state.obs, action, res.reward, res.next_obs, res.terminated, res.truncated)
         episode_return = state.episode_return + res.reward
         episode_length = state.episode_length + 1
         done = res.terminated | res.truncated
@@ -192,62 +190,76 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             return_sum=state.stats.return_sum + global_sum(jnp.where(done, episode_return, 0.0).sum()),
             length_sum=state.stats.length_sum + global_sum(jnp.where(done, episode_length, 0).sum(dtype=jnp.int32)),
         )
+        return state._replace(
+            env_steps=state.env_steps + c.num_envs,
+            replay=replay.add(state.replay, row),
+            env_state=res.env_state,
+            obs=res.obs,
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+            stats=stats,
+        )
 
-        # 3. Gradient updates for every update boundary crossed (none before learning_starts).
-        num_updates = multiples_crossed(before, after, c.update_every, hp.learning_starts) * c.gradient_steps
+    def learn(state: TrainState, num_updates, hp: HParams, update_key) -> TrainState:
+        """3. `num_updates` gradient updates, each on a fresh batch, then the target update.
 
-        beta = prioritized.beta_at(after, hp.priority_beta, total_steps) if c.prioritized else None
+        Only what an update changes is carried (the priority tree, not the transitions), so
+        the replay buffer is never copied in and out of the loop or branch."""
 
         def one_update(i, carry):
-            learner, tree, loss_sum, q_sum, nonfinite_step = carry  # tree: priorities, or None
-            key = jax.random.fold_in(update_key, i)
-            batch = replay_lib.sample_batch(replay._replace(priorities=tree), key, local_batch, hp.gamma, c.n_step, beta)
+            learner, tree, stats = carry  # tree: the priority tree, or None
+            replay_state = state.replay._replace(priorities=tree)
+            batch = replay.sample(replay_state, jax.random.fold_in(update_key, i), hp, state.env_steps)
             learner, metrics = update(learner, batch, hp)
-            if c.prioritized:
-                new = prioritized.priorities_from_td(metrics.priority_signal, hp.priority_alpha, c.priority_eps)
-                tree = prioritized.set(tree, batch.index, new)
-                if data_axis is not None:  # every shard adds new items at the global max priority
-                    tree = tree._replace(max_priority=jax.lax.pmax(tree.max_priority, data_axis))
-            first_bad = (nonfinite_step < 0) & ~jnp.isfinite(metrics.loss)
-            nonfinite_step = jnp.where(first_bad, after, nonfinite_step)
-            return learner, tree, loss_sum + metrics.loss, q_sum + metrics.q_mean, nonfinite_step
+            tree = replay.update_priorities(replay_state, batch, metrics.priority_signal, hp).priorities
+            first_bad = (stats.nonfinite_step < 0) & ~jnp.isfinite(metrics.loss)
+            stats = stats._replace(
+                updates=stats.updates + 1,
+                loss_sum=stats.loss_sum + metrics.loss,
+                q_sum=stats.q_sum + metrics.q_mean,
+                nonfinite_step=jnp.where(first_bad, state.env_steps, stats.nonfinite_step),
+            )
+            return learner, tree, stats
 
-        learner, tree, loss_sum, q_sum, nonfinite_step = jax.lax.fori_loop(
-            0, num_updates, one_update, (learner, replay.priorities, stats.loss_sum, stats.q_sum, stats.nonfinite_step)
-        )
-        replay = replay._replace(priorities=tree)
-        stats = stats._replace(
-            updates=stats.updates + num_updates, loss_sum=loss_sum, q_sum=q_sum, nonfinite_step=nonfinite_step
-        )
+        carry = (state.learner, state.replay.priorities, state.stats)
+        if max_updates == 1:
+            carry = jax.lax.cond(num_updates > 0, lambda x: one_update(0, x), lambda x: x, carry)
+        else:
+            carry = jax.lax.fori_loop(0, num_updates, one_update, carry)
+        learner, tree, stats = carry
+        return state._replace(learner=learner, replay=state.replay._replace(priorities=tree), stats=stats)
 
-        # 4. Greedy evaluation at each eval boundary and at the end (eval_every >= num_envs,
-        #    so one step crosses at most one boundary).
+    def maybe_evaluate(state: TrainState, before, eval_key) -> TrainState:
+        """4. Greedy evaluation when this step crossed an eval boundary, and at the end
+        (eval_every >= num_envs, so one step crosses at most one boundary)."""
+        after = state.env_steps
         crossed = after // c.eval_every > before // c.eval_every
-        is_last = after == total_steps
         eval_index = jnp.where(crossed, after // c.eval_every - 1, n_evals - 1)
 
         def record_eval(evals: EvalLog) -> EvalLog:
-            mean, minimum = evaluate(learner.params, eval_key)
+            mean, minimum = evaluate(state.learner.params, eval_key)
             return EvalLog(
                 step=evals.step.at[eval_index].set(after),
                 mean=evals.mean.at[eval_index].set(mean),
                 min=evals.min.at[eval_index].set(minimum),
             )
 
-        evals = jax.lax.cond(crossed | is_last, record_eval, lambda e: e, state.evals)
+        evals = jax.lax.cond(crossed | (after == total_steps), record_eval, lambda e: e, state.evals)
+        return state._replace(evals=evals)
 
-        return TrainState(
-            env_steps=after,
-            learner=learner,
-            replay=replay,
-            env_state=res.env_state,
-            obs=res.obs,
-            key=key,
-            episode_return=jnp.where(done, 0.0, episode_return),
-            episode_length=jnp.where(done, 0, episode_length),
-            stats=stats,
-            evals=evals,
+    def iteration(state: TrainState, hp: HParams) -> TrainState:
+        """One vectorized env step of the algorithm, top to bottom."""
+        key, explore_key, action_key, env_key, update_key, eval_key = jax.random.split(state.key, 6)
+        explore_key, action_key, env_key, update_key, eval_key = map(
+            local, (explore_key, action_key, env_key, update_key, eval_key)
         )
+        before = state.env_steps
+        action = act(state.learner.params, state.obs, before, hp, explore_key, action_key)
+        state = step_and_store(state._replace(key=key), action, env_key)
+        # Updates for every update boundary this step crossed (none before learning_starts).
+        num_updates = multiples_crossed(before, state.env_steps, c.update_every, hp.learning_starts) * c.gradient_steps
+        state = learn(state, num_updates, hp, update_key)
+        return maybe_evaluate(state, before, eval_key)
 
     def scan_iterations(state: TrainState, hp: HParams, length: int) -> TrainState:
         return jax.lax.scan(lambda s, _: (iteration(s, hp), None), state, None, length=length)[0]

@@ -30,6 +30,7 @@ Choices, and why:
   never fires).
 - Importance weights are normalized by the max weight *in the batch* (as in the paper and
   most implementations), so they only scale the loss down and need no global min priority.
+  A data-parallel batch is one batch: its shards normalize by the max over all of them.
 """
 
 from __future__ import annotations
@@ -136,9 +137,15 @@ def importance_weights(tree: SumTree, indices: jax.Array, num_valid, beta) -> ja
     Computed in log space so tiny probabilities neither overflow nor lose the normalization.
     `indices` must have positive priority (as `sample` guarantees); a zero gives NaN.
     """
-    prob = get(tree, indices) / total(tree)
-    log_w = -beta * (jnp.log(jnp.asarray(num_valid, jnp.float32)) + jnp.log(prob))
+    log_w = log_importance_weights(tree, indices, num_valid, beta)
     return jnp.exp(log_w - jnp.max(log_w))
+
+
+def log_importance_weights(tree: SumTree, indices: jax.Array, num_valid, beta) -> jax.Array:
+    """log (N * P(i))^-beta, before normalization (a data-parallel batch normalizes by the
+    max over all shards' batches, see replay.sample_batch)."""
+    prob = get(tree, indices) / total(tree)
+    return -beta * (jnp.log(jnp.asarray(num_valid, jnp.float32)) + jnp.log(prob))
 
 
 def priorities_from_td(td_abs: jax.Array, alpha, eps: float = 1e-6) -> jax.Array:

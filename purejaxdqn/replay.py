@@ -11,12 +11,14 @@ tree (prioritized.py) holds one priority per (row, env), flat index `row * num_e
 a row enters the tree at the max priority once its window is complete, and holds priority 0
 until then (and from the moment it is overwritten).
 
-Pure functions over an explicit state (`init`, `add`, `sample`), in the style of optax.
+Pure functions over an explicit state (`init`, `add`, `sample`), in the style of optax;
+`make_replay` binds a run's static settings once and adds the prioritized bookkeeping
+(priority write-back, the global max priority, the beta schedule).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -151,15 +153,71 @@ def nstep_batch(state: ReplayState, rows: jax.Array, envs: jax.Array, gamma, n_s
     )
 
 
-def sample_batch(state: ReplayState, key: jax.Array, batch_size: int, gamma, n_step: int = 1, beta=None) -> Batch:
+def sample_batch(
+    state: ReplayState, key: jax.Array, batch_size: int, gamma, n_step: int = 1, beta=None, axis_name: str | None = None
+) -> Batch:
     """A training batch: uniform, or proportional to priority (with importance weights at
-    exponent `beta`) when the buffer has a priority tree. Needs a sampleable row."""
+    exponent `beta`) when the buffer has a priority tree. Needs a sampleable row.
+
+    Importance weights are divided by the batch's max weight; with `axis_name` (a data axis)
+    by the max over all shards' batches, so the global batch is weighted as one batch."""
     num_envs = state.data.obs.shape[1]
     if state.priorities is None:
         return nstep_batch(state, *sample_indices(state, key, batch_size, n_step), gamma, n_step)
     flat = prioritized.sample(state.priorities, key, batch_size, state.data.obs.shape[0] * num_envs)
     batch = nstep_batch(state, flat // num_envs, flat % num_envs, gamma, n_step)
-    weight = prioritized.importance_weights(
-        state.priorities, flat, num_sampleable(state, n_step) * num_envs, beta
-    )
-    return batch._replace(weight=weight)
+    log_w = prioritized.log_importance_weights(state.priorities, flat, num_sampleable(state, n_step) * num_envs, beta)
+    log_max = jnp.max(log_w)
+    if axis_name is not None:
+        log_max = jax.lax.pmax(log_max, axis_name)
+    return batch._replace(weight=jnp.exp(log_w - log_max))
+
+
+class Replay(NamedTuple):
+    """The replay functions of one run, with the static settings bound (see `make_replay`)."""
+
+    init: Callable[[Transition], ReplayState]
+    add: Callable[[ReplayState, Transition], ReplayState]
+    sample: Callable[..., Batch]  # (state, key, hp, env_steps) -> Batch
+    update_priorities: Callable[..., ReplayState]  # (state, batch, td_signal, hp) -> state
+
+
+def make_replay(
+    rows: int,
+    batch_size: int,
+    n_step: int = 1,
+    prioritized_replay: bool = False,
+    priority_eps: float = 1e-6,
+    total_steps: int = 1,
+    axis_name: str | None = None,
+) -> Replay:
+    """Bind the static replay settings once: `init/add/sample/update_priorities`.
+
+    `rows` and `batch_size` are this device's (a data-parallel shard's) own. Traced settings
+    come from `hp` at call time: gamma, and for prioritized replay alpha and the start of the
+    beta schedule (annealed to 1 over `total_steps` env steps). With `axis_name` (a data axis
+    inside `jax.shard_map`) the prioritized bookkeeping that must be global is made global: new
+    items enter every shard at the max priority over all shards, and importance weights are
+    normalized by the max weight of the global batch.
+    """
+
+    def init_fn(example: Transition) -> ReplayState:
+        return init(example, rows, prioritized_replay)
+
+    def add_fn(state: ReplayState, row: Transition) -> ReplayState:
+        return add(state, row, n_step)
+
+    def sample_fn(state: ReplayState, key: jax.Array, hp, env_steps) -> Batch:
+        beta = prioritized.beta_at(env_steps, hp.priority_beta, total_steps) if prioritized_replay else None
+        return sample_batch(state, key, batch_size, hp.gamma, n_step, beta, axis_name)
+
+    def update_priorities_fn(state: ReplayState, batch: Batch, td_signal: jax.Array, hp) -> ReplayState:
+        if not prioritized_replay:
+            return state
+        new = prioritized.priorities_from_td(td_signal, hp.priority_alpha, priority_eps)
+        tree = prioritized.set(state.priorities, batch.index, new)
+        if axis_name is not None:
+            tree = tree._replace(max_priority=jax.lax.pmax(tree.max_priority, axis_name))
+        return state._replace(priorities=tree)
+
+    return Replay(init_fn, add_fn, sample_fn, update_priorities_fn)

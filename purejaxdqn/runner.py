@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxdqn import checkpointing, memory, outputs, parallel, report
-from purejaxdqn.config import Config, HParams
+from purejaxdqn.config import Config, ConfigError, HParams
 from purejaxdqn.loop import TrainState, make_trainer, run_axes
 from purejaxdqn.progress import ProgressBar
 from purejaxdqn.schedules import linear_epsilon
@@ -62,6 +62,8 @@ def run_hparams(config: Config, runs: list[dict]) -> tuple[HParams, HParams]:
     scalars (axis None), so a batch of seeds compiles like a single run.
     """
     names = HParams._fields
+    if config.max_grad_norm == 0 and any("max_grad_norm" in r for r in runs):
+        raise ConfigError("max_grad_norm", "clipping is off in this config (0), so it cannot be swept; set a positive value")
     per_run = [config.replace(**{k: v for k, v in r.items() if k in names}).hparams() for r in runs]
     shared = [all(bool(p[i] == per_run[0][i]) for p in per_run) for i in range(len(names))]
     hp = HParams(*[per_run[0][i] if shared[i] else jnp.stack([p[i] for p in per_run]) for i in range(len(names))])

@@ -159,3 +159,42 @@ def test_mesh_choice_and_refusals():
         parallel.choose_mesh(c, 4, 8, runs=4, data=4)
     with pytest.raises(ConfigError, match="--mesh-runs"):
         parallel.choose_mesh(c, 3, 8, runs=2, data=1)
+
+
+def test_prioritized_weights_are_normalized_over_the_global_batch():
+    """Data-parallel prioritized replay: importance weights of every shard are divided by the max
+    weight of the whole (global) batch, as one device with the whole batch would: a NumPy
+    reference on shards whose priorities differ by a factor of 100."""
+    from purejaxdqn import prioritized
+    from purejaxdqn.replay import init as replay_init
+    from purejaxdqn.replay import sample_batch
+
+    n, rows, envs, batch, beta = 2, 16, 2, 8, 0.6
+    example = Transition(jnp.zeros((envs, 4)), jnp.zeros(envs, jnp.int32), jnp.zeros(envs), jnp.zeros((envs, 4)),
+                         jnp.zeros(envs, bool), jnp.zeros(envs, bool))  # fmt: skip
+    rng = np.random.default_rng(0)
+    shards = []
+    for shard in range(n):
+        state = replay_init(example, rows, True)._replace(filled=jnp.int32(rows))
+        p = rng.uniform(0.5, 1.5, rows * envs) ** (1 + 6 * shard)  # shard 1: skewed priorities
+        shards.append(state._replace(priorities=prioritized.set(state.priorities, jnp.arange(rows * envs), p)))
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *shards)
+
+    def local(state, key):
+        state = jax.tree.map(lambda x: x[0], state)
+        key = jax.random.fold_in(key, jax.lax.axis_index(parallel.DATA))
+        b = sample_batch(state, key, batch, 0.99, 1, beta, axis_name=parallel.DATA)
+        return b.weight[None], b.index[None]
+
+    mesh = parallel.make_mesh(parallel.MeshShape(1, n))
+    fn = jax.jit(parallel.shard(local, mesh, (P(parallel.DATA), P()), (P(parallel.DATA), P(parallel.DATA))))
+    weights, index = map(np.asarray, fn(stacked, jax.random.key(0)))
+    raw = []
+    for shard in range(n):
+        leaves = np.asarray(prioritized.leaves(shards[shard].priorities))[: rows * envs]
+        prob = leaves[index[shard]] / leaves.sum()
+        raw.append((rows * envs * prob) ** -beta)
+    expected = np.stack(raw) / np.max(raw)
+    np.testing.assert_allclose(weights, expected, rtol=1e-5)
+    per_shard = np.stack([r / r.max() for r in raw])  # what each shard alone would give
+    assert not np.allclose(weights, per_shard, rtol=1e-3)

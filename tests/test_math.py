@@ -284,3 +284,27 @@ def test_gradient_update_matches_numpy(double, kind):
         expected = p_old - 1e-3 * g / (np.abs(g) + config.adam_eps)
         np.testing.assert_allclose(p_new, expected, rtol=1e-5, atol=1e-8)
     assert int(new_state.updates) == 1
+
+
+def test_nstep_needs_a_complete_window_before_the_first_update():
+    """With n-step returns and many envs the first update must not come before any window is
+    complete (it would sample never-written rows): such a learning_starts is refused."""
+    from purejaxdqn.config import ConfigError, from_preset, validate
+
+    with pytest.raises(ConfigError) as err:
+        validate(from_preset("breakout,rainbow", num_envs=4096))
+    assert err.value.option == "--learning-starts" and "8192" in err.value.message
+    validate(from_preset("breakout,rainbow", num_envs=4096, learning_starts=8193, buffer_size=100_000 * 4))
+
+
+def test_final_eval_is_recorded_when_the_last_step_crosses_an_eval_boundary():
+    """num_envs not dividing eval_every, and the last vectorized step crossing a boundary: the
+    eval log has no empty (NaN) slot and its last entry is the end of the run."""
+    from purejaxdqn.loop import make_trainer, num_evals
+
+    config = Config(num_envs=64, total_steps=3000, num_chunks=1, eval_every=1000, learning_starts=500,
+                    batch_size=32, buffer_size=640, widths=(8,), num_eval_envs=2)  # fmt: skip
+    assert config.actual_total_steps == 3008 and num_evals(config) == 3
+    state = jax.jit(make_trainer(config).train)(jax.random.key(0))
+    assert np.isfinite(np.asarray(state.evals.mean)).all()
+    assert list(np.asarray(state.evals.step)) == [1024, 2048, 3008]

@@ -145,6 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
         "averaged; --num-envs, --batch-size and --num-eval-envs are global totals (default: auto)",
     )  # fmt: skip
     devices.add_argument(
+        "--cpu-devices", type=_int, metavar="N",
+        help="on a CPU, split it into N host devices so independent runs (seeds x settings) run on "
+        "separate cores (default: one per core; 1 = off; ignored when XLA_FLAGS forces a count)",
+    )  # fmt: skip
+    devices.add_argument(
+        "--compilation-cache", metavar="DIR|off",
+        help="JAX's persistent compilation cache: a second run of the same program skips most of "
+        "its compile (default: $PUREJAXDQN_CACHE_DIR or ~/.cache/purejaxdqn/jax; off = none)",
+    )  # fmt: skip
+    devices.add_argument(
         "--coordinator-address", metavar="HOST:PORT",
         help="multi-host: process 0's address (env JAX_COORDINATOR_ADDRESS)",
     )  # fmt: skip
@@ -274,15 +284,21 @@ class Plan(NamedTuple):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from purejaxdqn import checkpointing, memory, outputs, parallel, policy, report, runner
+    from purejaxdqn import checkpointing, hardware, memory, outputs, parallel, policy, report, runner
     from purejaxdqn.progress import ProgressBar
 
     try:
         parsed = parse_config(argv)
         args = parsed.args
         plan = _resume_plan(parsed) if getattr(args, "resume", None) else _new_plan(parsed)
+        if getattr(args, "cpu_devices", 1) < 1:
+            raise ConfigError("--cpu-devices", f"must be a positive integer, got {args.cpu_devices}")
+        coordinator = _arg_or_env(args, "coordinator_address", "JAX_COORDINATOR_ADDRESS", str)
+        # One device per core for independent runs, unless the user set up devices and hosts.
+        cpu_devices = None if coordinator else hardware.use_cpu_cores(getattr(args, "cpu_devices", None))
+        hardware.enable_compilation_cache(getattr(args, "compilation_cache", None))
         parallel.initialize_distributed(
-            _arg_or_env(args, "coordinator_address", "JAX_COORDINATOR_ADDRESS", str),
+            coordinator,
             _arg_or_env(args, "num_processes", "JAX_NUM_PROCESSES", int),
             _arg_or_env(args, "process_id", "JAX_PROCESS_ID", int),
             timeout_s=getattr(args, "distributed_timeout", 300),
@@ -302,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
                 if option in vars(args):
                     raise ConfigError(_option(option), "checkpoints are single-process for now; a multi-host run saves none")
             checkpoint_every = None
-        mesh_shape = parallel.choose_mesh(plan.config, len(plan.runs), jax.device_count(), mesh_runs, mesh_data)
+        on_cpu = jax.default_backend() == "cpu"
+        mesh_shape = parallel.choose_mesh(
+            plan.config, len(plan.runs), jax.device_count(), mesh_runs, mesh_data, auto_data=not on_cpu
+        )  # fmt: skip
     except (UsageError, ConfigError, outputs.OutputDirError, policy.RunDirError, checkpointing.CheckpointError) as err:
         return _usage_error(err)
 
@@ -336,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.format_table(result.table))
     if mesh_shape.size > 1 or jax.process_count() > 1:
         print(f"mesh: {mesh_shape.runs} (runs) x {mesh_shape.data} (data) devices, {jax.process_count()} process(es)")
+    if on_cpu and cpu_devices and cpu_devices > 1 and mesh_shape.runs > 1:
+        print(f"cpu: runs split over {mesh_shape.runs} host devices, one per core (--cpu-devices 1 to turn off)")
     if plan.resume:
         print(f"resumed from the checkpoint after chunk {s['resumed_from_chunk']} of {config.num_chunks}")
     print(

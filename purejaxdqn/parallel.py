@@ -34,16 +34,23 @@ class MeshShape(NamedTuple):
         return self.runs * self.data
 
 
-def choose_mesh(config: Config, num_runs: int, num_devices: int, runs: int | None = None, data: int | None = None) -> MeshShape:
+def choose_mesh(
+    config: Config, num_runs: int, num_devices: int, runs: int | None = None, data: int | None = None,
+    auto_data: bool = True,
+) -> MeshShape:  # fmt: skip
     """The mesh to use, checked. Unset axes are chosen automatically: as many devices as divide
-    the runs go on the runs axis, and as many of the rest as divide the envs, batch and eval
-    envs go on the data axis. Raises ConfigError naming the option."""
+    the runs go on the runs axis, and (with `auto_data`) as many of the rest as divide the envs,
+    batch and eval envs go on the data axis. CPU host devices share one memory and talk through
+    it slowly, so on a CPU the data axis is left to the user (`auto_data=False`). Raises
+    ConfigError naming the option."""
     for name, value in (("--mesh-runs", runs), ("--mesh-data", data)):
         if value is not None and value <= 0:
             raise ConfigError(name, f"must be a positive integer, got {value}")
     if runs is None:
         budget = max(1, num_devices // (data or 1))
         runs = max(d for d in _divisors(budget) if num_runs % d == 0)
+    if data is None and not auto_data:
+        data = 1
     if data is None:
         data = max(d for d in _divisors(max(1, num_devices // runs)) if _data_divisible(config, d))
     shape = MeshShape(runs, data)

@@ -23,6 +23,9 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+_deferring = {"depth": 0, "pending": None}
+
+
 @contextlib.contextmanager
 def interruptible(signals=(signal.SIGINT, signal.SIGTERM)):
     """Within the block, the given signals raise Interrupted in the main thread (outside the
@@ -32,6 +35,9 @@ def interruptible(signals=(signal.SIGINT, signal.SIGTERM)):
         return
 
     def handler(signum, frame):
+        if _deferring["depth"]:
+            _deferring["pending"] = signum
+            return
         raise Interrupted(signum)
 
     previous = {s: signal.signal(s, handler) for s in signals}
@@ -40,3 +46,18 @@ def interruptible(signals=(signal.SIGINT, signal.SIGTERM)):
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def deferred():
+    """A signal that arrives within the block raises Interrupted only when the block ends, so
+    work that must not be cut in the middle (starting or finishing a checkpoint save) completes."""
+    _deferring["depth"] += 1
+    try:
+        yield
+    finally:
+        _deferring["depth"] -= 1
+        signum = _deferring["pending"]
+        if not _deferring["depth"] and signum is not None:
+            _deferring["pending"] = None
+            raise Interrupted(signum)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn import checkpointing, memory, outputs, parallel, provenance, report
+from purejaxdqn import checkpointing, interrupts, memory, outputs, parallel, provenance, report
 from purejaxdqn.config import Config, HParams
 from purejaxdqn.environments import env_from_config
 from purejaxdqn.loop import TrainState, make_trainer, run_axes
@@ -236,7 +236,8 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
             due = due and time.perf_counter() - last_save >= checkpoint_min_interval_s
             if ckpt is not None and (due or chunk + 1 == config.num_chunks):
                 t_save = last_save = time.perf_counter()
-                checkpointing.save(ckpt, chunk + 1, state)
+                with interrupts.deferred():
+                    checkpointing.save(ckpt, chunk + 1, state)
                 save_s += time.perf_counter() - t_save
             if progress is not None:
                 latest = [row["eval_return_mean"] for row in metric_rows if row["eval_return_mean"] is not None]
@@ -244,7 +245,8 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
         jax.block_until_ready(state)
     finally:
         if ckpt is not None:  # let pending async saves finish, also when stopping on a NaN or a signal
-            checkpointing.finish(ckpt)
+            with interrupts.deferred():
+                checkpointing.finish(ckpt)
     run_s = time.perf_counter() - t_run
     if progress is not None:
         progress.close()

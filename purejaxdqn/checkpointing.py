@@ -153,6 +153,13 @@ def _abstract(x):
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
 
+def quiet_logs() -> None:
+    """For the command line: orbax logs recoverable problems (e.g. an unreadable metadata file
+    of an old checkpoint) as absl ERROR lines while the run goes on fine; the command line
+    reports real failures itself, in one line."""
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
+
+
 @contextlib.contextmanager
 def _quiet():
     """Silence absl's ERROR log lines (orbax logs a damaged metadata file before raising)."""

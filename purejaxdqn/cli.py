@@ -325,6 +325,7 @@ def _main(argv: list[str], state: dict) -> int:
     from purejaxdqn import checkpointing, memory, outputs, parallel, policy, report, runner
     from purejaxdqn.progress import ProgressBar
 
+    checkpointing.quiet_logs()
     try:
         parsed = parse_config(argv)
         args = parsed.args

@@ -34,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from purejaxdqn import runner
-    from purejaxdqn.checkpointing import CheckpointError
+    from purejaxdqn.checkpointing import CheckpointError, quiet_logs
     from purejaxdqn.environments import env_from_config
     from purejaxdqn.evaluation import make_episode_returns
     from purejaxdqn.policy import RunDirError, load_policy
 
+    quiet_logs()
     try:
         policy = load_policy(args.run_dir, run=args.run)
     except (RunDirError, CheckpointError) as err:

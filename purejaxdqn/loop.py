@@ -113,6 +113,9 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     axis, so parameters, optimizer state and target network stay identical on every replica.
     Counters and statistics stay global.
     """
+    from purejaxdqn.config import validate
+
+    validate(config)  # the Python API refuses bad settings like the command line does
     c = config
     local_envs = c.num_envs // data_size
     local_batch = c.batch_size // data_size

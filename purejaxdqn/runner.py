@@ -163,6 +163,8 @@ def train_runs(
     per_run_bytes = memory.state_bytes(_one_run_state(config)) + eval_working_bytes(config)
     estimate = memory.check(per_run_bytes // mesh_shape.data, len(runs) // mesh_shape.runs, available_memory)
     writing = output_dir is not None and write_outputs
+    if writing and not resume:
+        outputs.check_output_dir(output_dir, overwrite)
     # Every check above has passed: only now is anything created, locked, removed or written.
     lock = outputs.lock_run_dir(output_dir, create=not resume) if writing else None
     try:
@@ -194,10 +196,6 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
     ckpt = checkpointing.manager(output_dir, keep_checkpoints) if saving else None
 
     program = compile_program(config, runs, mesh_shape)
-    if writing:
-        outputs.append_jsonl(output_dir / outputs.SEGMENTS_FILE, [
-            {"start_chunk": start_chunk, "compile_s": program.compile_s, "provenance": provenance.collect(command)}
-        ])  # fmt: skip
     hp = program.hp
     host_hp = jax.tree.map(lambda x: np.broadcast_to(x, (len(runs),)), jax.device_get(run_hparams(config, runs)[0]))
     t_init = time.perf_counter()
@@ -207,6 +205,10 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
         state = program.init(program.seeds, hp)
     if writing and resume:  # drop rows written after the checkpoint (all of them when starting over)
         outputs.truncate_after(output_dir, start_chunk - 1, int(parallel.fetch(state.env_steps)))
+    if writing:
+        outputs.append_jsonl(output_dir / outputs.SEGMENTS_FILE, [
+            {"start_chunk": start_chunk, "compile_s": program.compile_s, "provenance": provenance.collect(command)}
+        ])  # fmt: skip
     state = jax.block_until_ready(state)
     init_s = time.perf_counter() - t_init
 

@@ -163,6 +163,8 @@ CASES = [
     ("mesh-too-big", "train", ["--mesh-data", "2", "--mesh-runs", "2"], "--mesh-runs/--mesh-data", None, {}),
     ("distributed-timeout-negative", "train", ["--distributed-timeout", "-5"], "--distributed-timeout", None, {}),
     ("coordinator-alone", "train", ["--coordinator-address", "127.0.0.1:1"], "--coordinator-address", None, {}),
+    ("peer-without-coordinator", "train", ["--coordinator-address", "127.0.0.1:9", "--num-processes", "2", "--process-id", "1",
+                                           "--distributed-timeout", "1"], "no coordinator answered", None, {}),
     ("unknown-option", "train", ["--no-such-option", "1"], "--no-such-option", None, {}),
     # train: output directory (nothing may be created, removed or written)
     ("overwrite-alone", "train", ["--overwrite"], "--overwrite", None, {}),

@@ -457,15 +457,16 @@ def _resume_plan(parsed: Parsed) -> Plan:
     config = saved["config"]
     given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Config)}}
     differ = [f"{k} (saved {getattr(config, k)!r}, given {v!r})" for k, v in given.items() if getattr(config, k) != v]
-    if "num_seeds" in vars(args) and args.num_seeds != saved["num_seeds"]:
-        differ.append(f"num_seeds (saved {saved['num_seeds']}, given {args.num_seeds})")
+    num_seeds = len(saved["runs"]) // max(1, len(saved["settings"]))  # runs = settings x seeds
+    if "num_seeds" in vars(args) and args.num_seeds != num_seeds:
+        differ.append(f"num_seeds (saved {num_seeds}, given {args.num_seeds})")
     if "sweep" in vars(args) and parsed.sweep != saved.get("sweep"):
         differ.append(f"sweep (saved {saved.get('sweep')}, given {parsed.sweep})")
     if differ:
         raise ConfigError("--resume", "settings differ from the saved run: " + "; ".join(differ))
     checkpoint = _checkpoint_options(args, saved.get("checkpoint"))
     meta = {k: saved[k] for k in ("preset", "num_seeds", "sweep", "mesh", "checkpoint") if k in saved}
-    return Plan(config, saved["runs"], saved["settings"], saved["num_seeds"], run_dir, True, meta, checkpoint, start_chunk)
+    return Plan(config, saved["runs"], saved["settings"], num_seeds, run_dir, True, meta, checkpoint, start_chunk)
 
 
 def _arg_or_env(args, name: str, env: str, kind):

@@ -52,7 +52,7 @@ def _check_saved(saved) -> None:
     """The keys and shapes config.json must have beside the config; ConfigError otherwise."""
     if not isinstance(saved, dict):
         raise ConfigError("config.json", "is not a JSON object")
-    for key, kind in (("config", dict), ("runs", list), ("settings", list), ("num_seeds", int), ("mesh", dict)):
+    for key, kind in (("config", dict), ("runs", list), ("settings", list), ("mesh", dict)):  # what runner writes
         if key not in saved:
             raise ConfigError(key, "missing (no default is assumed)")
         if not isinstance(saved[key], kind):

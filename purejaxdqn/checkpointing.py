@@ -15,17 +15,30 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import re
+import shutil
 import time
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
 
-CHECKPOINT_DIR = "checkpoints"
+from purejaxdqn.outputs import CHECKPOINT_DIR
+
+PARTIAL_MARK = ".orbax-checkpoint-tmp"  # orbax's name for a save not yet complete
 
 
 class CheckpointError(ValueError):
-    """A run directory or checkpoint cannot be used."""
+    """A run directory or checkpoint cannot be used, or a save failed."""
+
+
+class SaveError(CheckpointError):
+    """Writing a checkpoint failed or was skipped; the earlier checkpoints are intact."""
+
+
+class NoCheckpointError(CheckpointError):
+    """The run directory has no complete checkpoint (yet)."""
 
 
 def manager(run_dir: Path, keep: int = 3, create: bool = True) -> ocp.CheckpointManager:
@@ -40,24 +53,54 @@ def manager(run_dir: Path, keep: int = 3, create: bool = True) -> ocp.Checkpoint
 
 
 def save(mngr: ocp.CheckpointManager, chunks_done: int, state) -> None:
-    mngr.save(
-        chunks_done,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            params=ocp.args.StandardSave(state.learner.params),
-        ),
-    )
+    """Start saving checkpoint `chunks_done`. A save orbax skips (a step not newer than the
+    newest one there) or that fails raises CheckpointError: never a run that saved nothing."""
+    try:
+        saved = mngr.save(
+            chunks_done,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                params=ocp.args.StandardSave(state.learner.params),
+            ),
+        )
+    except Exception as err:  # orbax/tensorstore raise many types (OSError, ValueError, ...)
+        raise SaveError(f"saving checkpoint {chunks_done} in {mngr.directory} failed: {_one_line(err)}") from None
+    if not saved:
+        raise SaveError(f"checkpoint {chunks_done} was not saved: {mngr.directory} already holds "
+                              f"checkpoint {mngr.latest_step()} (from another run?)")  # fmt: skip
+
+
+def finish(mngr: ocp.CheckpointManager) -> None:
+    """Wait for pending asynchronous saves and close; a failed save raises CheckpointError."""
+    try:
+        mngr.wait_until_finished()
+    except Exception as err:
+        raise SaveError(f"saving a checkpoint in {mngr.directory} failed: {_one_line(err)}") from None
+    finally:
+        mngr.close()
+
+
+def remove_partial(run_dir: Path) -> list[str]:
+    """Delete the temporary directories of saves a kill cut short; returns their names."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    partial = [p for p in directory.glob(f"*{PARTIAL_MARK}*") if p.is_dir()] if directory.is_dir() else []
+    for path in partial:
+        shutil.rmtree(path)
+    return [p.name for p in partial]
 
 
 def latest_step(run_dir: Path) -> int:
     """The newest complete checkpoint of a run directory; CheckpointError if there is none."""
     directory = Path(run_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
-        raise CheckpointError(f"{run_dir} has no checkpoints (no {CHECKPOINT_DIR}/ directory)")
-    with _reading(run_dir) as mngr:
-        step = mngr.latest_step()
+        raise NoCheckpointError(f"{run_dir} has no checkpoints (no {CHECKPOINT_DIR}/ directory)")
+    try:
+        with _quiet(), _reading(run_dir) as mngr:
+            step = mngr.latest_step()
+    except Exception as err:
+        raise CheckpointError(f"the checkpoints in {directory} cannot be read: {_one_line(err)}") from None
     if step is None:
-        raise CheckpointError(f"{run_dir} has no complete checkpoint in {CHECKPOINT_DIR}/")
+        raise NoCheckpointError(f"{run_dir} has no complete checkpoint in {CHECKPOINT_DIR}/")
     return step
 
 
@@ -76,7 +119,7 @@ def _restore_item(run_dir: Path, step: int, item: str, abstract):
     target = jax.tree.map(_abstract, abstract)
     stray = io.StringIO()
     try:
-        with contextlib.redirect_stderr(stray), _reading(run_dir) as mngr:
+        with contextlib.redirect_stderr(stray), _quiet(), _reading(run_dir) as mngr:
             restored = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))
     except Exception as err:  # orbax raises many types for damaged or mismatched files
         _settle(stray)
@@ -110,9 +153,30 @@ def _abstract(x):
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
 
+def quiet_logs() -> None:
+    """For the command line: orbax logs recoverable problems (e.g. an unreadable metadata file
+    of an old checkpoint) as absl ERROR lines while the run goes on fine; the command line
+    reports real failures itself, in one line."""
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence absl's ERROR log lines (orbax logs a damaged metadata file before raising)."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
+
+
 def _one_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:300]
+    """An error message as one readable line: lines joined, object reprs dropped, cut at 300."""
+    text = re.sub(r"<(bound method|function|built-in method) [^>]*>", "", str(err))
+    text = " ".join(text.split()).rstrip(":")
+    return (text or type(err).__name__)[:300]
 
 
 def directory_bytes(path: Path) -> int:

@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from purejaxdqn.config import HPARAM_DTYPES, Config, ConfigError, from_preset, preset_names, validate
+from purejaxdqn.config import HPARAM_DTYPES, PRESETS, SEED_LIMIT, Config, ConfigError, from_preset, preset_names, validate
 
 PROG = "python -m purejaxdqn.train"
+EXIT_WRITE = 1  # a write failed (full disk, failed checkpoint save): earlier checkpoints are intact
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
 GROUP_TITLES = {
@@ -68,6 +69,27 @@ def _widths(text: str) -> tuple[int, ...]:
         return tuple(int(p) for p in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(f"widths must be comma-separated integers, got {text!r}") from None
+
+
+def _negative_values_attached(argv: list[str]) -> list[str]:
+    """`--lr -1e-3` as `--lr=-1e-3`: argparse would take `-1e-3` for an option and say
+    "expected one argument" instead of letting validation name the bad value."""
+    out: list[str] = []
+    for token in argv:
+        prev = out[-1] if out else ""
+        if token.startswith("-") and _is_number(token) and prev.startswith("--") and "=" not in prev:
+            out[-1] = f"{prev}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace("_", ""))
+    except ValueError:
+        return False
+    return True
 
 
 def _option(name: str) -> str:
@@ -202,8 +224,10 @@ class Parsed(NamedTuple):
 
 def parse_config(argv: list[str]) -> Parsed:
     """Parse and validate. Raises UsageError or ConfigError; touches nothing."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_negative_values_attached(argv))
     given = vars(args)
+    if "preset" in given and not all(n.strip() for n in given["preset"].split(",")):
+        raise ConfigError("--preset", f"empty preset name in {given['preset']!r}; choose from {', '.join([*PRESETS, 'none'])}")
     names = {f.name for f in dataclasses.fields(Config)}
     overrides = {k: v for k, v in given.items() if k in names}
 
@@ -218,6 +242,14 @@ def parse_config(argv: list[str]) -> Parsed:
     num_seeds = given.get("num_seeds", 1)
     if num_seeds <= 0:
         raise ConfigError("--num-seeds", f"must be a positive integer, got {num_seeds}")
+    if config.seed + num_seeds > SEED_LIMIT:
+        raise ConfigError("--seed", f"seeds {config.seed}..{config.seed + num_seeds - 1} do not fit uint32: "
+                          f"--seed must be at most 2**32 - --num-seeds = {SEED_LIMIT - num_seeds}")
+    if not given.get("distributed_timeout", 1) > 0:
+        raise ConfigError("--distributed-timeout", f"must be a positive number of seconds, got {given['distributed_timeout']}")
+    for option in ("mesh_runs", "mesh_data", "num_processes"):
+        if option in given and given[option] <= 0:
+            raise ConfigError(_option(option), f"must be a positive integer, got {given[option]}")
     if given.get("checkpoint_every", 0) < 0:
         raise ConfigError("--checkpoint-every", f"must be 0 or more, got {given['checkpoint_every']}")
     if not given.get("checkpoint_min_interval", 0) >= 0:
@@ -242,8 +274,8 @@ def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
     sweep: dict[str, list] = {}
     for spec in specs:
         name, sep, text = spec.partition("=")
-        name = name.strip().lstrip("-").replace("-", "_")
-        if not sep or not text.strip():
+        name = name.strip().replace("-", "_")
+        if not sep or not text.strip() or not name.isidentifier() or name.startswith("_"):
             raise ConfigError("--sweep", f"expected NAME=V1,V2,..., got {spec!r}")
         if name not in fields:
             raise ConfigError("--sweep", f"unknown setting {name!r}; sweepable: {', '.join(HPARAM_DTYPES)}")
@@ -280,13 +312,38 @@ class Plan(NamedTuple):
     output_dir: Path
     resume: bool
     meta: dict
+    checkpoint: dict  # {"every", "min_interval_s", "keep"}: the run's checkpoint cadence
+    start_chunk: int = 0  # resume: the checkpoint continued from (0: starting over)
+
+
+CHECKPOINT_DEFAULTS = {"every": 1, "min_interval_s": 60.0, "keep": 3}
+CHECKPOINT_OPTIONS = {"every": "checkpoint_every", "min_interval_s": "checkpoint_min_interval", "keep": "keep_checkpoints"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (0 done, 2 bad input, 3 non-finite, 1 a write
+    that failed, 128 + signal number when stopped by SIGINT/SIGTERM).
+
+    As a process's command line (`argv` None) it splits a CPU into one device per core; called
+    from Python with an `argv` it leaves the caller's JAX devices alone unless --cpu-devices is
+    given."""
+    from purejaxdqn import interrupts
+
+    state: dict = {"own_process": argv is None}  # and, once known, the run directory for the resume hint
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        with interrupts.interruptible():
+            return _main(argv, state)
+    except interrupts.Interrupted as err:
+        print(f"{PROG}: error: stopped by {err.name}; {_resume_hint(state.get('output_dir'))}", file=sys.stderr)
+        return err.exit_code
+
+
+def _main(argv: list[str], state: dict) -> int:
     from purejaxdqn import checkpointing, hardware, memory, outputs, parallel, policy, report, runner
     from purejaxdqn.progress import ProgressBar
 
+    checkpointing.quiet_logs()
     try:
         parsed = parse_config(argv)
         args = parsed.args
@@ -295,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--cpu-devices", f"must be a positive integer, got {args.cpu_devices}")
         coordinator = _arg_or_env(args, "coordinator_address", "JAX_COORDINATOR_ADDRESS", str)
         # One device per core for independent runs, unless the user set up devices and hosts.
-        cpu_devices = None if coordinator else hardware.use_cpu_cores(getattr(args, "cpu_devices", None))
+        wanted = getattr(args, "cpu_devices", None)
+        split = not coordinator and (wanted is not None or state["own_process"])
+        cpu_devices = hardware.use_cpu_cores(wanted) if split else None
         hardware.enable_compilation_cache(getattr(args, "compilation_cache", None))
         parallel.initialize_distributed(
             coordinator,
@@ -312,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("--resume", f"the run was made on a {saved_mesh['runs']} x {saved_mesh['data']} mesh; "
                                   "resuming on another mesh would change the run")  # fmt: skip
             mesh_runs, mesh_data = saved_mesh["runs"], saved_mesh["data"]
-        checkpoint_every = getattr(args, "checkpoint_every", 1)
+        checkpoint_every = plan.checkpoint["every"]
         if jax.process_count() > 1:
             for option in ("checkpoint_every", "checkpoint_min_interval", "keep_checkpoints", "resume"):
                 if option in vars(args):
@@ -327,15 +386,25 @@ def main(argv: list[str] | None = None) -> int:
 
     config, runs = plan.config, plan.runs
     main_process = parallel.is_main_process()
+    if plan.resume and plan.start_chunk == 0 and main_process:
+        print(f"{plan.output_dir} has no complete checkpoint (stopped before its first save): "
+              "starting it over from scratch with its saved config.json")  # fmt: skip
     progress = ProgressBar(config.actual_total_steps, enabled=getattr(args, "progress", None) if main_process else False)
+    state["output_dir"] = plan.output_dir if main_process else None
     try:
         result = runner.train_runs(
             config, runs, plan.settings, output_dir=plan.output_dir, write_outputs=main_process,
             overwrite=getattr(args, "overwrite", False), meta=plan.meta, progress=progress, mesh_shape=mesh_shape,
-            checkpoint_every=checkpoint_every, checkpoint_min_interval_s=getattr(args, "checkpoint_min_interval", 60.0), keep_checkpoints=getattr(args, "keep_checkpoints", 3),
-            resume=plan.resume,
+            checkpoint_every=checkpoint_every, checkpoint_min_interval_s=plan.checkpoint["min_interval_s"],
+            keep_checkpoints=plan.checkpoint["keep"], resume=plan.resume, command=[PROG, *argv],
         )  # fmt: skip
-    except (memory.OutOfMemoryError, checkpointing.CheckpointError) as err:
+    except (memory.OutOfMemoryError, outputs.OutputDirError) as err:
+        state["output_dir"] = None  # refused before anything was written
+        return _usage_error(err)
+    except (checkpointing.SaveError, OSError) as err:  # a full disk, a failed save, ...
+        print(f"{PROG}: error: {err}; {_resume_hint(plan.output_dir)}", file=sys.stderr)
+        return EXIT_WRITE
+    except checkpointing.CheckpointError as err:  # a damaged checkpoint on resume
         return _usage_error(err)
     except runner.NonFiniteError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
@@ -357,14 +426,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mesh: {mesh_shape.runs} (runs) x {mesh_shape.data} (data) devices, {jax.process_count()} process(es)")
     if on_cpu and cpu_devices and cpu_devices > 1 and mesh_shape.runs > 1:
         print(f"cpu: runs split over {mesh_shape.runs} host devices, one per core (--cpu-devices 1 to turn off)")
-    if plan.resume:
+    if plan.resume and s["resumed_from_chunk"]:
         print(f"resumed from the checkpoint after chunk {s['resumed_from_chunk']} of {config.num_chunks}")
     print(
         f"compile {s['compile_s']:.1f} s | run {s['run_s']:.1f} s | "
         f"{s['env_steps_per_s']:,.0f} env steps/s | {s['updates_per_s']:,.0f} updates/s"
+        + (f" (whole run, {s['segments']} processes)" if s.get("segments", 1) > 1 else "")
     )
     print(f"outputs: {plan.output_dir}")
     return 0
+
+
+def _resume_hint(run_dir: Path | None) -> str:
+    """Which checkpoint survived and how to continue, for a run that stopped early."""
+    from purejaxdqn import checkpointing, outputs
+
+    if run_dir is None or not (Path(run_dir) / outputs.CONFIG_FILE).is_file():
+        return "nothing was written"
+    try:
+        step = checkpointing.latest_step(run_dir)
+    except checkpointing.CheckpointError:
+        return f"no checkpoint was complete yet; `{PROG} --resume {run_dir}` starts the run over"
+    return f"checkpoint {step} (after chunk {step}) is intact; continue with `{PROG} --resume {run_dir}`"
+
+
+def _checkpoint_options(args: argparse.Namespace, saved: dict | None = None) -> dict:
+    """The checkpoint cadence: options given, else the run's saved cadence, else the defaults."""
+    base = {**CHECKPOINT_DEFAULTS, **(saved or {})}
+    return {key: getattr(args, option, base[key]) for key, option in CHECKPOINT_OPTIONS.items()}
 
 
 def _new_plan(parsed: Parsed) -> Plan:
@@ -374,13 +463,15 @@ def _new_plan(parsed: Parsed) -> Plan:
     output_dir = getattr(args, "output_dir", None) or outputs.default_output_dir(parsed.config.env_id)
     outputs.check_output_dir(output_dir, getattr(args, "overwrite", False))
     runs, settings = runner.make_runs(parsed.config, parsed.num_seeds, parsed.sweep)
-    meta = {"preset": parsed.preset, "num_seeds": parsed.num_seeds, "sweep": parsed.sweep}
-    return Plan(parsed.config, runs, settings, parsed.num_seeds, output_dir, False, meta)
+    checkpoint = _checkpoint_options(args)
+    meta = {"preset": parsed.preset, "num_seeds": parsed.num_seeds, "sweep": parsed.sweep, "checkpoint": checkpoint}
+    return Plan(parsed.config, runs, settings, parsed.num_seeds, output_dir, False, meta, checkpoint)
 
 
 def _resume_plan(parsed: Parsed) -> Plan:
-    """Continue the run in --resume DIR with its saved settings; options that differ are refused."""
-    from purejaxdqn import checkpointing, policy
+    """Continue the run in --resume DIR with its saved settings; options that differ are refused.
+    Reads only: the saved config is validated like a new one, the logs are checked."""
+    from purejaxdqn import checkpointing, outputs, policy, runner
 
     args = parsed.args
     run_dir = Path(args.resume)
@@ -388,18 +479,25 @@ def _resume_plan(parsed: Parsed) -> Plan:
         if option in vars(args):
             raise ConfigError(_option(option), "contradicts --resume (the run continues in its own directory with its own settings)")
     saved = policy.read_run_config(run_dir)
-    checkpointing.latest_step(run_dir)
+    if saved.get("processes", 1) != 1:
+        raise ConfigError("--resume", f"{run_dir} is a multi-host run, which saves no checkpoints to resume from")
+    outputs.check_logs(run_dir)
+    start_chunk = runner.resume_point(run_dir)
+    if start_chunk == 0 and (run_dir / outputs.SUMMARY_FILE).exists():
+        raise checkpointing.NoCheckpointError(f"{run_dir} finished but has no checkpoint left to resume from")
     config = saved["config"]
     given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Config)}}
     differ = [f"{k} (saved {getattr(config, k)!r}, given {v!r})" for k, v in given.items() if getattr(config, k) != v]
-    if "num_seeds" in vars(args) and args.num_seeds != saved.get("num_seeds"):
-        differ.append(f"num_seeds (saved {saved.get('num_seeds')}, given {args.num_seeds})")
+    num_seeds = len(saved["runs"]) // max(1, len(saved["settings"]))  # runs = settings x seeds
+    if "num_seeds" in vars(args) and args.num_seeds != num_seeds:
+        differ.append(f"num_seeds (saved {num_seeds}, given {args.num_seeds})")
     if "sweep" in vars(args) and parsed.sweep != saved.get("sweep"):
         differ.append(f"sweep (saved {saved.get('sweep')}, given {parsed.sweep})")
     if differ:
         raise ConfigError("--resume", "settings differ from the saved run: " + "; ".join(differ))
-    meta = {k: saved[k] for k in ("preset", "num_seeds", "sweep", "mesh") if k in saved}
-    return Plan(config, saved["runs"], saved.get("settings", [{}]), saved.get("num_seeds", 1), run_dir, True, meta)
+    checkpoint = _checkpoint_options(args, saved.get("checkpoint"))
+    meta = {k: saved[k] for k in ("preset", "num_seeds", "sweep", "mesh", "checkpoint") if k in saved}
+    return Plan(config, saved["runs"], saved["settings"], num_seeds, run_dir, True, meta, checkpoint, start_chunk)
 
 
 def _arg_or_env(args, name: str, env: str, kind):

@@ -189,12 +189,17 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
         d = dict(d)
-        if "widths" in d:
+        if isinstance(d.get("widths"), list):
             d["widths"] = tuple(d["widths"])
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(unknown[0], "unknown setting")
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d]
+        if missing:  # a default here could silently make a different run
+            raise ConfigError(missing[0], "missing from the saved config (no default is assumed)")
+        if "widths" in d and not isinstance(d["widths"], (list, tuple)):
+            raise ConfigError("--widths", f"must be a list of integers, got {d['widths']!r}")
         return cls(**d)
 
 
@@ -302,6 +307,7 @@ def validate(config: Config) -> None:
     from purejaxdqn.environments import SUPPORTED_ENV_IDS
 
     c = config
+    _check_types(c)
     if c.env_id not in SUPPORTED_ENV_IDS:
         raise ConfigError(
             "--env-id",
@@ -318,6 +324,7 @@ def validate(config: Config) -> None:
             raise ConfigError(_opt(name), f"must be a positive integer, got {value!r}")
     if not isinstance(c.learning_starts, int) or c.learning_starts < 0:
         raise ConfigError("--learning-starts", f"must be a non-negative integer, got {c.learning_starts!r}")
+    _check_counters(c)
     if not (_finite(c.lr) and c.lr > 0):
         raise ConfigError("--lr", f"learning rate must be positive, got {c.lr!r}")
     if not (_finite(c.gamma) and 0 < c.gamma <= 1):
@@ -339,7 +346,9 @@ def validate(config: Config) -> None:
     if c.distributional and not (_finite(c.v_min) and _finite(c.v_max) and c.v_min < c.v_max):
         raise ConfigError("--v-min/--v-max", f"need v_min < v_max, got {c.v_min!r} and {c.v_max!r}")
     if c.n_step >= c.buffer_rows:
-        raise ConfigError("--n-step", f"{c.n_step} is not below the replay's {c.buffer_rows} rows per env")
+        option = "--n-step" if c.buffer_size >= 2 * c.num_envs else "--buffer-size"
+        raise ConfigError(option, f"--buffer-size {c.buffer_size} over --num-envs {c.num_envs} envs gives {c.buffer_rows} "
+                          f"replay rows per env, which --n-step {c.n_step} needs more than: raise --buffer-size or lower --num-envs")
     if not (_finite(c.priority_alpha) and c.priority_alpha >= 0):
         raise ConfigError("--priority-alpha", f"must be 0 or more, got {c.priority_alpha!r}")
     if not (_finite(c.priority_beta) and 0 <= c.priority_beta <= 1):
@@ -391,6 +400,42 @@ def validate(config: Config) -> None:
         raise ConfigError(
             "--num-chunks", f"{c.num_chunks} chunks is more than the run's {math.ceil(c.total_steps / c.num_envs)} iterations"
         )
+
+
+def _check_types(c: Config) -> None:
+    """Each setting has its default's type (a saved or hand-made config may not)."""
+    for f in dataclasses.fields(c):
+        value, kind = getattr(c, f.name), type(f.default)
+        ok = {
+            bool: lambda v: isinstance(v, bool),
+            int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+            float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        }.get(kind, lambda v: isinstance(v, kind))(value)
+        if not ok:
+            raise ConfigError(_opt(f.name), f"must be of type {kind.__name__}, got {value!r}")
+
+
+INT32_LIMIT = 2**31  # step, update and interval counters are int32 on the device
+SEED_LIMIT = 2**32  # seeds are uint32
+
+
+def _check_counters(c: Config) -> None:
+    """Every integer the device counts in must fit its dtype, or the run would silently wrap."""
+    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed < SEED_LIMIT:
+        raise ConfigError("--seed", f"must be an integer in [0, 2**32), got {c.seed!r}")
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if f.name != "seed" and isinstance(value, int) and not isinstance(value, bool) and value >= INT32_LIMIT:
+            raise ConfigError(_opt(f.name), f"{value} does not fit the device's int32 counters (must be below 2**31)")
+    derived = (
+        ("--total-steps", "env steps after rounding up to whole chunks", c.actual_total_steps + c.num_envs),
+        ("--buffer-size", "replay items (twice that in the priority tree)", 2 * c.buffer_rows * c.num_envs),
+        ("--gradient-steps", "gradient updates of the run",
+         (c.actual_total_steps // c.update_every + 1) * c.gradient_steps),
+    )  # fmt: skip
+    for option, what, value in derived:
+        if value >= INT32_LIMIT:
+            raise ConfigError(option, f"the run would count {value:,} {what}, more than the device's int32 counters hold (2**31)")
 
 
 def _finite(x) -> bool:

@@ -6,7 +6,6 @@ episodes on the run's gymnax environment, vectorized and jitted; prints mean/std
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -14,28 +13,44 @@ PROG = "python -m purejaxdqn.evaluate"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    from purejaxdqn.cli import UsageError, _int, _Parser
+
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run directory written by python -m purejaxdqn.train")
-    parser.add_argument("--episodes", type=int, default=100, help="greedy episodes to play (default: 100)")
-    parser.add_argument("--run", type=int, default=0, help="which run of a multi-run directory (default: 0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the evaluation episodes (default: 0)")
-    args = parser.parse_args(argv)
-    if args.episodes <= 0:
-        print(f"{PROG}: error: --episodes: must be a positive integer, got {args.episodes}", file=sys.stderr)
+    parser.add_argument("--episodes", type=_int, default=100, help="greedy episodes to play (default: 100)")
+    parser.add_argument("--run", type=_int, default=0, help="which run of a multi-run directory (default: 0)")
+    parser.add_argument("--seed", type=_int, default=0, help="seed for the evaluation episodes (default: 0)")
+    try:
+        args = parser.parse_args(argv)
+        if not 0 < args.episodes < 2**31:
+            raise UsageError(f"--episodes: must be a positive integer below 2**31, got {args.episodes}")
+        if not 0 <= args.seed < 2**32:
+            raise UsageError(f"--seed: must be an integer in [0, 2**32), got {args.seed}")
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
 
     import jax
     import numpy as np
 
-    from purejaxdqn.checkpointing import CheckpointError
+    from purejaxdqn import runner
+    from purejaxdqn.checkpointing import CheckpointError, quiet_logs
     from purejaxdqn.environments import env_from_config
     from purejaxdqn.evaluation import make_episode_returns
     from purejaxdqn.policy import RunDirError, load_policy
 
+    quiet_logs()
     try:
         policy = load_policy(args.run_dir, run=args.run)
     except (RunDirError, CheckpointError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    from purejaxdqn import memory
+
+    try:  # the episodes all run at once: refuse what cannot fit instead of crashing in XLA
+        memory.check(runner.eval_working_bytes(policy.config.replace(num_eval_envs=args.episodes)), 1)
+    except memory.OutOfMemoryError as err:
+        print(f"{PROG}: error: --episodes {args.episodes}: {err}", file=sys.stderr)
         return 2
     venv = env_from_config(policy.config, args.episodes)
     returns = np.asarray(jax.jit(make_episode_returns(policy.network.apply, venv, args.episodes))(

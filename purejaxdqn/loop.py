@@ -116,6 +116,9 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     axis, so parameters, optimizer state and target network stay identical on every replica.
     Counters and statistics stay global.
     """
+    from purejaxdqn.config import validate
+
+    validate(config)  # the Python API refuses bad settings like the command line does
     c = config
     hardware.unroll_threefry_on_cpu()
     local_envs = c.num_envs // data_size

@@ -6,10 +6,13 @@ Nothing already in a directory is overwritten unless the caller says so.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 CONFIG_FILE = "config.json"
@@ -17,11 +20,22 @@ METRICS_FILE = "metrics.jsonl"
 EVALS_FILE = "evals.jsonl"
 SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, EVALS_FILE, SUMMARY_FILE, CURVES_FILE)
+SEGMENTS_FILE = "segments.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = ".lock"
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, EVALS_FILE, SUMMARY_FILE, CURVES_FILE, SEGMENTS_FILE)
 
 
 class OutputDirError(ValueError):
     pass
+
+
+class RunDirBusyError(OutputDirError):
+    """Another process holds the run directory's lock."""
+
+
+class WriteError(OSError):
+    """A run file could not be written (full disk, ...); the message names the file."""
 
 
 def default_output_dir(env_id: str, root: str = "runs") -> Path:
@@ -35,19 +49,51 @@ def default_output_dir(env_id: str, root: str = "runs") -> Path:
 
 
 def check_output_dir(path: Path, overwrite: bool) -> None:
-    """Refuse a directory that holds anything, unless `overwrite`. Creates nothing."""
+    """Refuse a directory that holds anything, unless `overwrite`, and one that cannot be
+    created (under a file, no write permission). Creates nothing."""
+    path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OutputDirError(f"{path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise OutputDirError(f"{path} already exists and is not empty (pass --overwrite to replace its run files)")
+        raise OutputDirError(f"--output-dir {path} exists and is not a directory")
+    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()) and not overwrite:
+        raise OutputDirError(f"--output-dir {path} already exists and is not empty (pass --overwrite to replace its previous run)")
+    ancestor = path.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputDirError(f"--output-dir {path} cannot be created: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputDirError(f"--output-dir {path} cannot be created: no write permission in {ancestor}")
 
 
-def prepare_output_dir(path: Path, overwrite: bool) -> None:
-    """Create the directory; with `overwrite`, remove only the run files this program writes."""
-    check_output_dir(path, overwrite)
-    path.mkdir(parents=True, exist_ok=True)
+def lock_run_dir(path: Path, create: bool):
+    """Create the directory (if `create`) and take its lock for as long as the returned file
+    stays open (the OS drops it when the process ends, even on SIGKILL). A directory locked by
+    another process raises RunDirBusyError, and nothing is touched."""
+    path = Path(path)
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        lock = open(path / LOCK_FILE, "a")
+    except OSError as err:
+        raise OutputDirError(f"--output-dir {path} cannot be created or written: {err.strerror or err}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise RunDirBusyError(f"{path} is in use by another training process (its lock {LOCK_FILE} is held); "
+                              "wait for it to end or stop it first") from None  # fmt: skip
+    return lock
+
+
+def clear_previous_run(path: Path) -> None:
+    """Remove everything an earlier run wrote here (run files, checkpoints, temporaries), so a
+    new run never mixes with it; other files in the directory are left alone. Hold the lock."""
+    path = Path(path)
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
+        (path / (name + ".tmp")).unlink(missing_ok=True)
+    if (path / CHECKPOINT_DIR).exists():
+        shutil.rmtree(path / CHECKPOINT_DIR)
 
 
 def _clean(value):
@@ -63,39 +109,74 @@ def _clean(value):
     return value
 
 
+@contextlib.contextmanager
+def _writing(path: Path):
+    """Turn any OSError while writing `path` into a WriteError that names it."""
+    try:
+        yield
+    except OSError as err:
+        raise WriteError(err.errno, f"cannot write {path}: {err.strerror or err}") from None
+
+
 def write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2) + "\n")
-    os.replace(tmp, path)
+    """Atomically: a kill or a full disk leaves the old file or the new one, never half of one."""
+    write_text(path, json.dumps(_clean(obj), indent=2) + "\n")
 
 
 def append_jsonl(path: Path, rows) -> None:
-    with path.open("a") as f:
+    with _writing(path), path.open("a") as f:
         for row in rows:
             f.write(json.dumps(_clean(row)) + "\n")
 
 
+LOG_KEYS = {METRICS_FILE: "chunk", EVALS_FILE: "env_steps"}
+
+
+def check_logs(run_dir: Path) -> None:
+    """Refuse (OutputDirError naming file and line) a metrics/evals log with a malformed row.
+    Only a last line cut short by a kill mid-write is expected, and it is dropped on resume."""
+    for name, key in LOG_KEYS.items():
+        path = Path(run_dir) / name
+        if not path.exists():
+            continue
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, ValueError) as err:
+            raise OutputDirError(f"{path} cannot be read: {err}") from None
+        for number, line in enumerate(lines[:-1], 1):
+            if line.strip() and _row_value(line, key) is None:
+                raise OutputDirError(f"{path} line {number} is not a valid row (a JSON object with an integer {key!r})")
+
+
 def truncate_after(run_dir: Path, last_chunk: int, last_env_step: int) -> None:
     """Drop the rows a killed run wrote after its checkpoint: metrics of chunks past
-    `last_chunk`, evals past `last_env_step`. Used when resuming."""
-    for name, keep in ((METRICS_FILE, lambda row: row["chunk"] <= last_chunk),
-                       (EVALS_FILE, lambda row: row["env_steps"] <= last_env_step)):  # fmt: skip
+    `last_chunk`, evals past `last_env_step`, and a last line cut short. Used when resuming
+    (after `check_logs`)."""
+    for name, last in ((METRICS_FILE, last_chunk), (EVALS_FILE, last_env_step)):
         path = Path(run_dir) / name
         if path.exists():
-            rows = [line for line in path.read_text().splitlines() if line.strip()]
-            kept = [line for line in rows if _complete(line) and keep(json.loads(line))]
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
+            key = LOG_KEYS[name]
+            values = [(line, _row_value(line, key)) for line in path.read_text().splitlines()]
+            kept = [line for line, value in values if value is not None and value <= last]
+            write_text(path, "".join(line + "\n" for line in kept))
 
 
-def _complete(line: str) -> bool:
-    """False for a line cut short by a kill mid-write."""
+def _row_value(line: str, key: str) -> int | None:
+    """The integer `key` of a JSON row, None for a malformed or cut-short line."""
     try:
-        json.loads(line)
+        row = json.loads(line)
     except json.JSONDecodeError:
-        return False
-    return True
+        return None
+    value = row.get(key) if isinstance(row, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically replace `path` with `text`."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with _writing(path):
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -12,6 +12,8 @@ process runs this code; only process 0 writes outputs).
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import NamedTuple
 
 import jax
@@ -154,12 +156,34 @@ def initialize_distributed(coordinator: str | None, num_processes: int | None, p
         raise ConfigError("--process-id", f"{process_id} is not in [0, {num_processes})")
     if ":" not in coordinator:
         raise ConfigError("--coordinator-address", f"expected HOST:PORT, got {coordinator!r}")
+    if process_id != 0:
+        wait_for_coordinator(coordinator, timeout_s)
     jax.distributed.initialize(
         coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
         initialization_timeout=timeout_s,
     )  # fmt: skip
     if jax.process_count() != num_processes:
         raise ConfigError("--num-processes", f"{num_processes} given but {jax.process_count()} processes joined")
+
+
+def wait_for_coordinator(address: str, timeout_s: float) -> None:
+    """Wait until process 0's coordinator accepts connections; ConfigError after `timeout_s`.
+
+    jax.distributed.initialize aborts the whole process (SIGABRT, a C++ stack trace) when the
+    coordinator never answers; checking first turns that into one line. (Process 0 itself cannot
+    know ahead whether its peers will come: there jax's abort after the timeout remains.)
+    """
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=min(5.0, timeout_s)):
+                return
+        except (OSError, ValueError):
+            if time.monotonic() >= deadline:
+                raise ConfigError("--coordinator-address", f"no coordinator answered at {address} within "
+                                  f"{timeout_s} s (--distributed-timeout); is process 0 running?") from None  # fmt: skip
+            time.sleep(0.2)
 
 
 def is_main_process() -> bool:

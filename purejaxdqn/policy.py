@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxdqn import checkpointing, outputs
-from purejaxdqn.config import Config
+from purejaxdqn.config import Config, ConfigError, validate
 from purejaxdqn.environments import env_from_config
 from purejaxdqn.networks import QNetwork, make_network
 
@@ -35,11 +35,36 @@ def read_run_config(run_dir: Path) -> dict:
         raise RunDirError(f"{run_dir} is not a purejaxdqn run directory (no {outputs.CONFIG_FILE})")
     try:
         saved = json.loads(path.read_text())
+    except OSError as err:
+        raise RunDirError(f"{path} cannot be read: {err.strerror or err}") from None
+    except ValueError as err:
+        raise RunDirError(f"{path} is damaged (not JSON: {err})") from None
+    try:
+        _check_saved(saved)
         saved["config"] = Config.from_dict(saved["config"])
-        saved["runs"] = list(saved["runs"])
-    except (ValueError, KeyError, TypeError) as err:
+        validate(saved["config"])  # exactly the checks a new run gets
+    except ConfigError as err:
         raise RunDirError(f"{path} is damaged: {err}") from None
     return saved
+
+
+def _check_saved(saved) -> None:
+    """The keys and shapes config.json must have beside the config; ConfigError otherwise."""
+    if not isinstance(saved, dict):
+        raise ConfigError("config.json", "is not a JSON object")
+    for key, kind in (("config", dict), ("runs", list), ("settings", list), ("mesh", dict)):  # what runner writes
+        if key not in saved:
+            raise ConfigError(key, "missing (no default is assumed)")
+        if not isinstance(saved[key], kind):
+            raise ConfigError(key, f"must be a {kind.__name__}, got {saved[key]!r}"[:200])
+    if not saved["runs"] or not all(isinstance(r, dict) and _is_int(r.get("seed")) for r in saved["runs"]):
+        raise ConfigError("runs", "must be a non-empty list of runs, each with an integer seed")
+    if not all(_is_int(saved["mesh"].get(k)) and saved["mesh"][k] > 0 for k in ("runs", "data")):
+        raise ConfigError("mesh", f"must hold positive integers 'runs' and 'data', got {saved['mesh']!r}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 class Policy(NamedTuple):

@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn import checkpointing, memory, outputs, parallel, report
+from purejaxdqn import checkpointing, interrupts, memory, outputs, parallel, provenance, report
 from purejaxdqn.config import Config, ConfigError, HParams
+from purejaxdqn.environments import env_from_config
 from purejaxdqn.loop import TrainState, make_trainer, run_axes
 from purejaxdqn.progress import ProgressBar
 from purejaxdqn.schedules import linear_epsilon
@@ -140,31 +141,59 @@ def train_runs(
     keep_checkpoints: int = 3,
     checkpoint_min_interval_s: float = 0.0,
     resume: bool = False,
+    command: list[str] | None = None,
 ) -> RunResult:
     """Train every run in `runs` together in one compiled program.
 
-    Before compiling: checks the memory estimate (raises memory.OutOfMemoryError), then, with
-    `output_dir` (and `write_outputs`: only process 0 of a multi-host run writes), prepares it
-    and writes config.json (`meta` is stored beside the config). With `output_dir`, the full
+    Before compiling: checks the memory estimate (raises memory.OutOfMemoryError); only then,
+    with `output_dir` (and `write_outputs`: only process 0 of a multi-host run writes), creates
+    and locks it (outputs.RunDirBusyError if another process holds it), clears a previous run
+    there (`overwrite`: run files and checkpoints) and writes config.json (`meta` is stored
+    beside the config, with the provenance; `command` is the command line recorded there,
+    default sys.argv). With `output_dir`, the full
     state is checkpointed every `checkpoint_every` chunks (0: only at the end; None: never), but not
     sooner than `checkpoint_min_interval_s` after the previous save, and always at the
-    end. `resume` continues the run in `output_dir` from its newest complete checkpoint; the
-    result is bit-identical to the run never interrupted (same devices). A non-finite loss or
+    end. `resume` continues the run in `output_dir` from its newest complete checkpoint (from
+    scratch if it has none yet); the result is bit-identical to the run never interrupted
+    (same devices), and summary.json's timings add up all the processes that worked on it. A
+    failed or skipped save raises checkpointing.CheckpointError. A non-finite loss or
     parameter stops the run with NonFiniteError before that chunk is checkpointed.
     """
     t_begin = time.perf_counter()
     settings = settings if settings is not None else [{}]
     mesh_shape = mesh_shape or parallel.MeshShape(1, 1)
-    per_run_bytes = memory.state_bytes(_one_run_state(config))
+    per_run_bytes = memory.state_bytes(_one_run_state(config)) + eval_working_bytes(config)
     estimate = memory.check(per_run_bytes // mesh_shape.data, len(runs) // mesh_shape.runs, available_memory)
     writing = output_dir is not None and write_outputs
     if writing and not resume:
-        outputs.prepare_output_dir(output_dir, overwrite)
+        outputs.check_output_dir(output_dir, overwrite)
+    # Every check above has passed: only now is anything created, locked, removed or written.
+    lock = outputs.lock_run_dir(output_dir, create=not resume) if writing else None
+    try:
+        return _train_locked(
+            config, runs, settings, output_dir, writing, overwrite, meta, progress, mesh_shape, checkpoint_every,
+            keep_checkpoints, checkpoint_min_interval_s, resume, estimate, t_begin, command,
+        )  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, progress, mesh_shape,
+                  checkpoint_every, keep_checkpoints, checkpoint_min_interval_s, resume, estimate, t_begin, command) -> RunResult:  # fmt: skip
+    """train_runs once the memory check has passed and the run directory is locked."""
+    if writing and not resume:
+        outputs.check_output_dir(output_dir, overwrite)  # again, now that no other process can race us
+        outputs.clear_previous_run(output_dir)
         outputs.write_json(
             output_dir / outputs.CONFIG_FILE,
             {**(meta or {}), "config": config.to_dict(), "settings": settings, "runs": runs,
-             "mesh": mesh_shape._asdict(), "processes": jax.process_count()},
+             "mesh": mesh_shape._asdict(), "processes": jax.process_count(), "provenance": provenance.collect(command)},
         )  # fmt: skip
+    if writing and resume:
+        outputs.check_logs(output_dir)
+        checkpointing.remove_partial(output_dir)
+    start_chunk = resume_point(output_dir) if resume else 0
     saving = output_dir is not None and checkpoint_every is not None
     ckpt = checkpointing.manager(output_dir, keep_checkpoints) if saving else None
 
@@ -172,14 +201,16 @@ def train_runs(
     hp = program.hp
     host_hp = jax.tree.map(lambda x: np.broadcast_to(x, (len(runs),)), jax.device_get(run_hparams(config, runs)[0]))
     t_init = time.perf_counter()
-    start_chunk = 0
-    if resume:
-        start_chunk = checkpointing.latest_step(output_dir)
+    if start_chunk:
         state = checkpointing.restore(output_dir, start_chunk, program.abstract_state)
-        if writing:
-            outputs.truncate_after(output_dir, start_chunk - 1, int(parallel.fetch(state.env_steps)))
     else:
         state = program.init(program.seeds, hp)
+    if writing and resume:  # drop rows written after the checkpoint (all of them when starting over)
+        outputs.truncate_after(output_dir, start_chunk - 1, int(parallel.fetch(state.env_steps)))
+    if writing:
+        outputs.append_jsonl(output_dir / outputs.SEGMENTS_FILE, [
+            {"start_chunk": start_chunk, "compile_s": program.compile_s, "provenance": provenance.collect(command)}
+        ])  # fmt: skip
     state = jax.block_until_ready(state)
     init_s = time.perf_counter() - t_init
 
@@ -209,21 +240,23 @@ def train_runs(
             due = due and time.perf_counter() - last_save >= checkpoint_min_interval_s
             if ckpt is not None and (due or chunk + 1 == config.num_chunks):
                 t_save = last_save = time.perf_counter()
-                checkpointing.save(ckpt, chunk + 1, state)
+                with interrupts.deferred():
+                    checkpointing.save(ckpt, chunk + 1, state)
                 save_s += time.perf_counter() - t_save
             if progress is not None:
                 latest = [row["eval_return_mean"] for row in metric_rows if row["eval_return_mean"] is not None]
                 progress.update(int(env_steps), steps_per_s, float(np.mean(latest)) if latest else None)
         jax.block_until_ready(state)
     finally:
-        if ckpt is not None:  # let pending async saves finish, also when stopping on a NaN
-            ckpt.wait_until_finished()
-            ckpt.close()
+        if ckpt is not None:  # let pending async saves finish, also when stopping on a NaN or a signal
+            with interrupts.deferred():
+                checkpointing.finish(ckpt)
     run_s = time.perf_counter() - t_run
     if progress is not None:
         progress.close()
 
     evals, final_updates = parallel.fetch((state.evals, state.learner.updates))
+    timing = _whole_run_timing(output_dir if writing and resume else None, start_chunk, program.compile_s, run_s)
     total_steps = config.actual_total_steps * len(runs)
     summary = {
         "env_id": config.env_id,
@@ -235,13 +268,12 @@ def train_runs(
         "memory_estimate_bytes": estimate,
         "mesh": mesh_shape._asdict(),
         "processes": jax.process_count(),
-        "compile_s": program.compile_s,
-        "run_s": run_s,
+        **timing,
         "checkpoint_save_s": save_s,
         "resumed_from_chunk": start_chunk if resume else None,
         "total_s": time.perf_counter() - t_begin,
-        "env_steps_per_s": total_steps / run_s,
-        "updates_per_s": int(np.asarray(final_updates).sum()) / run_s,
+        "env_steps_per_s": total_steps / timing["run_s"],
+        "updates_per_s": int(np.asarray(final_updates).sum()) / timing["run_s"],
         **memory_report(),
         **platform_report(),
     }
@@ -264,6 +296,41 @@ def train_runs(
         eval_min=np.asarray(evals.min),
         summary=summary,
     )
+
+
+def resume_point(run_dir: Path) -> int:
+    """The chunk a resumed run continues after: its newest complete checkpoint, or 0 (start
+    over from scratch with the saved config) when it was killed before its first one."""
+    try:
+        return checkpointing.latest_step(run_dir)
+    except checkpointing.NoCheckpointError:
+        return 0
+
+
+def _whole_run_timing(run_dir: Path | None, start_chunk: int, compile_s: float, run_s: float) -> dict[str, Any]:
+    """compile_s and run_s of the whole run. After a resume (`run_dir` given) they add up every
+    process that worked on it: compile times from segments.jsonl, and the chunk times of the
+    chunks done before `start_chunk` from metrics.jsonl; this segment's own figures are kept too."""
+    if run_dir is None:
+        return {"compile_s": compile_s, "run_s": run_s}
+    segments = outputs.read_jsonl(run_dir / outputs.SEGMENTS_FILE)
+    earlier = {row["chunk"]: row.get("chunk_s", 0.0) for row in outputs.read_jsonl(run_dir / outputs.METRICS_FILE)
+               if row["chunk"] < start_chunk}  # fmt: skip
+    return {
+        "compile_s": sum(row.get("compile_s", 0.0) for row in segments),
+        "run_s": sum(earlier.values()) + run_s,
+        "segments": len(segments),
+        "this_segment": {"start_chunk": start_chunk, "compile_s": compile_s, "run_s": run_s},
+    }
+
+
+def eval_working_bytes(config: Config) -> int:
+    """Memory of one greedy evaluation of `num_eval_envs` episodes at once (env states,
+    observations, Q-values; counted twice for the while loop's carry), not part of the state."""
+    venv = env_from_config(config, config.num_eval_envs)
+    obs, env_state = jax.eval_shape(lambda k: venv.reset(k, config.num_eval_envs), jax.random.key(0))
+    q_values = config.num_eval_envs * venv.num_actions * (config.num_atoms if config.distributional else 1) * 4
+    return 2 * (memory.state_bytes((obs, env_state)) + q_values)
 
 
 def _chunk_rows(chunk, runs, env_steps, updates, stats, evals, eval_seen, host_hp):

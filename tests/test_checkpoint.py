@@ -132,37 +132,8 @@ def test_loading_never_unpickles(small_run, monkeypatch):
     full_state(small_run)
 
 
-RESUME_REFUSALS = [
-    (["--lr", "0.5"], "lr (saved"),
-    (["--widths", "64,64"], "widths (saved"),
-    (["--buffer-size", "1600", "--env-id", "Acrobot-v1"], "env_id (saved"),
-    (["--output-dir", "elsewhere"], "--output-dir"),
-]
-
-
-@pytest.mark.parametrize("extra,text", RESUME_REFUSALS, ids=[" ".join(e) for e, _ in RESUME_REFUSALS])
-def test_resume_with_changed_settings_names_them(small_run, extra, text, capsys, monkeypatch):
-    monkeypatch.setattr(runner, "train_runs", lambda *a, **k: pytest.fail("training started"))
-    assert cli.main(["--resume", str(small_run), *extra]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and text in err, err
-
-
-def test_resume_of_missing_empty_or_damaged_dirs_is_refused(small_run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(runner, "train_runs", lambda *a, **k: pytest.fail("training started"))
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    no_ckpt = tmp_path / "no_ckpt"
-    no_ckpt.mkdir()
-    shutil.copy(small_run / outputs.CONFIG_FILE, no_ckpt / outputs.CONFIG_FILE)
-    bad_json = tmp_path / "bad_json"
-    bad_json.mkdir()
-    (bad_json / outputs.CONFIG_FILE).write_text("{not json")
-    for run_dir, text in ((tmp_path / "missing", "not a directory"), (empty, "not a purejaxdqn run directory"),
-                          (no_ckpt, "no checkpoints"), (bad_json, "damaged")):  # fmt: skip
-        assert cli.main(["--resume", str(run_dir)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and text in err, err
+# Refused resumes (changed settings, missing, empty or damaged directories) are cases of the
+# bad-input corpus in tests/test_bad_inputs.py.
 
 
 def test_resume_from_a_corrupt_checkpoint_is_one_clear_line(small_run, tmp_path):

@@ -1,0 +1,303 @@
+"""Every bad input, one table: train options, evaluate, resume and the Python API.
+
+Each case must end in exit status 2 (the API: the documented exception), exactly one stderr
+line naming the problem, no traceback, nothing compiled (unless the case needs a checkpoint
+read, which comes after the compile) and no file changed anywhere under the test's directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from purejaxdqn import Config, ConfigError, cli, evaluate, from_preset, load_policy, make_train, make_trainer, outputs
+from purejaxdqn import RunDirError, runner, validate
+
+TINY = [
+    "--total-steps", "3000", "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32",
+    "--buffer-size", "1000", "--eval-every", "1000", "--num-chunks", "3", "--widths", "16",
+    "--num-eval-envs", "2", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("corpus") / "run"
+    assert cli.main([*TINY, "--checkpoint-min-interval", "0", "--output-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+# ---------------------------------------------------------------- ways to damage a run directory
+def edit_config(change):
+    def setup(run: Path):
+        path = run / outputs.CONFIG_FILE
+        saved = json.loads(path.read_text())
+        change(saved)
+        path.write_text(json.dumps(saved))
+
+    return setup
+
+
+def set_key(*keys_and_value):
+    *keys, value = keys_and_value
+
+    def change(saved):
+        target = saved
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+
+    return edit_config(change)
+
+
+def drop_key(*keys):
+    def change(saved):
+        target = saved
+        for key in keys[:-1]:
+            target = target[key]
+        del target[keys[-1]]
+
+    return edit_config(change)
+
+
+def write(name: str, data: bytes):
+    def setup(run: Path):
+        (run / name).write_bytes(data)
+
+    return setup
+
+
+def truncate_checkpoint(run: Path):
+    """Cut every array file of the newest checkpoint in half, as a full disk or a bad copy might."""
+    for path in (run / outputs.CHECKPOINT_DIR / "3").rglob("*"):
+        if path.is_file() and path.parent.name == "d":
+            path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def garbage_checkpoint_metadata(run: Path):
+    for step in ("1", "2", "3"):
+        (run / outputs.CHECKPOINT_DIR / step / "_CHECKPOINT_METADATA").write_text("{garbage")
+
+
+def read_only(name: str):
+    """A directory without write permission. Root ignores permission bits, so for root the test
+    also makes os.access say what it says for everyone else."""
+
+    def setup(tmp: Path, monkeypatch):
+        target = tmp / name
+        target.mkdir()
+        target.chmod(0o555)
+        if os.geteuid() == 0:
+            real = os.access
+            monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == target and mode & os.W_OK else real(p, mode, **kw))
+
+    return setup
+
+
+# ---------------------------------------------------------------- the corpus
+# (id, kind, argv or call, text the line must contain, run-dir damage, options)
+# kind: train = cli.main(argv); resume = cli.main(["--resume", RUN, *argv]); evaluate =
+# evaluate.main(argv); api = call(paths) must raise the exception in options["raises"].
+# Placeholders: {run} a copy of a finished run, {file} a plain file, {tmp} the test directory.
+CASES = [
+    # train: environment and run length
+    ("env-unknown", "train", ["--env-id", "NoSuchEnv-v0"], "--env-id", None, {}),
+    ("env-continuous", "train", ["--env-id", "Pendulum-v1"], "--env-id", None, {}),
+    ("total-steps-0", "train", ["--total-steps", "0"], "--total-steps", None, {}),
+    ("total-steps-negative", "train", ["--total-steps", "-100"], "--total-steps", None, {}),
+    ("total-steps-int32", "train", ["--total-steps", "3e9"], "--total-steps", None, {}),
+    ("total-steps-fraction", "train", ["--total-steps", "1.5"], "--total-steps", None, {}),
+    ("num-envs-huge", "train", ["--num-envs", "1e7"], "--buffer-size", None, {}),
+    ("num-chunks-too-many", "train", ["--num-chunks", "1e6"], "--num-chunks", None, {}),
+    ("eval-every-below-envs", "train", ["--eval-every", "2", "--num-envs", "4"], "--eval-every", None, {}),
+    ("eval-every-int32", "train", ["--eval-every", "3e9"], "--eval-every", None, {}),
+    ("num-eval-envs-memory", "train", [*TINY, "--num-eval-envs", "1e9"], "memory", None, {}),
+    ("seed-negative", "train", ["--seed", "-1"], "--seed", None, {}),
+    ("seed-too-big", "train", ["--seed", "5e9"], "--seed", None, {}),
+    ("seed-plus-seeds", "train", ["--seed", "4294967295", "--num-seeds", "2"], "--seed", None, {}),
+    ("num-seeds-0", "train", ["--num-seeds", "0"], "--num-seeds", None, {}),
+    # train: network, replay, learner, exploration
+    ("widths-empty", "train", ["--widths", ""], "--widths", None, {}),
+    ("widths-zero", "train", ["--widths", "64,0"], "--widths", None, {}),
+    ("widths-text", "train", ["--widths", "abc"], "--widths", None, {}),
+    ("widths-negative", "train", ["--widths", "-4"], "--widths", None, {}),
+    ("torso-conv-cartpole", "train", ["--torso", "conv"], "--torso", None, {}),
+    ("c51-support", "train", ["--distributional", "--v-min", "1", "--v-max", "0"], "--v-min", None, {}),
+    ("batch-0", "train", ["--batch-size", "0"], "--batch-size", None, {}),
+    ("batch-over-buffer", "train", ["--batch-size", "512", "--buffer-size", "256", "--learning-starts", "1000"], "--batch-size", None, {}),
+    ("learning-starts-below-batch", "train", ["--learning-starts", "10", "--batch-size", "64"], "--learning-starts", None, {}),
+    ("learning-starts-after-end", "train", ["--learning-starts", "1e9"], "--learning-starts", None, {}),
+    ("lr-0", "train", ["--lr", "0"], "--lr", None, {}),
+    ("lr-negative", "train", ["--lr", "-1e-3"], "--lr", None, {}),
+    ("lr-text", "train", ["--lr", "abc"], "--lr", None, {}),
+    ("lr-nan", "train", ["--lr", "nan"], "--lr", None, {}),
+    ("gamma-0", "train", ["--gamma", "0"], "--gamma", None, {}),
+    ("gamma-above-1", "train", ["--gamma", "1.5"], "--gamma", None, {}),
+    ("tau-0", "train", ["--tau", "0"], "--tau", None, {}),
+    ("loss-unknown", "train", ["--loss", "l1"], "--loss", None, {}),
+    ("huber-delta-with-mse", "train", ["--loss", "mse", "--huber-delta", "2"], "--huber-delta", None, {}),
+    ("target-update-int32", "train", ["--target-update-every", "3e9"], "--target-update-every", None, {}),
+    ("eps-decay-int32", "train", ["--eps-decay-steps", "3e9"], "--eps-decay-steps", None, {}),
+    ("eps-start-above-1", "train", ["--eps-start", "2"], "--eps-start", None, {}),
+    ("sticky-1", "train", ["--sticky-actions", "1"], "--sticky-actions", None, {}),
+    ("full-action-set-cartpole", "train", ["--full-action-set"], "--full-action-set", None, {}),
+    ("priority-beta", "train", ["--priority-beta", "2"], "--priority-beta", None, {}),
+    # train: presets, sweeps, checkpoints, devices
+    ("preset-unknown", "train", ["--preset", "nosuch"], "--preset", None, {}),
+    ("preset-empty", "train", ["--preset", ""], "--preset", None, {}),
+    ("preset-env-clash", "train", ["--preset", "cartpole", "--env-id", "Acrobot-v1"], "--preset", None, {}),
+    ("sweep-dashes", "train", ["--sweep=--lr=1e-3"], "--sweep", None, {}),
+    ("sweep-shape", "train", ["--sweep", "widths=16,32"], "--sweep widths", None, {}),
+    ("sweep-repeated", "train", ["--sweep", "lr=1e-3,1e-3"], "--sweep lr", None, {}),
+    ("sweep-bad-value", "train", ["--sweep", "lr=1e-3,-1"], "--sweep lr=-1", None, {}),
+    ("checkpoint-every-negative", "train", ["--checkpoint-every", "-1"], "--checkpoint-every", None, {}),
+    ("checkpoint-interval-negative", "train", ["--checkpoint-min-interval", "-1"], "--checkpoint-min-interval", None, {}),
+    ("keep-0", "train", ["--keep-checkpoints", "0"], "--keep-checkpoints", None, {}),
+    ("mesh-runs-0", "train", ["--mesh-runs", "0"], "--mesh-runs", None, {}),
+    ("mesh-too-big", "train", ["--mesh-data", "2", "--mesh-runs", "2"], "--mesh-runs/--mesh-data", None, {}),
+    ("distributed-timeout-negative", "train", ["--distributed-timeout", "-5"], "--distributed-timeout", None, {}),
+    ("coordinator-alone", "train", ["--coordinator-address", "127.0.0.1:1"], "--coordinator-address", None, {}),
+    ("peer-without-coordinator", "train", ["--coordinator-address", "127.0.0.1:9", "--num-processes", "2", "--process-id", "1",
+                                           "--distributed-timeout", "1"], "no coordinator answered", None, {}),
+    ("unknown-option", "train", ["--no-such-option", "1"], "--no-such-option", None, {}),
+    # train: output directory (nothing may be created, removed or written)
+    ("overwrite-alone", "train", ["--overwrite"], "--overwrite", None, {}),
+    ("output-dir-not-empty", "train", ["--output-dir", "{run}"], "--overwrite", None, {}),
+    ("output-dir-is-file", "train", ["--output-dir", "{file}", "--overwrite"], "not a directory", None, {}),
+    ("output-dir-under-file", "train", [*TINY, "--output-dir", "{file}/sub"], "--output-dir", None, {}),
+    ("output-dir-proc", "train", [*TINY, "--output-dir", "/proc/x/run"], "--output-dir", None, {}),
+    ("output-dir-read-only", "train", [*TINY, "--output-dir", "{tmp}/ro/run"], "--output-dir", None, {"setup_tmp": read_only("ro")}),
+    ("overwrite-then-bad-seed", "train", ["--seed", "-1", "--overwrite", "--output-dir", "{run}"], "--seed", None, {}),
+    ("overwrite-then-int32", "train", ["--total-steps", "3e9", "--overwrite", "--output-dir", "{run}"], "--total-steps", None, {}),
+    ("overwrite-then-memory", "train", [*TINY, "--num-eval-envs", "1e9", "--overwrite", "--output-dir", "{run}"], "memory", None, {}),
+    # resume
+    ("resume-missing", "train", ["--resume", "{tmp}/missing"], "not a directory", None, {}),
+    ("resume-not-a-run", "train", ["--resume", "{tmp}"], "not a purejaxdqn run directory", None, {}),
+    ("resume-changed-lr", "resume", ["--lr", "0.5"], "lr (saved", None, {}),
+    ("resume-changed-widths", "resume", ["--widths", "64,64"], "widths (saved", None, {}),
+    ("resume-changed-env", "resume", ["--buffer-size", "1600", "--env-id", "Acrobot-v1"], "env_id (saved", None, {}),
+    ("resume-changed-seeds", "resume", ["--num-seeds", "2"], "num_seeds (saved", None, {}),
+    ("resume-output-dir", "resume", ["--output-dir", "elsewhere"], "--output-dir", None, {}),
+    ("resume-preset", "resume", ["--preset", "cartpole"], "--preset", None, {}),
+    ("resume-other-mesh", "resume", ["--mesh-data", "2"], "--resume", None, {}),
+    ("resume-config-not-json", "resume", [], "damaged", write(outputs.CONFIG_FILE, b"{not json"), {}),
+    ("resume-config-unreadable", "resume", [], "damaged", write(outputs.CONFIG_FILE, b"\xff\xfe\x00garbage"), {}),
+    ("resume-config-a-list", "resume", [], "not a JSON object", write(outputs.CONFIG_FILE, b"[1, 2]"), {}),
+    ("resume-saved-env-unknown", "resume", [], "--env-id", set_key("config", "env_id", "NoSuchEnv-v0"), {}),
+    ("resume-saved-widths-text", "resume", [], "--widths", set_key("config", "widths", "abc"), {}),
+    ("resume-saved-widths-negative", "resume", [], "--widths", set_key("config", "widths", [-4]), {}),
+    ("resume-saved-lr-negative", "resume", [], "--lr", set_key("config", "lr", -1), {}),
+    ("resume-saved-lr-text", "resume", [], "--lr", set_key("config", "lr", "fast"), {}),
+    ("resume-saved-seed-negative", "resume", [], "--seed", set_key("config", "seed", -1), {}),
+    ("resume-saved-unknown-key", "resume", [], "unknown setting", set_key("config", "colour", "blue"), {}),
+    ("resume-missing-lr", "resume", [], "lr: missing", drop_key("config", "lr"), {}),
+    ("resume-missing-mesh", "resume", [], "mesh: missing", drop_key("mesh"), {}),
+    ("resume-missing-runs", "resume", [], "runs: missing", drop_key("runs"), {}),
+    ("resume-bad-mesh", "resume", [], "mesh", set_key("mesh", "runs", 0), {}),
+    ("resume-multi-host", "resume", [], "multi-host", set_key("processes", 2), {}),
+    ("resume-metrics-garbage", "resume", [], "metrics.jsonl line 1", write(outputs.METRICS_FILE, b"garbage\n{}\n"), {}),
+    ("resume-metrics-no-chunk", "resume", [], "metrics.jsonl line 2", write(outputs.METRICS_FILE, b'{"chunk": 0}\n[1]\n{"chunk": 1}\n'), {}),
+    ("resume-evals-garbage", "resume", [], "evals.jsonl line 1", write(outputs.EVALS_FILE, b'{"env_steps": "x"}\n{}\n'), {}),
+    ("resume-truncated-checkpoint", "resume", [], "cannot be restored", truncate_checkpoint, {"compiles": True}),
+    ("resume-shape-mismatch", "resume", [], "cannot be restored", set_key("config", "widths", [32]), {"compiles": True}),
+    # evaluate
+    ("evaluate-missing", "evaluate", ["{tmp}/missing"], "not a directory", None, {}),
+    ("evaluate-no-args", "evaluate", [], "run_dir", None, {}),
+    ("evaluate-episodes-0", "evaluate", ["{run}", "--episodes", "0"], "--episodes", None, {}),
+    ("evaluate-episodes-text", "evaluate", ["{run}", "--episodes", "many"], "--episodes", None, {}),
+    ("evaluate-episodes-memory", "evaluate", ["{run}", "--episodes", "1e9"], "--episodes", None, {}),
+    ("evaluate-run-out-of-range", "evaluate", ["{run}", "--run", "5"], "run 5", None, {}),
+    ("evaluate-seed-negative", "evaluate", ["{run}", "--seed", "-1"], "--seed", None, {}),
+    ("evaluate-config-not-json", "evaluate", ["{run}"], "damaged", write(outputs.CONFIG_FILE, b"{not json"), {}),
+    ("evaluate-config-unreadable", "evaluate", ["{run}"], "damaged", write(outputs.CONFIG_FILE, b"\xff\xfe\x00"), {}),
+    ("evaluate-saved-env-unknown", "evaluate", ["{run}"], "--env-id", set_key("config", "env_id", "Nope-v0"), {}),
+    ("evaluate-saved-widths-text", "evaluate", ["{run}"], "--widths", set_key("config", "widths", "abc"), {}),
+    ("evaluate-missing-key", "evaluate", ["{run}"], "gamma: missing", drop_key("config", "gamma"), {}),
+    ("evaluate-no-checkpoint", "evaluate", ["{run}"], "no checkpoints", lambda run: shutil.rmtree(run / outputs.CHECKPOINT_DIR), {}),
+    ("evaluate-truncated-checkpoint", "evaluate", ["{run}"], "cannot be restored", truncate_checkpoint, {}),
+    ("evaluate-shape-mismatch", "evaluate", ["{run}"], "cannot be restored", set_key("config", "widths", [32]), {}),
+    # the Python API
+    ("api-make-train-num-envs-0", "api", lambda p: make_train(Config(num_envs=0)), "--num-envs", None, {"raises": ConfigError}),
+    ("api-make-trainer-lr", "api", lambda p: make_trainer(Config(lr=-1.0)), "--lr", None, {"raises": ConfigError}),
+    ("api-make-train-int32", "api", lambda p: make_train(Config(total_steps=3 * 10**9)), "--total-steps", None, {"raises": ConfigError}),
+    ("api-validate-seed", "api", lambda p: validate(Config(seed=-1)), "--seed", None, {"raises": ConfigError}),
+    ("api-validate-type", "api", lambda p: validate(Config(dueling="yes")), "--dueling", None, {"raises": ConfigError}),
+    ("api-from-preset", "api", lambda p: from_preset("nosuch"), "--preset", None, {"raises": ConfigError}),
+    ("api-from-dict-missing", "api", lambda p: Config.from_dict({"lr": 1e-3}), "missing", None, {"raises": ConfigError}),
+    ("api-load-policy-missing", "api", lambda p: load_policy(p["tmp"] / "missing"), "not a directory", None, {"raises": RunDirError}),
+    ("api-load-policy-run", "api", lambda p: load_policy(p["run"], run=3), "run 3", None, {"raises": RunDirError}),
+    ("api-train-runs-not-empty", "api", lambda p: runner.train_runs(from_preset("cartpole"), *runner.make_runs(from_preset("cartpole")), output_dir=p["run"]),
+     "--overwrite", None, {"raises": outputs.OutputDirError}),
+]  # fmt: skip
+assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else p.read_bytes().hex() for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("name,kind,args,text,damage,options", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(name, kind, args, text, damage, options, finished, tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a default output dir would land here, and be seen
+    paths = {"tmp": tmp_path, "run": tmp_path / "run", "file": tmp_path / "file"}
+    shutil.copytree(finished, paths["run"])
+    paths["file"].write_text("a plain file")
+    if damage:
+        damage(paths["run"])
+    if "setup_tmp" in options:
+        options["setup_tmp"](tmp_path, monkeypatch)
+    if not options.get("compiles"):
+        monkeypatch.setattr(runner, "compile_program", lambda *a, **k: pytest.fail("compiled"))
+    before = tree_hash(tmp_path)
+    capfd.readouterr()
+
+    if kind == "api":
+        with pytest.raises(options["raises"]) as exc:
+            args(paths)
+        lines = [str(exc.value)]
+        assert len(str(exc.value).splitlines()) == 1
+    else:
+        argv = [a.format(**paths) for a in args]
+        main = evaluate.main if kind == "evaluate" else cli.main
+        argv = ["--resume", str(paths["run"]), *argv] if kind == "resume" else argv
+        assert main(argv) == 2
+        out, err = capfd.readouterr()
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+        assert lines[0].startswith(f"{evaluate.PROG if kind == 'evaluate' else cli.PROG}: error:")
+    assert text in lines[0], lines[0]
+    assert "tree structures do not match:" != lines[0][-len("tree structures do not match:"):]
+    assert "pybind11" not in lines[0] and "<bound method" not in lines[0]
+    assert tree_hash(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv", [["--seed", "-1"], ["--lr", "-1e-3", "--output-dir", "out"]], ids=["train", "train-dir"])
+def test_bad_input_through_the_real_entry_point(argv, tmp_path):
+    """A few cases as a user meets them: a fresh interpreter, exit status 2, one line."""
+    proc = subprocess.run([sys.executable, "-m", "purejaxdqn.train", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert argv[0] in proc.stderr and not list(tmp_path.iterdir())
+
+
+def test_bad_evaluate_through_the_real_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "purejaxdqn.evaluate", str(tmp_path / "missing")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "not a directory" in proc.stderr
+
+
+def test_garbage_checkpoint_metadata_is_no_noise(finished, tmp_path, capfd):
+    """orbax tolerates a damaged _CHECKPOINT_METADATA but logs absl ERROR lines for each one; the
+    command line must not print them for a run that resumes fine."""
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    garbage_checkpoint_metadata(run)
+    capfd.readouterr()
+    assert cli.main(["--resume", str(run)]) == 0
+    assert capfd.readouterr().err.strip() == ""

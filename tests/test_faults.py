@@ -1,0 +1,248 @@
+"""Faults: --overwrite, a locked directory, kills before/during/after saves, SIGINT/SIGTERM, a
+full disk. Each ends in one clear line and a run directory that resumes and is never mixed."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from purejaxdqn import checkpointing, cli, load_policy, outputs
+
+TINY = [
+    "--total-steps", "3000", "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32",
+    "--buffer-size", "1000", "--eval-every", "1000", "--num-chunks", "3", "--widths", "16",
+    "--num-eval-envs", "2", "--no-progress",
+]  # fmt: skip
+# ~0.1 s per chunk on a 2-core CPU, a checkpoint after every chunk: long enough to stop mid-run.
+LONG = [*TINY, "--total-steps", "40000", "--num-chunks", "40", "--eval-every", "4000",
+        "--checkpoint-every", "1", "--checkpoint-min-interval", "0", "--keep-checkpoints", "2"]  # fmt: skip
+
+
+def steps(run_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in (run_dir / outputs.CHECKPOINT_DIR).iterdir() if p.name.isdigit())
+
+
+def chunks(run_dir: Path) -> list[int]:
+    return [row["chunk"] for row in outputs.read_jsonl(run_dir / outputs.METRICS_FILE)]
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    """Every file and directory under root -> its content ('dir' for directories)."""
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else p.read_bytes().hex() for p in sorted(root.rglob("*"))}
+
+
+def start(args, cwd) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "purejaxdqn.train", *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting (process exit status {proc.poll()})")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished 3-chunk run with a checkpoint after every chunk."""
+    run_dir = tmp_path_factory.mktemp("faults") / "run"
+    assert cli.main([*TINY, "--checkpoint-min-interval", "0", "--output-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+def test_overwrite_replaces_the_whole_previous_run_checkpoints_included(finished, tmp_path, capsys):
+    """A new run into an old directory never leaves the old weights behind for evaluate,
+    load_policy or --resume (the old checkpoints 1-3 would shadow the new run's checkpoint 2)."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    (out / "notes.txt").write_text("mine")
+    old = load_policy(out).params
+    assert cli.main([*TINY, "--num-chunks", "2", "--seed", "1", "--output-dir", str(out), "--overwrite"]) == 0
+    assert steps(out) == [2] and load_policy(out).step == 2
+    new = load_policy(out).params
+    assert not all(np.array_equal(a, b) for a, b in zip(jax_leaves(old), jax_leaves(new)))
+    assert chunks(out) == [0, 1] and (out / "notes.txt").read_text() == "mine"
+    assert len(outputs.read_jsonl(out / outputs.SEGMENTS_FILE)) == 1
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_a_save_that_orbax_skips_or_that_fails_is_an_error(tmp_path, monkeypatch):
+    """orbax returns False (and writes nothing) for a step not newer than the newest there."""
+    from typing import NamedTuple
+
+    class Learner(NamedTuple):
+        params: dict
+
+    class State(NamedTuple):
+        learner: Learner
+
+    state = State(Learner({"w": np.ones(3, np.float32)}))
+    mngr = checkpointing.manager(tmp_path, keep=3)
+    checkpointing.save(mngr, 5, state)
+    mngr.wait_until_finished()
+    with pytest.raises(checkpointing.SaveError, match="not saved.*already holds checkpoint 5"):
+        checkpointing.save(mngr, 2, state)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    with pytest.raises(checkpointing.SaveError, match="saving checkpoint 6 .* No space left on device"):
+        checkpointing.save(mngr, 6, state)
+    checkpointing.finish(mngr)
+
+
+def test_a_locked_run_directory_is_refused_and_untouched(finished, tmp_path, capsys):
+    """While another process holds a run directory, train --overwrite and --resume on it get one
+    line and exit 2, and change nothing."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    before = tree_hash(tmp_path)
+    lock = outputs.lock_run_dir(out, create=False)  # as a running training process holds it
+    try:
+        for argv in (["--resume", str(out)], [*TINY, "--output-dir", str(out), "--overwrite"]):
+            assert cli.main(argv) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and "in use by another training process" in err, err
+            assert tree_hash(tmp_path) == before
+    finally:
+        lock.close()
+    assert cli.main(["--resume", str(out)]) == 0  # free again
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_over(tmp_path):
+    """SIGKILL before any checkpoint (the default 60 s interval: the first minute of any run):
+    --resume starts over from the saved config.json, says so, and drops the partial logs."""
+    out = tmp_path / "run"
+    proc = start([*LONG, "--checkpoint-min-interval", "600", "--output-dir", str(out)], tmp_path)
+    wait_for(lambda: (out / outputs.METRICS_FILE).exists() and len(chunks(out)) >= 2, proc)
+    proc.kill()
+    proc.wait()
+    assert not steps(out)
+    partial = len(chunks(out))
+
+    resumed = subprocess.run([sys.executable, "-m", "purejaxdqn.train", "--resume", str(out)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "no complete checkpoint" in resumed.stdout and "starting it over from scratch" in resumed.stdout
+    assert chunks(out) == list(range(40)) and partial >= 2
+    assert [e["env_steps"] for e in outputs.read_jsonl(out / outputs.EVALS_FILE)] == list(range(4000, 40001, 4000))
+    assert steps(out)[-1] == 40
+
+
+def test_kill_during_a_save_resumes_from_the_previous_one_and_clears_the_partial_save(finished, tmp_path):
+    """A kill during a save leaves orbax's temporary directory: resume ignores it, continues
+    from the newest complete checkpoint and removes it."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    shutil.rmtree(out / outputs.CHECKPOINT_DIR / "3")
+    partial = out / outputs.CHECKPOINT_DIR / "3.orbax-checkpoint-tmp-1764000000000000"
+    (partial / "state").mkdir(parents=True)
+    (partial / "state" / "junk").write_bytes(b"\x00" * 100)
+    assert cli.main(["--resume", str(out)]) == 0
+    assert steps(out) == [1, 2, 3] and not partial.exists()
+    assert chunks(out) == [0, 1, 2]
+
+
+def test_kill_after_the_last_save_resume_writes_the_summary(finished, tmp_path, capsys):
+    """Killed after the final checkpoint but before summary.json: --resume runs no chunk and
+    completes the directory, with the first process's timings kept."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    first = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    (out / outputs.SUMMARY_FILE).unlink()
+    (out / outputs.CURVES_FILE).unlink()
+    assert cli.main(["--resume", str(out)]) == 0
+    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    assert summary["final_eval_return_mean"] == first["final_eval_return_mean"]
+    assert summary["segments"] == 2 and summary["resumed_from_chunk"] == 3
+    assert summary["compile_s"] > first["compile_s"]  # both processes' compiles
+    assert summary["run_s"] == pytest.approx(sum(r["chunk_s"] for r in outputs.read_jsonl(out / outputs.METRICS_FILE)) + summary["this_segment"]["run_s"])
+    assert (out / outputs.CURVES_FILE).exists() and chunks(out) == [0, 1, 2]
+
+
+def test_resume_keeps_the_runs_own_checkpoint_cadence(finished, tmp_path):
+    """The cadence is saved in config.json; a resumed run keeps it instead of the defaults
+    (which would save only at the end: min interval 60 s)."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    for step in ("2", "3"):
+        shutil.rmtree(out / outputs.CHECKPOINT_DIR / step)
+    assert json.loads((out / outputs.CONFIG_FILE).read_text())["checkpoint"] == {"every": 1, "min_interval_s": 0.0, "keep": 3}
+    assert cli.main(["--resume", str(out)]) == 0
+    assert steps(out) == [1, 2, 3]
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_intact_checkpoint(tmp_path, capsys, monkeypatch):
+    """ENOSPC on a log write: exit 1, one line naming metrics.jsonl and the checkpoint that is
+    intact; --resume then completes the run."""
+    out = tmp_path / "run"
+    real_open, calls = pathlib.Path.open, []
+
+    def open_or_full(self, mode="r", *args, **kwargs):
+        if self.name == outputs.METRICS_FILE and "a" in mode:
+            calls.append(1)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "open", open_or_full)
+    assert cli.main([*TINY, "--checkpoint-min-interval", "0", "--output-dir", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "metrics.jsonl" in err and "No space left on device" in err and "checkpoint 1" in err and "--resume" in err
+    monkeypatch.undo()
+    assert cli.main(["--resume", str(out)]) == 0
+    assert chunks(out) == [0, 1, 2] and steps(out) == [1, 2, 3]
+
+
+def test_a_failed_checkpoint_save_is_one_line(tmp_path, capsys, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    assert cli.main([*TINY, "--output-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "saving checkpoint 3" in err and "No space left" in err, err
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_with_one_line_and_a_resumable_directory(tmp_path, capsys, sig, code):
+    """Ctrl-C / SIGTERM mid-run: exit 130 / 143, one line saying how to resume; meanwhile a
+    second process on the same directory is refused; --resume then ends the run unmixed."""
+    out = tmp_path / "run"
+    proc = start([*LONG, "--output-dir", str(out)], tmp_path)
+    wait_for(lambda: (out / outputs.CHECKPOINT_DIR).exists() and len(steps(out)) >= 1, proc)
+    assert cli.main(["--resume", str(out)]) == 2  # a second process on the same directory
+    assert "in use by another training process" in capsys.readouterr().err
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err[-2000:]
+    assert signal.Signals(sig).name in err and f"--resume {out}" in err and "is intact" in err
+    if sig == signal.SIGINT:
+        assert cli.main(["--resume", str(out)]) == 0
+        assert chunks(out) == list(range(40)) and steps(out)[-1] == 40
+    else:
+        checkpointing.latest_step(out)
+        outputs.check_logs(out)

@@ -149,7 +149,9 @@ def _reading(run_dir: Path):
 
 
 def _abstract(x):
-    sharding = getattr(x, "sharding", None)
+    """A restore target; one without a sharding lands on this process's first device, so a
+    checkpoint saved over several devices (e.g. runs split over CPU cores) still restores."""
+    sharding = getattr(x, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
 

@@ -347,15 +347,16 @@ def _main(argv: list[str], state: dict) -> int:
     try:
         parsed = parse_config(argv)
         args = parsed.args
-        plan = _resume_plan(parsed) if getattr(args, "resume", None) else _new_plan(parsed)
         if getattr(args, "cpu_devices", 1) < 1:
             raise ConfigError("--cpu-devices", f"must be a positive integer, got {args.cpu_devices}")
         coordinator = _arg_or_env(args, "coordinator_address", "JAX_COORDINATOR_ADDRESS", str)
         # One device per core for independent runs, unless the user set up devices and hosts.
+        # First of all: nothing may have started JAX's backends yet.
         wanted = getattr(args, "cpu_devices", None)
         split = not coordinator and (wanted is not None or state["own_process"])
         cpu_devices = hardware.use_cpu_cores(wanted) if split else None
         hardware.enable_compilation_cache(getattr(args, "compilation_cache", None))
+        plan = _resume_plan(parsed) if getattr(args, "resume", None) else _new_plan(parsed)
         parallel.initialize_distributed(
             coordinator,
             _arg_or_env(args, "num_processes", "JAX_NUM_PROCESSES", int),

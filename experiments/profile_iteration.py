@@ -5,7 +5,8 @@ timed alone as a jitted `lax.scan` of N iterations built from the project's own 
 (acting, env step, replay write, sampling, learner update, target update, evaluation, RNG),
 min over --repeats, alongside the whole iteration with and without updates. It also counts
 the XLA ops of the compiled chunk. With --ab-threefry it times the whole iteration under JAX's
-rolled CPU lowering of the RNG and under the unrolled one purejaxdqn registers (same bits).
+own CPU lowering of its RNG (threefry as a rolled 5-round loop per random call) and under the
+unrolled lowering JAX uses on GPUs (same bits): an experiment that reaches into JAX internals.
 
     python experiments/profile_iteration.py                       # the reference workload
     python experiments/profile_iteration.py --preset cartpole --ab-threefry
@@ -22,7 +23,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from purejaxdqn import hardware, learner as learner_lib
+from purejaxdqn import learner as learner_lib
 from purejaxdqn.config import from_preset
 from purejaxdqn.loop import make_trainer
 from purejaxdqn.schedules import linear_epsilon
@@ -42,8 +43,24 @@ def time_scan(body, carry, n: int, repeats: int) -> float:
 
 
 def op_counts(compiled) -> dict:
-    text = compiled.as_text()
-    ops = collections.Counter(re.findall(r"= \S+ ([a-z][\w-]*)\(", text))
+    """Instructions of the optimized HLO by opcode (all computations, loop bodies included)."""
+    ops = collections.Counter()
+    for line in compiled.as_text().splitlines():
+        _, eq, rest = line.partition(" = ")
+        if not eq:
+            continue
+        if rest.startswith("("):  # a tuple type: skip to its closing parenthesis
+            depth = 0
+            for i, ch in enumerate(rest):
+                depth += {"(": 1, ")": -1}.get(ch, 0)
+                if depth == 0:
+                    rest = rest[i + 1 :]
+                    break
+        else:
+            rest = rest.partition(" ")[2]
+        match = re.match(r"\s*([a-z][\w-]*)\(", rest)
+        if match:
+            ops[match.group(1)] += 1
     return {"hlo_ops": sum(ops.values()), "fusions": ops["fusion"], "while_loops": ops["while"], "dots": ops["dot"]}
 
 
@@ -154,33 +171,35 @@ def _time_compiled(compiled, state, n, repeats) -> float:
 
 
 def ab_threefry(config, n: int, repeats: int) -> dict:
-    """The whole iteration under the rolled (JAX's CPU default) and unrolled RNG lowering,
-    timed alternately; also checks the two give the same final state."""
+    """The whole iteration with threefry lowered rolled (JAX's CPU default) and unrolled,
+    timed alternately, with compile times; also checks both give the same final state."""
     from jax._src.interpreters import mlir
     from jax._src.random import threefry2x32 as threefry
 
+    rules = {"rolled": threefry._threefry2x32_cpu_lowering_rule, "unrolled": threefry._threefry2x32_lowering_rule}
     hp = config.hparams()
-    built = {}
-    for name in ("rolled", "unrolled"):
-        rule = threefry._threefry2x32_cpu_lowering_rule if name == "rolled" else threefry._threefry2x32_lowering_rule
-        mlir.register_lowering(threefry.threefry2x32_p, rule, platform="cpu")
-        fn, state = chunk_program(config, hp, n, learning=True)
-        compiled = fn.lower(state).compile()
-        built[name] = (compiled, state, op_counts(compiled)["while_loops"], None)
-    hardware.unroll_threefry_on_cpu()
-    best = {name: float("inf") for name in built}
-    for _ in range(repeats):
-        for name, (compiled, state, _, _) in built.items():
+    built, compile_s = {}, {}
+    try:
+        for name, rule in rules.items():
+            fn, state = chunk_program(config, hp, n, learning=True)
+            mlir.register_lowering(threefry.threefry2x32_p, rule, platform="cpu")
             t0 = time.perf_counter()
-            out = jax.block_until_ready(compiled(state))
+            compiled = fn.lower(state).compile()
+            compile_s[name] = time.perf_counter() - t0
+            built[name] = (compiled, state, op_counts(compiled)["while_loops"])
+    finally:
+        mlir.register_lowering(threefry.threefry2x32_p, rules["rolled"], platform="cpu")
+    best, outs = {name: float("inf") for name in built}, {}
+    for _ in range(repeats):
+        for name, (compiled, state, _) in built.items():
+            t0 = time.perf_counter()
+            outs[name] = jax.block_until_ready(compiled(state))
             best[name] = min(best[name], time.perf_counter() - t0)
-            built[name] = (*built[name][:3], out)
-    same = all(
-        bool(jnp.array_equal(a, b))
-        for a, b in zip(jax.tree.leaves(built["rolled"][3].learner), jax.tree.leaves(built["unrolled"][3].learner))
-    )
+    same = all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(outs["rolled"].learner),
+                                                           jax.tree.leaves(outs["unrolled"].learner)))  # fmt: skip
     return {
         **{f"{k}_us": round(v / n * 1e6, 2) for k, v in best.items()},
+        **{f"{k}_compile_s": round(v, 2) for k, v in compile_s.items()},
         **{f"{k}_while_loops": v[2] for k, v in built.items()},
         "same_result": same,
     }

@@ -5,10 +5,6 @@
   on 2 cores for 8 seeds (BENCHMARKS.md). Must run before JAX starts its backends.
 - `enable_compilation_cache`: JAX's persistent compilation cache in a per-user directory, so
   a second run of the same program skips most of its compile.
-- `unroll_threefry_on_cpu`: JAX lowers its default RNG (threefry) on the CPU as a rolled
-  5-round loop, one loop per random call, to keep compiles small. In a training step with a
-  dozen random calls those loops cost more than the env step; the unrolled lowering JAX uses
-  on GPUs gives the same bits (tested) at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -60,19 +56,3 @@ def use_cpu_cores(count: int | None = None) -> int | None:
     except RuntimeError:  # backends already initialized
         return None
     return count
-
-
-def unroll_threefry_on_cpu() -> bool:
-    """Lower threefry2x32 on the CPU with JAX's unrolled rule (the one it uses on GPUs).
-
-    Same random bits, bit for bit; only the loop structure changes. Reaches into JAX's
-    internals, so where they have moved this does nothing and returns False.
-    """
-    try:
-        from jax._src.interpreters import mlir
-        from jax._src.random import threefry2x32 as threefry
-
-        mlir.register_lowering(threefry.threefry2x32_p, threefry._threefry2x32_lowering_rule, platform="cpu")
-    except (ImportError, AttributeError):
-        return False
-    return True

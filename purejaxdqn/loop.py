@@ -22,7 +22,6 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from purejaxdqn import hardware
 from purejaxdqn import learner as learner_lib
 from purejaxdqn import replay as replay_lib
 from purejaxdqn.config import Config, HParams
@@ -120,7 +119,6 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
 
     validate(config)  # the Python API refuses bad settings like the command line does
     c = config
-    hardware.unroll_threefry_on_cpu()
     local_envs = c.num_envs // data_size
     venv = env_from_config(c, local_envs)
     network = make_network(c, venv.num_actions)

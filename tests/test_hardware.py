@@ -1,5 +1,5 @@
-"""Start-up settings (purejaxdqn/hardware.py): the CPU's RNG lowering, host devices per core,
-and the persistent compilation cache."""
+"""Start-up settings (purejaxdqn/hardware.py): host devices per core and the persistent
+compilation cache."""
 
 from __future__ import annotations
 
@@ -8,49 +8,12 @@ import os
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from purejaxdqn import hardware
 
 TINY = [
     "--total-steps", "2000", "--num-envs", "4", "--learning-starts", "400", "--batch-size", "32",
     "--buffer-size", "400", "--eval-every", "1000", "--num-chunks", "2", "--widths", "8",
     "--num-eval-envs", "2", "--no-progress",
 ]  # fmt: skip
-
-
-def _random_draws(seed):
-    key = jax.random.key(seed)
-    a, b = jax.random.split(key)
-    return (
-        jax.random.key_data(jax.random.split(a, 7)),
-        jax.random.key_data(jax.random.fold_in(b, 3)),
-        jax.random.uniform(a, (33,)),
-        jax.random.randint(b, (17,), 0, 5),
-        jax.random.bits(jax.random.fold_in(a, 9), (4, 3)),
-    )
-
-
-def test_unrolled_threefry_gives_the_same_bits_as_jax_own_cpu_lowering():
-    """The unrolled lowering changes only the loop structure: every split, fold_in, uniform,
-    randint and raw bits draw equals JAX's rolled CPU lowering, bit for bit."""
-    from jax._src.interpreters import mlir
-    from jax._src.random import threefry2x32 as threefry
-
-    def draws():  # a fresh function each time, so jit lowers it again under the current rule
-        return jax.jit(lambda s: _random_draws(s))(jnp.uint32(12345))
-
-    try:
-        mlir.register_lowering(threefry.threefry2x32_p, threefry._threefry2x32_cpu_lowering_rule, platform="cpu")
-        rolled = draws()
-        assert hardware.unroll_threefry_on_cpu()
-        unrolled = draws()
-    finally:
-        hardware.unroll_threefry_on_cpu()
-    for x, y in zip(rolled, unrolled):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def _cli(args, tmp_path, **env):

@@ -75,9 +75,6 @@ class NonFiniteError(RuntimeError):
     """A loss or parameter became NaN/inf; the message names the step and the runs."""
 
 
-INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
-
-
 class Program(NamedTuple):
     """The compiled per-batch functions and their (global) inputs."""
 
@@ -109,9 +106,7 @@ def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshS
         chunk_fn = parallel.shard(chunk_fn, mesh, (specs, hp_specs), specs)
         seeds = parallel.to_global(seeds, mesh, parallel.P(parallel.RUNS))
         hp = jax.tree.map(lambda x, spec: parallel.to_global(x, mesh, spec), hp, hp_specs)
-    # init runs once: compiling it without LLVM's optimizations saves ~0.7 s of a ~3 s compile
-    # (initial weights then differ from an optimized build's in the last bit, a float-noise change).
-    init = jax.jit(init_fn).lower(seeds, hp).compile(compiler_options=INIT_COMPILER_OPTIONS)
+    init = jax.jit(init_fn).lower(seeds, hp).compile()
     abstract = jax.tree.map(
         lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
         jax.eval_shape(init_fn, seeds, hp), init.output_shardings,
@@ -254,9 +249,11 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
         jax.block_until_ready(state)
     finally:
         if ckpt is not None:  # let pending async saves finish, also when stopping on a NaN or a signal
+            t_save = time.perf_counter()
             with interrupts.deferred():
                 checkpointing.finish(ckpt)
-    run_s = time.perf_counter() - t_run
+            save_s += time.perf_counter() - t_save
+    run_s = time.perf_counter() - t_run - save_s  # training only: checkpoint_save_s is apart
     if progress is not None:
         progress.close()
 

@@ -32,14 +32,7 @@ from purejaxdqn.schedules import linear_epsilon
 def time_scan(body, carry, n: int, repeats: int) -> float:
     """Seconds per iteration of `lax.scan(body)` over n iterations (compile excluded; min)."""
     fn = jax.jit(lambda c: jax.lax.scan(lambda c, _: (body(c), None), c, None, length=n)[0])
-    compiled = fn.lower(carry).compile()
-    jax.block_until_ready(compiled(carry))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(carry))
-        best = min(best, time.perf_counter() - t0)
-    return best / n
+    return _time_compiled(fn.lower(carry).compile(), carry, n, repeats)
 
 
 def op_counts(compiled) -> dict:
@@ -67,7 +60,9 @@ def op_counts(compiled) -> dict:
 def chunk_program(config, hp, n: int, learning: bool):
     """The real chunk (`make_trainer(...).run_chunk`) of n iterations, started past
     learning_starts with a full-enough buffer, or with updates switched off."""
-    c = config.replace(total_steps=n * config.num_envs, num_chunks=1, eval_every=10**9)
+    # learning_starts is traced (taken from `hp`); the static copy only has to pass validation
+    c = config.replace(total_steps=n * config.num_envs, num_chunks=1, eval_every=10**9,
+                       learning_starts=config.batch_size)  # fmt: skip
     trainer = make_trainer(c)
     hp = hp if learning else hp._replace(learning_starts=jnp.int32(2**30))
     state = jax.jit(trainer.init)(jax.random.key(0), hp)
@@ -161,6 +156,7 @@ def trainer_eval(trainer, config):
 
 
 def _time_compiled(compiled, state, n, repeats) -> float:
+    """Seconds per iteration of a compiled n-iteration program (after one warm-up call; min)."""
     jax.block_until_ready(compiled(state))
     best = float("inf")
     for _ in range(repeats):

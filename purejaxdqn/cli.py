@@ -252,7 +252,7 @@ class Parsed(NamedTuple):
 def _help_defaults(argv: list[str]) -> tuple[Config, str]:
     """The base config the command would start from (for --help), and what it is; the plain
     defaults when the preset, env id or --config given is not valid (parsing reports that)."""
-    peek = argparse.ArgumentParser(add_help=False)
+    peek = _Parser(add_help=False)
     for option in ("--preset", "--env-id", "--config"):
         peek.add_argument(option)
     known, _ = peek.parse_known_args(argv)
@@ -484,6 +484,8 @@ def _main(argv: list[str], state: dict) -> int:
     except (memory.OutOfMemoryError, outputs.OutputDirError) as err:
         state["output_dir"] = None  # refused before anything was written
         return _usage_error(err)
+    except tracking.TrackingError as err:  # a tracker that could not start (W&B login, network, ...)
+        return _usage_error(err)
     except (checkpointing.SaveError, OSError) as err:  # a full disk, a failed save, ...
         print(f"{PROG}: error: {err}; {_resume_hint(plan.output_dir)}", file=sys.stderr)
         return EXIT_WRITE
@@ -492,6 +494,8 @@ def _main(argv: list[str], state: dict) -> int:
     except runner.NonFiniteError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
+    finally:
+        progress.close()  # the spinner or bar of a run that stopped early
     if not main_process:
         return 0
 

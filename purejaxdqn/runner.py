@@ -227,8 +227,9 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
     eval_seen = int((evals.step[0] > 0).sum())
     save_s = 0.0
     last_save = time.perf_counter()  # the run's start counts as a save for the interval
-    sinks = tracking.open_sinks(tracking_spec, output_dir, runs, config.to_dict()) if writing else None
+    sinks = None
     try:
+        sinks = tracking.open_sinks(tracking_spec, output_dir, runs, config.to_dict()) if writing else None
         for chunk in range(start_chunk, config.num_chunks):
             t_chunk = time.perf_counter()
             state = program.run_chunk(state, hp)

@@ -133,13 +133,23 @@ class WandbSink(Sink):
 
         self.runs = {}
         for r in runs:
-            self.runs[r["run"]] = wandb.init(
-                project=spec.wandb_project, entity=spec.wandb_entity, mode=spec.wandb_mode,
-                dir=None if os.environ.get("WANDB_DIR") else str(run_dir),
-                group=Path(run_dir).name, name=f"{Path(run_dir).name}/{run_label(r)}",
-                config={**hparams, **r}, reinit="create_new", settings=wandb.Settings(quiet=True, console="off"),
-            )  # fmt: skip
-            self.runs[r["run"]].define_metric("*", step_metric="env_steps")
+            try:
+                self.runs[r["run"]] = self._init(wandb, run_dir, r, hparams, spec)
+            except Exception as err:  # W&B raises many types (no login, no network, bad entity)
+                self.close()
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise TrackingError(f"--log wandb: W&B could not start a run: {first} (--wandb-mode offline needs no network)") from None
+
+    @staticmethod
+    def _init(wandb, run_dir: Path, r: dict, hparams: dict, spec: TrackingSpec):
+        run = wandb.init(
+            project=spec.wandb_project, entity=spec.wandb_entity, mode=spec.wandb_mode,
+            dir=None if os.environ.get("WANDB_DIR") else str(run_dir),
+            group=Path(run_dir).name, name=f"{Path(run_dir).name}/{run_label(r)}",
+            config={**hparams, **r}, reinit="create_new", settings=wandb.Settings(quiet=True, console="off"),
+        )  # fmt: skip
+        run.define_metric("*", step_metric="env_steps")
+        return run
 
     def scalars(self, run, step, values):
         self.runs[run].log({"env_steps": step, **values})
@@ -167,9 +177,13 @@ class Sinks(Sink):
 def open_sinks(spec: TrackingSpec | None, run_dir: Path, runs: list[dict], hparams: dict[str, Any]) -> Sinks:
     """The JSONL logs plus the sinks `spec` names, opened for this batch of runs."""
     spec = spec or TrackingSpec()
-    sinks: list[Sink] = [JsonlSink(run_dir)]
-    if "tensorboard" in spec.log:
-        sinks.append(TensorBoardSink(run_dir, runs, hparams))
-    if "wandb" in spec.log:
-        sinks.append(WandbSink(run_dir, runs, hparams, spec))
-    return Sinks(sinks)
+    sinks = Sinks([JsonlSink(run_dir)])
+    try:
+        if "tensorboard" in spec.log:
+            sinks.sinks.append(TensorBoardSink(run_dir, runs, hparams))
+        if "wandb" in spec.log:
+            sinks.sinks.append(WandbSink(run_dir, runs, hparams, spec))
+    except Exception:
+        sinks.close()
+        raise
+    return sinks

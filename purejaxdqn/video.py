@@ -59,7 +59,7 @@ def draw(env_id: str, obs: np.ndarray, t: int, episode_return: float) -> np.ndar
 
     obs = np.asarray(obs, np.float32)
     if obs.ndim == 3:
-        image = Image.fromarray(planes_to_rgb(obs)).resize((obs.shape[1] * CELL, obs.shape[0] * CELL), Image.NEAREST)
+        image = Image.fromarray(planes_to_rgb(obs)).resize((obs.shape[1] * CELL, obs.shape[0] * CELL), Image.Resampling.NEAREST)
     else:
         image = Image.new("RGB", (WIDTH, HEIGHT), "white")
         (_draw_cartpole if env_id == "CartPole-v1" else _draw_bars)(ImageDraw.Draw(image), obs.ravel())

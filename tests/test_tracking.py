@@ -79,14 +79,12 @@ def test_scalar_namespace_is_shared():
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--log", "wandb"], 'pip install "purejaxdqn[wandb]"'),
-    (["--log", "tensorboard"], 'pip install "purejaxdqn[tensorboard]"'),
-    (["--log", "neptune"], "unknown sink 'neptune'"),
-    (["--wandb-mode", "offline"], "--wandb-mode: only applies together with --log wandb"),
+    (["--log", "wandb"], '--log wandb: the wandb package is not installed; pip install "purejaxdqn[wandb]"'),
+    (["--log", "jsonl,tensorboard"], 'the tensorboardX package is not installed; pip install "purejaxdqn[tensorboard]"'),
 ])  # fmt: skip
-def test_bad_sink_is_one_line_before_anything(tmp_path, capsys, monkeypatch, args, needle):
-    """A sink whose package is missing (simulated), an unknown one, or W&B options without W&B:
-    one line, exit 2, nothing compiled or written."""
+def test_missing_sink_package_is_one_line_before_anything(tmp_path, capsys, monkeypatch, args, needle):
+    """A sink whose package is missing (simulated): one line, exit 2, nothing compiled or
+    written. (Unknown sinks and W&B options without W&B: tests/test_bad_inputs.py.)"""
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("wandb", "tensorboardX") else real(name, *a))
     monkeypatch.setattr(runner, "compile_program", lambda *a, **k: pytest.fail("compiled"))

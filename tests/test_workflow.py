@@ -47,7 +47,8 @@ def test_progress_text_eta_and_durations():
     assert progress.runs_text(1) == "1 run" and progress.runs_text(4) == "4 runs"
 
 
-def test_progress_bar_writes_status_then_bar_only_when_enabled():
+def test_progress_bar_writes_status_then_bar_only_when_enabled(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the width rich assumes for a stream that is not a terminal
     stream = io.StringIO()
     bar = progress.ProgressBar(200_000, enabled=True, stream=stream)
     bar.status("compiling 4 runs ...")
@@ -91,20 +92,7 @@ def test_rerun_from_config_with_overrides(finished, tmp_path):
     assert rerun["config"]["seed"] == 7 and rerun["rerun_of"] == str(finished) and len(rerun["runs"]) == 2
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--config", "nowhere"], "--config: nowhere"),
-    (["--config", "{run}", "--preset", "cartpole"], "--preset: contradicts --config"),
-    (["--config", "{run}", "--lr", "-1"], "--lr"),
-    (["--config", "{bad}"], "--config:"),
-])  # fmt: skip
-def test_rerun_bad_input_is_one_line(finished, tmp_path, capsys, monkeypatch, args, needle):
-    monkeypatch.setattr(runner, "train_runs", lambda *a, **k: pytest.fail("training started"))
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"config": {"env_id": "CartPole-v1"}}')
-    args = [a.format(run=finished, bad=bad) for a in args]
-    assert cli.main(args) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and needle in err, err
+# Bad --config, --log, --wandb-*, evaluate --step/--gif/--max-frames input: tests/test_bad_inputs.py.
 
 
 # ---------------------------------------------------------------- video
@@ -116,8 +104,7 @@ def gif_frames(path: Path) -> list[np.ndarray]:
 
 
 def test_evaluate_writes_gif_of_a_chosen_checkpoint(finished, tmp_path, capsys):
-    """evaluate --gif draws a greedy CartPole episode (frames decode, pictures differ);
-    --step picks a checkpoint, a missing one is one line and exit 2."""
+    """evaluate --gif draws a greedy CartPole episode (frames decode); --step picks a checkpoint."""
     gif = tmp_path / "cartpole.gif"
     args = [str(finished), "--episodes", "2", "--run", "1", "--gif", str(gif), "--max-frames", "60"]
     assert evaluate.main([*args, "--step", "3"]) == 0
@@ -125,9 +112,6 @@ def test_evaluate_writes_gif_of_a_chosen_checkpoint(finished, tmp_path, capsys):
     assert "checkpoint after chunk 3" in out and "frames" in out
     frames = gif_frames(gif)
     assert 1 < len(frames) <= 60 and frames[0].shape[2] == 3
-    assert evaluate.main([*args, "--step", "99"]) == 2
-    assert "--step 99: " in capsys.readouterr().err
-    assert evaluate.main([str(finished), "--gif", str(tmp_path / "x.png")]) == 2
 
 
 def test_minatar_gif_from_the_python_api(tmp_path):

@@ -148,7 +148,9 @@ class WandbSink(Sink):
             group=Path(run_dir).name, name=f"{Path(run_dir).name}/{run_label(r)}",
             config={**hparams, **r}, reinit="create_new", settings=wandb.Settings(quiet=True, console="off"),
         )  # fmt: skip
-        run.define_metric("*", step_metric="env_steps")
+        run.define_metric("env_steps")
+        for section in sorted({name.split("/")[0] for name in SCALARS.values()}):
+            run.define_metric(f"{section}/*", step_metric="env_steps")  # x axis: env steps, as in CleanRL
         return run
 
     def scalars(self, run, step, values):

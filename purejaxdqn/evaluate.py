@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
         frames, episode_return = render_episode(policy, seed=args.seed, max_frames=args.max_frames)
         save_gif(frames, args.gif)
-        print(f"{args.gif}: one greedy episode, {len(frames)} frames, return {episode_return:g}")
+        cut = " (stopped at --max-frames)" if len(frames) == args.max_frames else ""
+        print(f"{args.gif}: one greedy episode, {len(frames)} frames{cut}, return {episode_return:g}")
     return 0
 
 

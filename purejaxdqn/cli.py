@@ -521,6 +521,8 @@ def _main(argv: list[str], state: dict) -> int:
         + (f" (whole run, {s['segments']} processes)" if s.get("segments", 1) > 1 else "")
     )
     print(f"outputs: {plan.output_dir}")
+    for line in tracking.where(parsed.tracking, plan.output_dir, len(runs)):
+        print(line)
     return 0
 
 

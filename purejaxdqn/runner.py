@@ -227,9 +227,11 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
     eval_seen = int((evals.step[0] > 0).sum())
     save_s = 0.0
     last_save = time.perf_counter()  # the run's start counts as a save for the interval
-    sinks = None
+    sinks, log_s = None, 0.0  # time in the sinks (logs, TensorBoard, W&B): apart from run_s, like saves
     try:
+        t_log = time.perf_counter()
         sinks = tracking.open_sinks(tracking_spec, output_dir, runs, config.to_dict()) if writing else None
+        log_s += time.perf_counter() - t_log
         for chunk in range(start_chunk, config.num_chunks):
             t_chunk = time.perf_counter()
             state = program.run_chunk(state, hp)
@@ -243,7 +245,9 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
             for row in metric_rows:
                 row.update(chunk_s=chunk_s, env_steps_per_s=steps_per_s)
             if sinks is not None:
+                t_log = time.perf_counter()
                 sinks.log(metric_rows, eval_rows)
+                log_s += time.perf_counter() - t_log
             _stop_if_nonfinite(stats, runs, chunk)
             due = bool(checkpoint_every) and (chunk + 1) % checkpoint_every == 0
             due = due and time.perf_counter() - last_save >= checkpoint_min_interval_s
@@ -258,13 +262,15 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
         jax.block_until_ready(state)
     finally:
         if sinks is not None:
+            t_log = time.perf_counter()
             sinks.close()
+            log_s += time.perf_counter() - t_log
         if ckpt is not None:  # let pending async saves finish, also when stopping on a NaN or a signal
             t_save = time.perf_counter()
             with interrupts.deferred():
                 checkpointing.finish(ckpt)
             save_s += time.perf_counter() - t_save
-    run_s = time.perf_counter() - t_run - save_s  # training only: checkpoint_save_s is apart
+    run_s = time.perf_counter() - t_run - save_s - log_s  # training only: checkpoint_save_s and logging_s are apart
     if progress is not None:
         progress.close()
 
@@ -283,6 +289,7 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
         "processes": jax.process_count(),
         **timing,
         "checkpoint_save_s": save_s,
+        "logging_s": log_s,
         "resumed_from_chunk": start_chunk if resume else None,
         "total_s": time.perf_counter() - t_begin,
         "env_steps_per_s": total_steps / timing["run_s"],

@@ -146,7 +146,7 @@ class WandbSink(Sink):
             project=spec.wandb_project, entity=spec.wandb_entity, mode=spec.wandb_mode,
             dir=None if os.environ.get("WANDB_DIR") else str(run_dir),
             group=Path(run_dir).name, name=f"{Path(run_dir).name}/{run_label(r)}",
-            config={**hparams, **r}, reinit="create_new", settings=wandb.Settings(quiet=True, console="off"),
+            config={**hparams, **r}, reinit="create_new", settings=wandb.Settings(silent=True, console="off"),
         )  # fmt: skip
         run.define_metric("env_steps")
         for section in sorted({name.split("/")[0] for name in SCALARS.values()}):
@@ -189,3 +189,16 @@ def open_sinks(spec: TrackingSpec | None, run_dir: Path, runs: list[dict], hpara
         sinks.close()
         raise
     return sinks
+
+
+def where(spec: TrackingSpec, run_dir: Path, num_runs: int) -> list[str]:
+    """One line per tracker for the end of a run: where its data went and how to look at it."""
+    lines = []
+    if "tensorboard" in spec.log:
+        lines.append(f"tensorboard: {num_runs} run(s); view with `tensorboard --logdir {Path(run_dir) / outputs.TENSORBOARD_DIR}`")
+    if "wandb" in spec.log:
+        place = Path(os.environ.get("WANDB_DIR") or run_dir) / "wandb"
+        mode = spec.wandb_mode or os.environ.get("WANDB_MODE") or "online"
+        hint = f"; upload with `wandb sync {place}/offline-run-*`" if mode == "offline" else ""
+        lines.append(f"wandb: {num_runs} run(s) in project {spec.wandb_project}, group {Path(run_dir).name} ({mode}){hint}")
+    return lines

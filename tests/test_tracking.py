@@ -4,6 +4,7 @@ runs written without a network, one scalar namespace, and a missing package refu
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 
@@ -27,6 +28,8 @@ def tracked(tmp_path_factory):
         args = [*TINY, "--num-seeds", "2", "--log", "tensorboard,wandb", "--wandb-mode", "offline",
                 "--wandb-project", "test", "--output-dir", str(root / "run")]  # fmt: skip
         assert cli.main(args) == 0
+    summary = json.loads((root / "run" / outputs.SUMMARY_FILE).read_text())
+    assert summary["logging_s"] > 0 and summary["run_s"] > 0
     return root
 
 
@@ -76,6 +79,15 @@ def test_scalar_namespace_is_shared():
                                "charts/SPS": 10.0, "charts/updates": 3, "losses/q_values": 1.5})  # fmt: skip
     assert rows[1] == (1, 30, {"charts/eval_return": 7.0, "charts/eval_return_min": 2.0})
     assert tracking.run_label({"run": 2, "seed": 5, "setting": 1, "lr": 0.001}) == "run-2_seed-5_lr-0.001"
+
+
+def test_end_of_run_lines_say_where_the_data_went(monkeypatch):
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    spec = tracking.TrackingSpec(("tensorboard", "wandb"), wandb_mode="offline")
+    tb, wb = tracking.where(spec, "runs/x", 2)
+    assert "tensorboard --logdir runs/x/tensorboard" in tb
+    assert "project purejaxdqn, group x (offline)" in wb and "wandb sync runs/x/wandb/offline-run-*" in wb
+    assert tracking.where(tracking.TrackingSpec(), "runs/x", 1) == []
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -107,10 +107,10 @@ def build_parser(defaults: Config | None = None, preset: str = "cartpole") -> ar
         prog=PROG,
         description=(
             "Train a DQN agent on a gymnax environment, entirely on the accelerator. With no "
-            "options: CartPole-v1 with the tuned 'cartpole' preset."
+            f"options: CartPole-v1 with the tuned 'cartpole' preset. Defaults shown: {preset}."
         ),
-        epilog=f"Defaults shown: {preset}. Option values override the preset (or --config), which "
-        "overrides the plain defaults; '--env-id ID --help' or '--preset NAME --help' shows that preset's defaults.",
+        epilog="Option values override the preset (or --config), which overrides the plain defaults; "
+        "'--env-id ID --help', '--preset NAME --help' or '--config RUN_DIR --help' shows the defaults it starts from.",
         argument_default=argparse.SUPPRESS,
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"purejaxdqn {__version__}")

@@ -88,8 +88,8 @@ def lock_run_dir(path: Path, create: bool):
 
 def clear_previous_run(path: Path) -> None:
     """Remove everything an earlier run wrote here (run files, checkpoints, TensorBoard event
-    files, temporaries), so a
-    new run never mixes with it; other files in the directory are left alone. Hold the lock."""
+    files, temporaries), so a new run never mixes with it; other files in the directory (and
+    W&B's own wandb/ directory) are left alone. Hold the lock."""
     path = Path(path)
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)

@@ -105,3 +105,12 @@ def test_missing_sink_package_is_one_line_before_anything(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and needle in err, err
     assert not out.exists()
+
+
+def test_overwrite_clears_old_tensorboard_series(tmp_path):
+    """--overwrite must not leave the old run's event files to mix with the new run's series."""
+    (tmp_path / outputs.TENSORBOARD_DIR / "run-0_seed-0").mkdir(parents=True)
+    (tmp_path / outputs.TENSORBOARD_DIR / "run-0_seed-0" / "events.out.tfevents.1").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("mine")
+    outputs.clear_previous_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -124,6 +124,12 @@ class TensorBoardSink(Sink):
             writer.close()
 
 
+def wandb_dir(run_dir: Path) -> Path:
+    """Where W&B puts its wandb/ directory: $WANDB_DIR, else the run directory. Passed to every
+    wandb.init (W&B reads its environment only once per process)."""
+    return Path(os.environ.get("WANDB_DIR") or run_dir)
+
+
 class WandbSink(Sink):
     """One W&B run per run, grouped by the run directory's name; config = hyperparameters + the
     run's seed and swept values. Offline mode writes under WANDB_DIR (default: the run dir)."""
@@ -144,7 +150,7 @@ class WandbSink(Sink):
     def _init(wandb, run_dir: Path, r: dict, hparams: dict, spec: TrackingSpec):
         run = wandb.init(
             project=spec.wandb_project, entity=spec.wandb_entity, mode=spec.wandb_mode,
-            dir=None if os.environ.get("WANDB_DIR") else str(run_dir),
+            dir=str(wandb_dir(run_dir)),
             group=Path(run_dir).name, name=f"{Path(run_dir).name}/{run_label(r)}",
             config={**hparams, **r}, reinit="create_new", settings=wandb.Settings(silent=True, console="off"),
         )  # fmt: skip
@@ -197,7 +203,7 @@ def where(spec: TrackingSpec, run_dir: Path, num_runs: int) -> list[str]:
     if "tensorboard" in spec.log:
         lines.append(f"tensorboard: {num_runs} run(s); view with `tensorboard --logdir {Path(run_dir) / outputs.TENSORBOARD_DIR}`")
     if "wandb" in spec.log:
-        place = Path(os.environ.get("WANDB_DIR") or run_dir) / "wandb"
+        place = wandb_dir(run_dir) / "wandb"
         mode = spec.wandb_mode or os.environ.get("WANDB_MODE") or "online"
         hint = f"; upload with `wandb sync {place}/offline-run-*`" if mode == "offline" else ""
         lines.append(f"wandb: {num_runs} run(s) in project {spec.wandb_project}, group {Path(run_dir).name} ({mode}){hint}")

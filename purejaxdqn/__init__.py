@@ -6,14 +6,41 @@ collect -> store -> sample -> update -> target-update cycle is one jitted `lax.s
     from purejaxdqn import Config, make_train
     train = jax.jit(make_train(Config()))
     state = train(jax.random.key(0))
+
+The names below are imported on first use, so `python -m purejaxdqn.train` can say something
+before JAX is imported.
 """
 
-from purejaxdqn.config import PRESETS, Config, ConfigError, HParams, from_preset, validate
-from purejaxdqn.loop import TrainState, Trainer, make_train, make_trainer
-from purejaxdqn.policy import Policy, RunDirError, load_policy
+from __future__ import annotations
 
-__all__ = [
-    "Config", "ConfigError", "HParams", "PRESETS", "from_preset", "validate",
-    "TrainState", "Trainer", "make_train", "make_trainer", "Policy", "RunDirError", "load_policy",
-]  # fmt: skip
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Config": "config", "ConfigError": "config", "HParams": "config", "PRESETS": "config",
+    "from_preset": "config", "validate": "config",
+    "TrainState": "loop", "Trainer": "loop", "make_train": "loop", "make_trainer": "loop",
+    "Policy": "policy", "RunDirError": "policy", "load_policy": "policy",
+    "save_gif": "video", "render_episode": "video",
+}  # fmt: skip
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:
+    from purejaxdqn.config import PRESETS, Config, ConfigError, HParams, from_preset, validate
+    from purejaxdqn.loop import TrainState, Trainer, make_train, make_trainer
+    from purejaxdqn.policy import Policy, RunDirError, load_policy
+    from purejaxdqn.video import render_episode, save_gif
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'purejaxdqn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"purejaxdqn.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

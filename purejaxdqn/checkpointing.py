@@ -104,6 +104,17 @@ def latest_step(run_dir: Path) -> int:
     return step
 
 
+def all_steps(run_dir: Path) -> list[int]:
+    """Every complete checkpoint of a run directory, oldest first (empty without any)."""
+    if not (Path(run_dir) / CHECKPOINT_DIR).is_dir():
+        return []
+    try:
+        with _quiet(), _reading(run_dir) as mngr:
+            return sorted(mngr.all_steps())
+    except Exception as err:
+        raise CheckpointError(f"the checkpoints in {Path(run_dir) / CHECKPOINT_DIR} cannot be read: {_one_line(err)}") from None
+
+
 def restore(run_dir: Path, step: int, abstract_state):
     """The full state of checkpoint `step`, laid out like `abstract_state` (shapes, dtypes and
     shardings from `jax.eval_shape` or a live state)."""

@@ -1,7 +1,8 @@
 """Command line: `python -m purejaxdqn.train [options]`.
 
 Every `Config` field is an option (`--lr`, `--buffer-size`, ...), grouped as in `Config`.
-Options override the chosen preset, which overrides `Config`'s defaults. Bad input ends with
+Options override the chosen preset (or the saved config of `--config`), which overrides
+`Config`'s defaults; `--help` shows the defaults of the preset the command would use. Bad input ends with
 one line on stderr naming the option and exit status 2, before anything is compiled and
 before anything on disk is touched.
 """
@@ -15,9 +16,11 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+from purejaxdqn import __version__, tracking
 from purejaxdqn.config import HPARAM_DTYPES, PRESETS, SEED_LIMIT, Config, ConfigError, from_preset, preset_names, validate
+from purejaxdqn.environments import SUPPORTED_ENV_IDS
 
-PROG = "python -m purejaxdqn.train"
+PROG = "python -m purejaxdqn.train"  # also installed as the `purejaxdqn-train` console script
 EXIT_WRITE = 1  # a write failed (full disk, failed checkpoint save): earlier checkpoints are intact
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
@@ -96,16 +99,21 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(defaults: Config | None = None, preset: str = "cartpole") -> argparse.ArgumentParser:
+    """The parser; each setting's help shows its value in `defaults` (default: the bare
+    command's config, the `preset` named)."""
+    defaults = defaults or from_preset(None)
     parser = _Parser(
         prog=PROG,
         description=(
             "Train a DQN agent on a gymnax environment, entirely on the accelerator. With no "
-            "options: CartPole-v1 with the tuned 'cartpole' preset."
+            f"options: CartPole-v1 with the tuned 'cartpole' preset. Defaults shown: {preset}."
         ),
-        epilog="Option values override the preset, which overrides the defaults shown.",
+        epilog="Option values override the preset (or --config), which overrides the plain defaults; "
+        "'--env-id ID --help', '--preset NAME --help' or '--config RUN_DIR --help' shows the defaults it starts from.",
         argument_default=argparse.SUPPRESS,
-    )
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"purejaxdqn {__version__}")
     main = parser.add_argument_group("preset and outputs")
     main.add_argument(
         "--preset", metavar="NAME[,NAME...]",
@@ -117,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         "preset starts from the env's default one, e.g. --env-id Breakout-MinAtar --preset rainbow",
     )  # fmt: skip
     main.add_argument(
+        "--config", type=Path, metavar="RUN_DIR|CONFIG_JSON",
+        help="rerun a saved run: its config.json (settings, seeds, sweep) is the base instead of a "
+        "preset; options given override it, e.g. --config runs/x --seed 7",
+    )  # fmt: skip
+    main.add_argument(
         "--output-dir", type=Path, help="where config.json, metrics.jsonl, evals.jsonl and summary.json "
         "go (default: a new runs/<env-id>/<timestamp>)"
     )  # fmt: skip
@@ -125,7 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     main.add_argument(
         "--progress", action=argparse.BooleanOptionalAction,
-        help="progress bar on stderr (default: on when stderr is a terminal)",
+        help="status lines and a progress bar with ETA on stderr (default: on when stderr is a terminal)",
+    )  # fmt: skip
+    track = parser.add_argument_group("experiment tracking (metrics.jsonl and evals.jsonl are always written)")
+    track.add_argument(
+        "--log", metavar="SINK[,SINK...]",
+        help="also log to 'tensorboard' (<output-dir>/tensorboard/<run>/; pip install \"purejaxdqn[tensorboard]\") "
+        "and/or 'wandb' (one W&B run per run; pip install \"purejaxdqn[wandb]\")",
+    )  # fmt: skip
+    track.add_argument("--wandb-project", metavar="NAME", help="W&B project (default: purejaxdqn)")
+    track.add_argument("--wandb-entity", metavar="NAME", help="W&B entity (team or user; default: yours)")
+    track.add_argument(
+        "--wandb-mode", choices=tracking.WANDB_MODES,
+        help="W&B mode; offline needs no network, 'wandb sync' uploads later (default: $WANDB_MODE, else online)",
     )  # fmt: skip
     many = parser.add_argument_group("many runs in one compiled program (vmap)")
     many.add_argument(
@@ -136,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep", action="append", metavar="NAME=V1,V2,...",
         help="sweep a hyperparameter over values, all settings x seeds in one program; repeat "
         "for a grid. Sweepable: " + ", ".join(HPARAM_DTYPES) + ". Settings that change shapes "
-        "(widths, batch size, buffer size, envs, ...) need separate compiles: "
-        "experiments/sweep_static.py",
+        "(widths, batch size, buffer size, envs, ...) need separate compiles: run each setting as its "
+        "own command, or experiments/sweep_static.py from a checkout",
     )  # fmt: skip
 
     ckpt = parser.add_argument_group("checkpoints and resume")
@@ -192,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         meta = field.metadata
         default = field.default
         sweep = " [hyperparameter]" if meta.get("sweep") else ""
-        help_text = f"{meta['help']} (default: {_show(default)}){sweep}"
+        choices = f"; one of: {', '.join(SUPPORTED_ENV_IDS)}" if field.name == "env_id" else ""
+        help_text = f"{meta['help']}{choices} (default: {_show(getattr(defaults, field.name))}){sweep}"
         kwargs: dict = {"help": help_text, "dest": field.name}
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -220,26 +246,79 @@ class Parsed(NamedTuple):
     args: argparse.Namespace
     num_seeds: int
     sweep: dict[str, list]  # swept hyperparameter -> values
+    tracking: tracking.TrackingSpec = tracking.TrackingSpec()
+
+
+def _help_defaults(argv: list[str]) -> tuple[Config, str]:
+    """The base config the command would start from (for --help), and what it is; the plain
+    defaults when the preset, env id or --config given is not valid (parsing reports that)."""
+    peek = _Parser(add_help=False)
+    for option in ("--preset", "--env-id", "--config"):
+        peek.add_argument(option)
+    known, _ = peek.parse_known_args(argv)
+    try:
+        if known.config:
+            return _read_base(Path(known.config))["config"], f"the saved config {known.config}"
+        names = preset_names(known.preset, known.env_id)
+        return from_preset(known.preset, **({"env_id": known.env_id} if known.env_id else {})), (
+            f"the {'+'.join(names)!r} preset" if names else "the plain defaults (no preset)")
+    except (ConfigError, TypeError):
+        return Config(), "the plain defaults (no preset)"
+
+
+def _read_base(path: Path) -> dict:
+    """--config: a run directory or a run's config.json, checked like a new config."""
+    from purejaxdqn import policy
+
+    try:
+        return policy.read_run_config(path) if path.is_dir() else policy.read_config_file(path)
+    except policy.RunDirError as err:
+        raise ConfigError("--config", str(err)) from None
+
+
+def parse_tracking(given: dict) -> tracking.TrackingSpec:
+    """--log and the W&B options, checked (names, installed packages, consistency)."""
+    try:
+        log = tracking.parse_log(given["log"]) if "log" in given else ()
+    except tracking.TrackingError as err:
+        raise UsageError(str(err)) from None
+    for option in ("wandb_project", "wandb_entity", "wandb_mode"):
+        if option in given and "wandb" not in log:
+            raise ConfigError(_option(option), "only applies together with --log wandb")
+    return tracking.TrackingSpec(log, given.get("wandb_project", "purejaxdqn"), given.get("wandb_entity"), given.get("wandb_mode"))
 
 
 def parse_config(argv: list[str]) -> Parsed:
     """Parse and validate. Raises UsageError or ConfigError; touches nothing."""
-    args = build_parser().parse_args(_negative_values_attached(argv))
+    argv = _negative_values_attached(argv)
+    args = build_parser(*_help_defaults(argv) if {"-h", "--help"} & set(argv) else ()).parse_args(argv)
     given = vars(args)
     if "preset" in given and not all(n.strip() for n in given["preset"].split(",")):
         raise ConfigError("--preset", f"empty preset name in {given['preset']!r}; choose from {', '.join([*PRESETS, 'none'])}")
     names = {f.name for f in dataclasses.fields(Config)}
     overrides = {k: v for k, v in given.items() if k in names}
+    spec = parse_tracking(given)
 
-    preset = ",".join(preset_names(given.get("preset"), overrides.get("env_id"))) or "none"
     if overrides.get("loss") == "mse" and "huber_delta" in overrides:
         raise ConfigError("--huber-delta", "contradicts --loss mse (the Huber threshold is unused)")
     if given.get("overwrite") and "output_dir" not in given:
         raise ConfigError("--overwrite", "only applies together with --output-dir")
 
-    config = from_preset(given.get("preset"), **overrides)
+    if "config" in given:
+        for option in ("preset", "resume"):
+            if option in given:
+                raise ConfigError(_option(option), "contradicts --config (the saved config is the base)")
+        base = _read_base(given["config"])
+        config = base["config"].replace(**overrides)
+        preset = base.get("preset", "none")
+        saved_seeds = base.get("num_seeds", len(base["runs"]) // max(1, len(base["settings"])))
+        saved_sweep = {k: v for k, v in (base.get("sweep") or {}).items() if k not in overrides}
+    else:
+        preset = ",".join(preset_names(given.get("preset"), overrides.get("env_id"))) or "none"
+        config = from_preset(given.get("preset"), **overrides)
+        saved_seeds, saved_sweep = 1, {}
     validate(config)
-    num_seeds = given.get("num_seeds", 1)
+    num_seeds = given.get("num_seeds", saved_seeds)
     if num_seeds <= 0:
         raise ConfigError("--num-seeds", f"must be a positive integer, got {num_seeds}")
     if config.seed + num_seeds > SEED_LIMIT:
@@ -256,7 +335,7 @@ def parse_config(argv: list[str]) -> Parsed:
         raise ConfigError("--checkpoint-min-interval", f"must be 0 or more seconds, got {given['checkpoint_min_interval']}")
     if given.get("keep_checkpoints", 1) < 1:
         raise ConfigError("--keep-checkpoints", f"must be at least 1, got {given['keep_checkpoints']}")
-    sweep = parse_sweep(given.get("sweep", []), overrides)
+    sweep = parse_sweep(given["sweep"], overrides) if "sweep" in given else saved_sweep
     if "max_grad_norm" in sweep:  # the preset may have clipping off: compile it in
         config = config.replace(max_grad_norm=sweep["max_grad_norm"][0])
     for name, values in sweep.items():
@@ -265,7 +344,7 @@ def parse_config(argv: list[str]) -> Parsed:
                 validate(config.replace(**{name: value}))
             except ConfigError as err:
                 raise ConfigError(f"--sweep {name}={value}", err.message) from None
-    return Parsed(config, preset, args, num_seeds, sweep)
+    return Parsed(config, preset, args, num_seeds, sweep, spec)
 
 
 def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
@@ -283,7 +362,7 @@ def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
             raise ConfigError(
                 f"--sweep {name}",
                 "changes array shapes or program structure, so it cannot be vmapped in one program; "
-                "run such sweeps as separate compiles with experiments/sweep_static.py",
+                "run each setting as its own command, or experiments/sweep_static.py from a checkout",
             )
         if name in sweep:
             raise ConfigError(f"--sweep {name}", "given twice; list all values in one --sweep")
@@ -390,6 +469,9 @@ def _main(argv: list[str], state: dict) -> int:
     if plan.resume and plan.start_chunk == 0 and main_process:
         print(f"{plan.output_dir} has no complete checkpoint (stopped before its first save): "
               "starting it over from scratch with its saved config.json")  # fmt: skip
+    if main_process and config.eval_every >= config.actual_total_steps:
+        print(f"{PROG}: warning: --eval-every {config.eval_every:,} is not below the run's {config.actual_total_steps:,} "
+              "env steps: only the final greedy evaluation runs (one point in curves.png)", file=sys.stderr)  # fmt: skip
     progress = ProgressBar(config.actual_total_steps, enabled=getattr(args, "progress", None) if main_process else False)
     state["output_dir"] = plan.output_dir if main_process else None
     try:
@@ -397,10 +479,12 @@ def _main(argv: list[str], state: dict) -> int:
             config, runs, plan.settings, output_dir=plan.output_dir, write_outputs=main_process,
             overwrite=getattr(args, "overwrite", False), meta=plan.meta, progress=progress, mesh_shape=mesh_shape,
             checkpoint_every=checkpoint_every, checkpoint_min_interval_s=plan.checkpoint["min_interval_s"],
-            keep_checkpoints=plan.checkpoint["keep"], resume=plan.resume, command=[PROG, *argv],
+            keep_checkpoints=plan.checkpoint["keep"], resume=plan.resume, command=[PROG, *argv], tracking=parsed.tracking,
         )  # fmt: skip
     except (memory.OutOfMemoryError, outputs.OutputDirError) as err:
         state["output_dir"] = None  # refused before anything was written
+        return _usage_error(err)
+    except tracking.TrackingError as err:  # a tracker that could not start (W&B login, network, ...)
         return _usage_error(err)
     except (checkpointing.SaveError, OSError) as err:  # a full disk, a failed save, ...
         print(f"{PROG}: error: {err}; {_resume_hint(plan.output_dir)}", file=sys.stderr)
@@ -410,6 +494,8 @@ def _main(argv: list[str], state: dict) -> int:
     except runner.NonFiniteError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return EXIT_NONFINITE
+    finally:
+        progress.close()  # the spinner or bar of a run that stopped early
     if not main_process:
         return 0
 
@@ -435,6 +521,8 @@ def _main(argv: list[str], state: dict) -> int:
         + (f" (whole run, {s['segments']} processes)" if s.get("segments", 1) > 1 else "")
     )
     print(f"outputs: {plan.output_dir}")
+    for line in tracking.where(parsed.tracking, plan.output_dir, len(runs)):
+        print(line)
     return 0
 
 
@@ -466,6 +554,8 @@ def _new_plan(parsed: Parsed) -> Plan:
     runs, settings = runner.make_runs(parsed.config, parsed.num_seeds, parsed.sweep)
     checkpoint = _checkpoint_options(args)
     meta = {"preset": parsed.preset, "num_seeds": parsed.num_seeds, "sweep": parsed.sweep, "checkpoint": checkpoint}
+    if "config" in vars(args):
+        meta["rerun_of"] = str(args.config)
     return Plan(parsed.config, runs, settings, parsed.num_seeds, output_dir, False, meta, checkpoint)
 
 
@@ -476,7 +566,7 @@ def _resume_plan(parsed: Parsed) -> Plan:
 
     args = parsed.args
     run_dir = Path(args.resume)
-    for option in ("output_dir", "overwrite", "preset"):
+    for option in ("output_dir", "overwrite", "preset", "config"):
         if option in vars(args):
             raise ConfigError(_option(option), "contradicts --resume (the run continues in its own directory with its own settings)")
     saved = policy.read_run_config(run_dir)

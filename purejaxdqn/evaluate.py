@@ -1,7 +1,8 @@
 """`python -m purejaxdqn.evaluate RUN_DIR --episodes N`: greedy evaluation of a saved run.
 
-Loads the policy from the run's newest checkpoint (parameters only) and plays N whole greedy
-episodes on the run's gymnax environment, vectorized and jitted; prints mean/std return.
+Loads the policy from the run's newest checkpoint (or `--step N`; parameters only) and plays N
+whole greedy episodes on the run's gymnax environment, vectorized and jitted; prints mean/std
+return. `--gif PATH` also draws one greedy episode as an animated GIF (purejaxdqn/video.py).
 """
 
 from __future__ import annotations
@@ -20,12 +21,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=_int, default=100, help="greedy episodes to play (default: 100)")
     parser.add_argument("--run", type=_int, default=0, help="which run of a multi-run directory (default: 0)")
     parser.add_argument("--seed", type=_int, default=0, help="seed for the evaluation episodes (default: 0)")
+    parser.add_argument("--step", type=_int, help="the checkpoint to load: chunks done (default: the newest complete one)")
+    parser.add_argument("--gif", type=Path, metavar="PATH", help="also write one greedy episode as an animated GIF")
+    parser.add_argument("--max-frames", type=_int, default=1000, help="--gif: longest episode drawn (default: 1000)")
     try:
         args = parser.parse_args(argv)
         if not 0 < args.episodes < 2**31:
             raise UsageError(f"--episodes: must be a positive integer below 2**31, got {args.episodes}")
         if not 0 <= args.seed < 2**32:
             raise UsageError(f"--seed: must be an integer in [0, 2**32), got {args.seed}")
+        if args.step is not None and args.step < 1:
+            raise UsageError(f"--step: must be a positive checkpoint number, got {args.step}")
+        if not 0 < args.max_frames <= 100_000:
+            raise UsageError(f"--max-frames: must be in [1, 100000], got {args.max_frames}")
+        if args.gif is not None and (args.gif.suffix.lower() != ".gif" or not args.gif.parent.is_dir()):
+            raise UsageError(f"--gif: {args.gif} must be a .gif file in an existing directory")
     except UsageError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
@@ -41,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_logs()
     try:
-        policy = load_policy(args.run_dir, run=args.run)
+        policy = load_policy(args.run_dir, run=args.run, step=args.step)
     except (RunDirError, CheckpointError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
@@ -60,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{policy.config.env_id}: {args.episodes} greedy episodes (checkpoint after chunk {policy.step}, run {args.run}): "
         f"mean return {returns.mean():.2f} +- {returns.std():.2f} (min {returns.min():.1f}, max {returns.max():.1f})"
     )
+    if args.gif is not None:
+        from purejaxdqn.video import render_episode, save_gif
+
+        frames, episode_return = render_episode(policy, seed=args.seed, max_frames=args.max_frames)
+        save_gif(frames, args.gif)
+        cut = " (stopped at --max-frames)" if len(frames) == args.max_frames else ""
+        print(f"{args.gif}: one greedy episode, {len(frames)} frames{cut}, return {episode_return:g}")
     return 0
 
 

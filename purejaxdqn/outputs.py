@@ -22,6 +22,7 @@ SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 SEGMENTS_FILE = "segments.jsonl"
 CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"  # --log tensorboard: one subdirectory of event files per run
 LOCK_FILE = ".lock"
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, EVALS_FILE, SUMMARY_FILE, CURVES_FILE, SEGMENTS_FILE)
 
@@ -86,14 +87,16 @@ def lock_run_dir(path: Path, create: bool):
 
 
 def clear_previous_run(path: Path) -> None:
-    """Remove everything an earlier run wrote here (run files, checkpoints, temporaries), so a
-    new run never mixes with it; other files in the directory are left alone. Hold the lock."""
+    """Remove everything an earlier run wrote here (run files, checkpoints, TensorBoard event
+    files, temporaries), so a new run never mixes with it; other files in the directory (and
+    W&B's own wandb/ directory) are left alone. Hold the lock."""
     path = Path(path)
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
         (path / (name + ".tmp")).unlink(missing_ok=True)
-    if (path / CHECKPOINT_DIR).exists():
-        shutil.rmtree(path / CHECKPOINT_DIR)
+    for name in (CHECKPOINT_DIR, TENSORBOARD_DIR):
+        if (path / name).exists():
+            shutil.rmtree(path / name)
 
 
 def _clean(value):

@@ -30,9 +30,14 @@ def read_run_config(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir} is not a directory")
-    path = run_dir / outputs.CONFIG_FILE
-    if not path.is_file():
+    if not (run_dir / outputs.CONFIG_FILE).is_file():
         raise RunDirError(f"{run_dir} is not a purejaxdqn run directory (no {outputs.CONFIG_FILE})")
+    return read_config_file(run_dir / outputs.CONFIG_FILE)
+
+
+def read_config_file(path: Path) -> dict:
+    """A run's config.json (wherever it is now), checked like a new config; RunDirError otherwise."""
+    path = Path(path)
     try:
         saved = json.loads(path.read_text())
     except OSError as err:
@@ -99,7 +104,10 @@ def load_policy(run_dir, run: int = 0, step: int | None = None) -> Policy:
     config = saved["config"]
     if not 0 <= run < len(saved["runs"]):
         raise RunDirError(f"run {run} is not in this run directory (it has {len(saved['runs'])} runs)")
-    step = checkpointing.latest_step(run_dir) if step is None else step
+    if step is None:
+        step = checkpointing.latest_step(run_dir)
+    elif step not in (steps := checkpointing.all_steps(run_dir)):
+        raise RunDirError(f"--step {step}: {run_dir} has no such checkpoint (complete ones: {', '.join(map(str, steps)) or 'none'})")
     venv = env_from_config(config, 1)
     network = make_network(config, venv.num_actions)
     one = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, *venv.obs_shape), venv.obs_dtype))

@@ -1,35 +1,112 @@
-"""A one-line progress bar over chunks: steps, steps/s and the latest greedy eval return."""
+"""What the training command says on stderr while it works, built on rich: a status line from
+process start (importing, compiling N runs, compiled in X s), then a bar with env steps,
+steps/s, the latest greedy eval return and the time left. Off when stderr is not a terminal.
+
+Only the standard library is imported at module level: `train.py` uses `early_status` before
+JAX is imported.
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TextIO
 
 
+def format_duration(seconds: float | None) -> str:
+    """7 -> '0:07', 3723 -> '1:02:03'; unknown (None, inf, NaN) -> '?'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(max(seconds, 0.0))), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def eta_seconds(steps: int, total: int, steps_per_s: float) -> float | None:
+    """Seconds left at the latest chunk's speed (None before any speed is known)."""
+    if steps_per_s <= 0 or not math.isfinite(steps_per_s):
+        return None
+    return max(total - steps, 0) / steps_per_s
+
+
+def describe(steps: int, total: int, steps_per_s: float, eval_return: float | None) -> str:
+    """The text beside the bar: '60,000/200,000 steps | 41,000 steps/s | eval 212.4 | ETA 0:03'."""
+    eval_text = "-" if eval_return is None else f"{eval_return:.1f}"
+    eta = format_duration(eta_seconds(steps, total, steps_per_s))
+    return f"{steps:,}/{total:,} steps | {steps_per_s:,.0f} steps/s | eval {eval_text} | ETA {eta}"
+
+
+def runs_text(num_runs: int) -> str:
+    return f"{num_runs} run" if num_runs == 1 else f"{num_runs} runs"
+
+
+def shown(enabled: bool | None, stream: TextIO) -> bool:
+    """`enabled` None (no --progress/--no-progress): on exactly when `stream` is a terminal."""
+    return stream.isatty() if enabled is None else enabled
+
+
+def early_status(argv: list[str], text: str = "importing JAX ...") -> None:
+    """A first status line at process start, before the slow imports (the CLI's own choice of
+    --progress/--no-progress applies, read from `argv` directly)."""
+    enabled = True if "--progress" in argv else False if "--no-progress" in argv else None
+    if shown(enabled, sys.stderr) and not {"-h", "--help", "--version"} & set(argv):
+        sys.stderr.write(f"purejaxdqn: {text}\n")
+        sys.stderr.flush()
+
+
 class ProgressBar:
-    """Redraws one line on `stream` (stderr) with carriage returns. Disabled: prints nothing.
+    """Status lines, then one bar redrawn on `stream` (stderr). Disabled: prints nothing.
 
     `enabled=None` turns it on only when the stream is a terminal.
     """
 
-    def __init__(self, total_steps: int, enabled: bool | None = None, stream: TextIO | None = None, width: int = 24):
+    def __init__(self, total_steps: int, enabled: bool | None = None, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.enabled = shown(enabled, self.stream)
         self.total = total_steps
-        self.width = width
+        self._console = self._spinner = self._bar = self._task = None
+
+    def _rich_console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream, highlight=False)
+        return self._console
+
+    def status(self, text: str) -> None:
+        """A transient line with a spinner while something slow runs (e.g. 'compiling 4 runs ...')."""
+        if not self.enabled:
+            return
+        self._stop_spinner()
+        self._spinner = self._rich_console().status(f"purejaxdqn: {text}")
+        self._spinner.start()
+
+    def note(self, text: str) -> None:
+        """A permanent line (e.g. 'compiled 4 runs in 3.2 s'); ends the spinner."""
+        if not self.enabled:
+            return
+        self._stop_spinner()
+        self._rich_console().print(f"purejaxdqn: {text}", markup=False)
 
     def update(self, steps: int, steps_per_s: float, eval_return: float | None) -> None:
         if not self.enabled:
             return
-        filled = int(self.width * steps / self.total)
-        bar = "#" * filled + "." * (self.width - filled)
-        eval_text = "-" if eval_return is None else f"{eval_return:.1f}"
-        self.stream.write(
-            f"\r[{bar}] {steps:,}/{self.total:,} steps | {steps_per_s:,.0f} steps/s | eval {eval_text}   "
-        )
-        self.stream.flush()
+        self._stop_spinner()
+        if self._bar is None:
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            self._bar = Progress(BarColumn(bar_width=24), TextColumn("{task.description}"), console=self._rich_console())
+            self._task = self._bar.add_task("", total=self.total)
+            self._bar.start()
+        self._bar.update(self._task, completed=steps, description=describe(steps, self.total, steps_per_s, eval_return))
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+        self._stop_spinner()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def _stop_spinner(self) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,26 +61,64 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(path: Path, eval_steps, eval_mean, runs: list[dict], settings: list[dict], title: str) -> None:
-    """PNG learning curves: one line per setting (mean over seeds), band = min..max over seeds."""
+MARKER_POINTS = 20  # curves with at most this many points get a marker on every point
+
+
+def training_returns(metric_rows: list[dict], num_runs: int) -> tuple[np.ndarray, np.ndarray]:
+    """From metrics.jsonl rows: env steps per chunk [chunks] and each run's mean return of the
+    training episodes that ended in that chunk [runs, chunks] (NaN where none ended)."""
+    steps = sorted({row["env_steps"] for row in metric_rows})
+    column = {step: j for j, step in enumerate(steps)}
+    returns = np.full((num_runs, len(steps)), np.nan)
+    for row in metric_rows:
+        if row.get("train_return") is not None:
+            returns[row["run"], column[row["env_steps"]]] = row["train_return"]
+    return np.asarray(steps), returns
+
+
+def plot_curves(path: Path, eval_steps, eval_mean, runs: list[dict], settings: list[dict], title: str,
+                train: tuple | None = None) -> None:  # fmt: skip
+    """PNG learning curves: the greedy eval return, and beside it (with `train` = (steps,
+    returns[runs, chunks]) from `training_returns`) the training episodes' return per chunk.
+    One line per setting (mean over seeds), shaded band = min..max over seeds; markers on
+    every point of a short curve, so a single eval point is still visible."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    eval_mean = np.asarray(eval_mean, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for index, setting in enumerate(settings):
-        curves = eval_mean[[i for i, r in enumerate(runs) if r["setting"] == index]]
-        mean = curves.mean(axis=0)
-        (line,) = ax.plot(eval_steps, mean, label=f"{setting_label(setting)} (n={len(curves)})")
-        if len(curves) > 1:
-            ax.fill_between(eval_steps, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("greedy eval return")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    single = "one eval point only: --eval-every >= --total-steps"
+    panels = [("greedy eval return", np.asarray(eval_steps), np.asarray(eval_mean, dtype=np.float64), single)]
+    if train is not None and len(train[0]):
+        panels.insert(0, ("training return (epsilon-greedy, per chunk)", np.asarray(train[0]), np.asarray(train[1], np.float64), ""))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), dpi=120, squeeze=False)
+    for ax, (ylabel, steps, values, note) in zip(axes[0], panels):
+        _plot_panel(ax, steps, values, runs, settings, note)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _plot_panel(ax, steps, values, runs: list[dict], settings: list[dict], note: str = "") -> None:
+    """One line per setting (mean over its seeds) and its min..max band; legend included."""
+    marker = "o" if len(steps) <= MARKER_POINTS else None
+    banded = False
+    for index, setting in enumerate(settings):
+        curves = values[[i for i, r in enumerate(runs) if r["setting"] == index]]
+        with warnings.catch_warnings():  # all-NaN columns (no episode ended in a chunk) stay NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, low, high = np.nanmean(curves, 0), np.nanmin(curves, 0), np.nanmax(curves, 0)
+        (line,) = ax.plot(steps, mean, marker=marker, label=f"{setting_label(setting)} (n={len(curves)})")
+        if len(curves) > 1:
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0,
+                            label=None if banded else "band: min..max over seeds")  # fmt: skip
+            banded = True
+    if note and len(steps) == 1:
+        ax.annotate(note, (0.5, 0.05), xycoords="axes fraction",
+                    ha="center", fontsize=8, color="gray")  # fmt: skip
+    ax.legend(fontsize=8)
+

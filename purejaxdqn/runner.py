@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn import checkpointing, interrupts, memory, outputs, parallel, provenance, report
+from purejaxdqn import checkpointing, interrupts, memory, outputs, parallel, provenance, report, tracking
 from purejaxdqn.config import Config, ConfigError, HParams
 from purejaxdqn.environments import env_from_config
 from purejaxdqn.loop import TrainState, make_trainer, run_axes
-from purejaxdqn.progress import ProgressBar
+from purejaxdqn.progress import ProgressBar, runs_text
 from purejaxdqn.schedules import linear_epsilon
 
 
@@ -142,6 +142,7 @@ def train_runs(
     checkpoint_min_interval_s: float = 0.0,
     resume: bool = False,
     command: list[str] | None = None,
+    tracking: tracking.TrackingSpec | None = None,
 ) -> RunResult:
     """Train every run in `runs` together in one compiled program.
 
@@ -158,6 +159,8 @@ def train_runs(
     (same devices), and summary.json's timings add up all the processes that worked on it. A
     failed or skipped save raises checkpointing.CheckpointError. A non-finite loss or
     parameter stops the run with NonFiniteError before that chunk is checkpointed.
+    Each chunk's rows go to metrics.jsonl and evals.jsonl and to the sinks `tracking` names
+    (tracking.py); `progress` shows the compile and then the chunks.
     """
     t_begin = time.perf_counter()
     settings = settings if settings is not None else [{}]
@@ -172,7 +175,7 @@ def train_runs(
     try:
         return _train_locked(
             config, runs, settings, output_dir, writing, overwrite, meta, progress, mesh_shape, checkpoint_every,
-            keep_checkpoints, checkpoint_min_interval_s, resume, estimate, t_begin, command,
+            keep_checkpoints, checkpoint_min_interval_s, resume, estimate, t_begin, command, tracking,
         )  # fmt: skip
     finally:
         if lock is not None:
@@ -180,7 +183,8 @@ def train_runs(
 
 
 def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, progress, mesh_shape,
-                  checkpoint_every, keep_checkpoints, checkpoint_min_interval_s, resume, estimate, t_begin, command) -> RunResult:  # fmt: skip
+                  checkpoint_every, keep_checkpoints, checkpoint_min_interval_s, resume, estimate, t_begin, command,
+                  tracking_spec) -> RunResult:  # fmt: skip
     """train_runs once the memory check has passed and the run directory is locked."""
     if writing and not resume:
         outputs.check_output_dir(output_dir, overwrite)  # again, now that no other process can race us
@@ -197,7 +201,11 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
     saving = output_dir is not None and checkpoint_every is not None
     ckpt = checkpointing.manager(output_dir, keep_checkpoints) if saving else None
 
+    if progress is not None:
+        progress.status(f"compiling {runs_text(len(runs))} ({config.env_id}) ...")
     program = compile_program(config, runs, mesh_shape)
+    if progress is not None:
+        progress.note(f"compiled {runs_text(len(runs))} in {program.compile_s:.1f} s")
     hp = program.hp
     host_hp = jax.tree.map(lambda x: np.broadcast_to(x, (len(runs),)), jax.device_get(run_hparams(config, runs)[0]))
     t_init = time.perf_counter()
@@ -219,7 +227,11 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
     eval_seen = int((evals.step[0] > 0).sum())
     save_s = 0.0
     last_save = time.perf_counter()  # the run's start counts as a save for the interval
+    sinks, log_s = None, 0.0  # time in the sinks (logs, TensorBoard, W&B): apart from run_s, like saves
     try:
+        t_log = time.perf_counter()
+        sinks = tracking.open_sinks(tracking_spec, output_dir, runs, config.to_dict()) if writing else None
+        log_s += time.perf_counter() - t_log
         for chunk in range(start_chunk, config.num_chunks):
             t_chunk = time.perf_counter()
             state = program.run_chunk(state, hp)
@@ -232,9 +244,10 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
             eval_seen = int((evals.step[0] > 0).sum())
             for row in metric_rows:
                 row.update(chunk_s=chunk_s, env_steps_per_s=steps_per_s)
-            if writing:
-                outputs.append_jsonl(output_dir / outputs.METRICS_FILE, metric_rows)
-                outputs.append_jsonl(output_dir / outputs.EVALS_FILE, eval_rows)
+            if sinks is not None:
+                t_log = time.perf_counter()
+                sinks.log(metric_rows, eval_rows)
+                log_s += time.perf_counter() - t_log
             _stop_if_nonfinite(stats, runs, chunk)
             due = bool(checkpoint_every) and (chunk + 1) % checkpoint_every == 0
             due = due and time.perf_counter() - last_save >= checkpoint_min_interval_s
@@ -248,12 +261,16 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
                 progress.update(int(env_steps), steps_per_s, float(np.mean(latest)) if latest else None)
         jax.block_until_ready(state)
     finally:
+        if sinks is not None:
+            t_log = time.perf_counter()
+            sinks.close()
+            log_s += time.perf_counter() - t_log
         if ckpt is not None:  # let pending async saves finish, also when stopping on a NaN or a signal
             t_save = time.perf_counter()
             with interrupts.deferred():
                 checkpointing.finish(ckpt)
             save_s += time.perf_counter() - t_save
-    run_s = time.perf_counter() - t_run - save_s  # training only: checkpoint_save_s is apart
+    run_s = time.perf_counter() - t_run - save_s - log_s  # training only: checkpoint_save_s and logging_s are apart
     if progress is not None:
         progress.close()
 
@@ -272,6 +289,7 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
         "processes": jax.process_count(),
         **timing,
         "checkpoint_save_s": save_s,
+        "logging_s": log_s,
         "resumed_from_chunk": start_chunk if resume else None,
         "total_s": time.perf_counter() - t_begin,
         "env_steps_per_s": total_steps / timing["run_s"],
@@ -285,7 +303,8 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
         outputs.write_json(output_dir / outputs.SUMMARY_FILE, summary)
         report.plot_curves(
             output_dir / outputs.CURVES_FILE, evals.step[0], evals.mean, runs, settings,
-            title=f"{config.env_id}: greedy eval return ({len(runs)} runs)",
+            title=f"{config.env_id} ({runs_text(len(runs))})",
+            train=report.training_returns(outputs.read_jsonl(output_dir / outputs.METRICS_FILE), len(runs)),
         )  # fmt: skip
     return RunResult(
         config=config,

@@ -1,8 +1,19 @@
-"""`python -m purejaxdqn.train`: train a DQN agent from the command line (options: purejaxdqn/cli.py)."""
+"""`python -m purejaxdqn.train` (or the `purejaxdqn-train` console script): train a DQN agent
+from the command line (options: purejaxdqn/cli.py)."""
 
 import sys
 
-from purejaxdqn.cli import main
+from purejaxdqn.progress import early_status
+
+
+def main() -> int:
+    """The process's command line: a first status line before JAX is imported (that alone takes
+    seconds on a busy machine), then the CLI."""
+    early_status(sys.argv[1:])
+    from purejaxdqn.cli import main as cli_main
+
+    return cli_main()
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -115,7 +115,16 @@ def test_every_readme_example_runs(tmp_path, monkeypatch):
         else:
             done += run_block(code, tmp_path)
     assert done.count("python") >= 3 and done.count("devices") >= 3 and "evaluate" in done and "sweep_static" in done
+    assert list((tmp_path / "runs" / "tracked" / "tensorboard").iterdir()) and (tmp_path / "seed7.gif").stat().st_size
     assert isinstance(namespace["action"], int)
+
+
+def test_readme_install_commands():
+    """Training installs without the [dev] extra; the CI's test command keeps it."""
+    blocks = [code for language, code in examples(README.read_text()) if language == "bash"]
+    assert "pip install -e . && python -m purejaxdqn.train" in blocks[0]
+    ci = README.read_text().split("<!-- ci: test command -->", 1)[1]
+    assert 'pip install -e ".[dev]" && python -m pytest -q' in examples(ci)[0][1]
 
 
 def test_readme_parsing_sees_every_example():

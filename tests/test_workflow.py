@@ -1,0 +1,200 @@
+"""The researcher's workflow: status and progress text, rerun from a saved config, GIFs of
+greedy episodes, curves, --help/--version and the package files."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purejaxdqn import Config, ConfigError, Policy, cli, evaluate, memory, outputs, progress, report, runner
+from purejaxdqn.environments import env_from_config
+from purejaxdqn.networks import make_network
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = [
+    "--total-steps", "3000", "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32",
+    "--buffer-size", "1000", "--eval-every", "1000", "--num-chunks", "3", "--widths", "16",
+    "--num-eval-envs", "2", "--no-progress", "--checkpoint-min-interval", "0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("workflow") / "run"
+    assert cli.main([*TINY, "--num-seeds", "2", "--sweep", "lr=1e-3,3e-4", "--output-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+# ---------------------------------------------------------------- progress that speaks
+def test_progress_text_eta_and_durations():
+    assert progress.format_duration(7) == "0:07" and progress.format_duration(3723) == "1:02:03"
+    assert progress.format_duration(None) == "?" and progress.format_duration(float("inf")) == "?"
+    assert progress.eta_seconds(50_000, 200_000, 10_000.0) == 15.0
+    assert progress.eta_seconds(0, 200_000, 0.0) is None
+    assert progress.describe(60_000, 200_000, 40_000.0, 212.44) == (
+        "60,000/200,000 steps | 40,000 steps/s | eval 212.4 | ETA 0:04"
+    )
+    assert progress.describe(0, 10, 0.0, None).endswith("eval - | ETA ?")
+    assert progress.runs_text(1) == "1 run" and progress.runs_text(4) == "4 runs"
+
+
+def test_progress_bar_writes_status_then_bar_only_when_enabled(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the width rich assumes for a stream that is not a terminal
+    stream = io.StringIO()
+    bar = progress.ProgressBar(200_000, enabled=True, stream=stream)
+    bar.status("compiling 4 runs ...")
+    bar.note("compiled 4 runs in 3.2 s")
+    bar.update(100_000, 50_000.0, 10.0)
+    bar.close()
+    text = stream.getvalue()
+    assert "compiled 4 runs in 3.2 s" in text and "100,000/200,000 steps" in text and "ETA 0:02" in text
+    quiet = io.StringIO()  # not a terminal, no --progress: nothing at all
+    bar = progress.ProgressBar(10, stream=quiet)
+    bar.status("x"), bar.note("y"), bar.update(5, 1.0, None), bar.close()
+    assert quiet.getvalue() == ""
+
+
+def test_status_can_come_before_jax_is_imported(monkeypatch, capsys):
+    """The package imports JAX lazily, so train.py's first status line precedes it; it respects
+    --no-progress and a non-terminal stderr."""
+    code = "import sys, purejaxdqn, purejaxdqn.train; print('jax' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    progress.early_status([])  # capsys: not a terminal
+    progress.early_status(["--progress", "--no-progress"][1:])
+    assert capsys.readouterr().err == ""
+    progress.early_status(["--progress"])
+    assert "importing JAX" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- rerun from a saved config
+def test_rerun_from_config_with_overrides(finished, tmp_path):
+    """--config (dir or config.json) is the base; explicit options win; the sweep of an
+    overridden setting is dropped; seeds and the rest carry over."""
+    saved = json.loads((finished / outputs.CONFIG_FILE).read_text())
+    for source in (finished, finished / outputs.CONFIG_FILE):
+        parsed = cli.parse_config(["--config", str(source), "--seed", "7"])
+        assert parsed.config.to_dict() == {**saved["config"], "seed": 7}
+        assert parsed.num_seeds == 2 and parsed.sweep == {"lr": [1e-3, 3e-4]}
+    parsed = cli.parse_config(["--config", str(finished), "--lr", "5e-4", "--num-seeds", "1"])
+    assert parsed.config.lr == 5e-4 and parsed.sweep == {} and parsed.num_seeds == 1
+    out = tmp_path / "again"
+    assert cli.main(["--config", str(finished), "--seed", "7", "--num-seeds", "1", "--output-dir", str(out)]) == 0
+    rerun = json.loads((out / outputs.CONFIG_FILE).read_text())
+    assert rerun["config"]["seed"] == 7 and rerun["rerun_of"] == str(finished) and len(rerun["runs"]) == 2
+
+
+# Bad --config, --log, --wandb-*, evaluate --step/--gif/--max-frames input: tests/test_bad_inputs.py.
+
+
+# ---------------------------------------------------------------- video
+def gif_frames(path: Path) -> list[np.ndarray]:
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as image:
+        return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+
+
+def test_evaluate_writes_gif_of_a_chosen_checkpoint(finished, tmp_path, capsys):
+    """evaluate --gif draws a greedy CartPole episode (frames decode); --step picks a checkpoint."""
+    gif = tmp_path / "cartpole.gif"
+    args = [str(finished), "--episodes", "2", "--run", "1", "--gif", str(gif), "--max-frames", "60"]
+    assert evaluate.main([*args, "--step", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint after chunk 3" in out and "frames" in out
+    frames = gif_frames(gif)
+    assert 1 < len(frames) <= 60 and frames[0].shape[2] == 3
+
+
+def test_minatar_gif_from_the_python_api(tmp_path):
+    """render_episode + save_gif on a MinAtar game: colored cells, several frames."""
+    from purejaxdqn import render_episode, save_gif
+
+    config = Config(env_id="Breakout-MinAtar", torso="conv", widths=(8,))
+    venv = env_from_config(config, 1)
+    network = make_network(config, venv.num_actions)
+    params = network.init(jax.random.key(0), jnp.zeros((1, *venv.obs_shape), jnp.float32))
+    frames, _ = render_episode(Policy(config, params, network, venv.obs_shape, 0), max_frames=25)
+    path = save_gif(frames, tmp_path / "breakout.gif")
+    decoded = gif_frames(path)
+    assert len(decoded) == len(frames) > 1
+    assert decoded[0].shape == (10 * 16 + 14, 10 * 16, 3)
+    assert len(np.unique(decoded[0][14:].reshape(-1, 3), axis=0)) >= 3  # black plus at least two objects
+
+
+# ---------------------------------------------------------------- plots
+def test_curves_markers_band_label_and_training_returns(finished):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [{"run": 0, "seed": 0, "setting": 0}, {"run": 1, "seed": 1, "setting": 0}]
+    _, ax = plt.subplots()
+    report._plot_panel(ax, np.array([100]), np.array([[1.0], [3.0]]), runs, [{}], note="one point")
+    assert ax.lines[0].get_marker() == "o"
+    assert "band: min..max over seeds" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.get_text() == "one point" for t in ax.texts)
+    _, ax = plt.subplots()
+    report._plot_panel(ax, np.arange(50), np.zeros((1, 50)), runs[:1], [{}])
+    assert ax.lines[0].get_marker() in (None, "None", "")
+    rows = outputs.read_jsonl(finished / outputs.METRICS_FILE)
+    steps, returns = report.training_returns(rows, 4)
+    assert list(steps) == [1000, 2000, 3000] and returns.shape == (4, 3)
+    for row in rows:
+        if row["train_return"] is not None:
+            assert returns[row["run"], list(steps).index(row["env_steps"])] == pytest.approx(row["train_return"])
+    assert (finished / outputs.CURVES_FILE).stat().st_size > 0
+    plt.close("all")
+
+
+def test_single_eval_point_warns(capsys, monkeypatch, tmp_path):
+    def stop(*a, **k):
+        raise memory.OutOfMemoryError("stopped here by the test")
+
+    monkeypatch.setattr(runner, "train_runs", stop)
+    cli.main([*TINY, "--eval-every", "5000", "--output-dir", str(tmp_path / "r")])
+    assert "warning: --eval-every 5,000 is not below the run's 3,000 env steps" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- CLI details and package
+def test_help_shows_the_effective_preset_defaults_env_ids_and_version(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_config(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "W1,W2,... hidden layer widths of the MLP Q-network (default: 64,64)" in text  # cartpole preset
+    assert "Acrobot-v1, MountainCar-v0" in text and "Defaults shown: the 'cartpole' preset" in text
+    for option in ("--log", "--wandb-project", "--wandb-entity", "--wandb-mode", "--config", "--version"):
+        assert option in text
+    with pytest.raises(SystemExit):
+        cli.parse_config(["--env-id", "Breakout-MinAtar", "--help"])
+    assert "(default: conv)" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit) as exc:
+        cli.parse_config(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == "purejaxdqn 0.1.0"
+
+
+def test_static_sweep_error_does_not_need_a_checkout():
+    with pytest.raises(ConfigError, match="run each setting as its own command, or experiments/sweep_static.py from a checkout"):
+        cli.parse_config(["--sweep", "widths=16,32"])
+
+
+def test_package_files():
+    """LICENSE matches pyproject's license, py.typed ships, console scripts, extras for sinks."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"]["text"] == "Apache-2.0"
+    assert "Apache License" in (ROOT / "LICENSE").read_text() and "Version 2.0" in (ROOT / "LICENSE").read_text()
+    assert (ROOT / "purejaxdqn" / "py.typed").is_file()
+    assert "py.typed" in project["tool"]["setuptools"]["package-data"]["purejaxdqn"]
+    assert project["project"]["scripts"]["purejaxdqn-train"] == "purejaxdqn.train:main"
+    extras = project["project"]["optional-dependencies"]
+    assert any(d.startswith("tensorboardX") for d in extras["tensorboard"]) and extras["wandb"]
+    assert {"tensorboardX>=2.6", "wandb>=0.19.10"} <= set(extras["dev"])

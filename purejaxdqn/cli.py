@@ -367,11 +367,7 @@ def _main(argv: list[str], state: dict) -> int:
 
         mesh_runs, mesh_data = getattr(args, "mesh_runs", None), getattr(args, "mesh_data", None)
         if plan.resume:
-            saved_mesh = plan.meta["mesh"]
-            if (mesh_runs or saved_mesh["runs"], mesh_data or saved_mesh["data"]) != (saved_mesh["runs"], saved_mesh["data"]):
-                raise ConfigError("--resume", f"the run was made on a {saved_mesh['runs']} x {saved_mesh['data']} mesh; "
-                                  "resuming on another mesh would change the run")  # fmt: skip
-            mesh_runs, mesh_data = saved_mesh["runs"], saved_mesh["data"]
+            mesh_runs, mesh_data = resume_mesh(plan.meta["mesh"], mesh_runs, mesh_data, jax.device_count())
         checkpoint_every = plan.checkpoint["every"]
         if jax.process_count() > 1:
             for option in ("checkpoint_every", "checkpoint_min_interval", "keep_checkpoints", "resume"):
@@ -436,6 +432,19 @@ def _main(argv: list[str], state: dict) -> int:
     )
     print(f"outputs: {plan.output_dir}")
     return 0
+
+
+def resume_mesh(saved: dict, runs: int | None, data: int | None, num_devices: int) -> tuple[int | None, int]:
+    """The (runs, data) mesh axes a resumed run uses. The runs axis only groups independent
+    runs, so any size that divides the runs will do (`choose_mesh` checks it); unset, the
+    saved size is kept where the devices allow it, else it is chosen again. The data axis
+    must stay as saved: each device's env columns, replay shard and RNG streams belong to it."""
+    if data is not None and data != saved["data"]:
+        raise ConfigError("--mesh-data", f"the run was made with --mesh-data {saved['data']}; a resumed run keeps it "
+                          "(each data shard's envs, replay and RNG streams belong to its device)")  # fmt: skip
+    if runs is None and saved["runs"] * saved["data"] <= num_devices:
+        runs = saved["runs"]
+    return runs, saved["data"]
 
 
 def _resume_hint(run_dir: Path | None) -> str:

@@ -4,6 +4,8 @@ runs this file in its own pytest process with XLA_FLAGS=--xla_force_host_platfor
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -198,3 +200,54 @@ def test_prioritized_weights_are_normalized_over_the_global_batch():
     np.testing.assert_allclose(weights, expected, rtol=1e-5)
     per_shard = np.stack([r / r.max() for r in raw])  # what each shard alone would give
     assert not np.allclose(weights, per_shard, rtol=1e-3)
+
+
+RESUME_RUN = [
+    "--total-steps", "2400", "--num-envs", "8", "--num-eval-envs", "4", "--buffer-size", "800",
+    "--batch-size", "32", "--learning-starts", "800", "--eval-every", "800", "--widths", "32",
+    "--target-update-every", "10", "--num-chunks", "3", "--num-seeds", "4", "--no-progress",
+    "--checkpoint-every", "1", "--checkpoint-min-interval", "0", "--keep-checkpoints", "3",
+]  # fmt: skip
+
+
+def saved_state(run_dir, step):
+    from purejaxdqn import checkpointing
+    from purejaxdqn.policy import read_run_config
+
+    saved = read_run_config(run_dir)
+    return jax.device_get(checkpointing.restore(run_dir, step, runner.abstract_state(saved["config"], saved["runs"])))
+
+
+def test_resume_regroups_the_runs_axis_but_keeps_the_data_axis(tmp_path, capsys):
+    """4 seeds saved on a 2-device runs axis, resumed from checkpoint 1 of 3 on 1, 2 and 4
+    devices: the end state equals the uninterrupted run's (bit for bit on the same mesh, within
+    float tolerance on another, whose programs vmap other batch sizes). Another data axis is
+    refused in one line."""
+    import shutil
+
+    from purejaxdqn import cli, outputs
+
+    whole = tmp_path / "whole"
+    assert cli.main([*RESUME_RUN, "--mesh-runs", "2", "--output-dir", str(whole)]) == 0
+    end = saved_state(whole, 3)
+    for runs in (2, 1, 4):
+        run_dir = tmp_path / f"on{runs}"
+        shutil.copytree(whole, run_dir)
+        for step in (2, 3):
+            shutil.rmtree(run_dir / outputs.CHECKPOINT_DIR / str(step))
+        assert cli.main(["--resume", str(run_dir), "--mesh-runs", str(runs)]) == 0
+        summary = json.loads((run_dir / outputs.SUMMARY_FILE).read_text())
+        assert summary["mesh"] == {"runs": runs, "data": 1} and summary["resumed_from_chunk"] == 1
+        resumed = saved_state(run_dir, 3)
+        np.testing.assert_array_equal(np.asarray(resumed.replay.data.action), np.asarray(end.replay.data.action))
+        if runs == 2:
+            for a, b in zip(jax.tree.leaves(jax.random.key_data(resumed.key)), jax.tree.leaves(jax.random.key_data(end.key))):
+                np.testing.assert_array_equal(a, b)
+            assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(
+                jax.tree.leaves(resumed.learner), jax.tree.leaves(end.learner)))  # fmt: skip
+        assert max_diff(resumed.learner.params, end.learner.params) < 2e-4
+        np.testing.assert_allclose(resumed.evals.mean, end.evals.mean, atol=1e-3)
+    capsys.readouterr()
+    assert cli.main(["--resume", str(tmp_path / "on2"), "--mesh-data", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--mesh-data: the run was made with --mesh-data 1" in err, err

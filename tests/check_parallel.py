@@ -251,3 +251,35 @@ def test_resume_regroups_the_runs_axis_but_keeps_the_data_axis(tmp_path, capsys)
     assert cli.main(["--resume", str(tmp_path / "on2"), "--mesh-data", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--mesh-data: the run was made with --mesh-data 1" in err, err
+
+
+WIDE = SMALL.replace(widths=(32, 32))
+
+
+def kernel_shard_shapes(params):
+    """Per-device shapes of the hidden kernels of a batch of runs' parameters."""
+    layers = params["params"]
+    return [layers[f"Dense_{i}"]["kernel"].addressable_shards[0].data.shape for i in range(2)]
+
+
+@pytest.mark.parametrize("base,model", [((1, 1), 2), ((2, 1), 4), ((1, 2), 4)], ids=["1x1x2", "2x1x4", "1x2x4"])
+def test_model_axis_shards_hidden_layers_and_matches_the_unsharded_run(base, model, tmp_path):
+    """--mesh-model: hidden kernels (and Adam moments) are split over the model axis, columns
+    then rows, and the run gives the unsharded run's losses, evaluations and parameters (float
+    tolerance); its checkpoint restores onto one device."""
+    from purejaxdqn import checkpointing
+
+    runs = runner.make_runs(WIDE, 2)
+    plain = runner.train_runs(WIDE, *runs, mesh_shape=parallel.MeshShape(*base))
+    split = runner.train_runs(WIDE, *runs, mesh_shape=parallel.MeshShape(*base, model), output_dir=tmp_path / "run")
+    per_device_runs = 2 // base[0]
+    assert kernel_shard_shapes(split.state.learner.params) == [(per_device_runs, 4, 32 // model), (per_device_runs, 32 // model, 32)]
+    adam = [s for s in jax.tree.leaves(split.state.learner.opt_state, is_leaf=lambda s: hasattr(s, "mu")) if hasattr(s, "mu")]
+    assert kernel_shard_shapes(adam[0].mu) == kernel_shard_shapes(adam[0].nu) == kernel_shard_shapes(split.state.learner.params)
+    assert split.state.learner.params["params"]["Dense_2"]["kernel"].addressable_shards[0].data.shape[1:] == (32, 2)
+    assert split.summary["mesh"] == {"runs": base[0], "data": base[1], "model": model}
+    np.testing.assert_allclose(jax.device_get(split.state.stats.loss_sum), jax.device_get(plain.state.stats.loss_sum), rtol=1e-3)
+    np.testing.assert_allclose(split.eval_mean, plain.eval_mean, atol=1e-3)
+    assert max_diff(jax.device_get(split.state.learner.params), jax.device_get(plain.state.learner.params)) < 2e-4
+    restored = checkpointing.restore(tmp_path / "run", WIDE.num_chunks, runner.abstract_state(WIDE, runs[0]))
+    assert max_diff(jax.device_get(restored.learner), jax.device_get(split.state.learner)) == 0

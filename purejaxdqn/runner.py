@@ -112,8 +112,17 @@ def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshS
         lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
         jax.eval_shape(init_fn, seeds, hp), init.output_shardings,
     )  # fmt: skip
-    run_chunk = jax.jit(chunk_fn, donate_argnums=0).lower(abstract, hp).compile()
+    run_chunk = jax.jit(chunk_fn, donate_argnums=0, **_fixed_layout(init.output_shardings, hp, mesh_shape)).lower(abstract, hp).compile()
     return Program(init, run_chunk, seeds, hp, abstract, time.perf_counter() - t0)
+
+
+def _fixed_layout(shardings, hp, mesh_shape: parallel.MeshShape) -> dict:
+    """jit options that pin run_chunk's state layout to init's. XLA lays out what the model axis
+    leaves open (e.g. the head after an odd number of split layers) per program, so without
+    them a chunk could require another layout than init or a restored checkpoint gives."""
+    if mesh_shape.model == 1:
+        return {}
+    return {"in_shardings": (shardings, jax.tree.map(lambda x: x.sharding, hp)), "out_shardings": shardings}
 
 
 def abstract_state(config: Config, runs: list[dict]) -> TrainState:

@@ -219,10 +219,10 @@ def saved_state(run_dir, step):
 
 
 def test_resume_regroups_the_runs_axis_but_keeps_the_data_axis(tmp_path, capsys):
-    """4 seeds saved on a 2-device runs axis, resumed from checkpoint 1 of 3 on 1, 2 and 4
-    devices: the end state equals the uninterrupted run's (bit for bit on the same mesh, within
-    float tolerance on another, whose programs vmap other batch sizes). Another data axis is
-    refused in one line."""
+    """4 seeds saved on a 2-device runs axis, resumed from checkpoint 1 of 3 on 1 (its network
+    split over a 2-device model axis), 2 and 4 devices: the end state equals the uninterrupted
+    run's (bit for bit on the same mesh, within float tolerance on another, whose programs vmap
+    other batch sizes). Another data axis is refused in one line."""
     import shutil
 
     from purejaxdqn import cli, outputs
@@ -230,14 +230,15 @@ def test_resume_regroups_the_runs_axis_but_keeps_the_data_axis(tmp_path, capsys)
     whole = tmp_path / "whole"
     assert cli.main([*RESUME_RUN, "--mesh-runs", "2", "--output-dir", str(whole)]) == 0
     end = saved_state(whole, 3)
-    for runs in (2, 1, 4):
+    for runs, model in ((2, 1), (1, 2), (4, 1)):
         run_dir = tmp_path / f"on{runs}"
         shutil.copytree(whole, run_dir)
         for step in (2, 3):
             shutil.rmtree(run_dir / outputs.CHECKPOINT_DIR / str(step))
-        assert cli.main(["--resume", str(run_dir), "--mesh-runs", str(runs)]) == 0
+        assert cli.main(["--resume", str(run_dir), "--mesh-runs", str(runs), "--mesh-model", str(model)]) == 0
         summary = json.loads((run_dir / outputs.SUMMARY_FILE).read_text())
-        assert summary["mesh"] == {"runs": runs, "data": 1} and summary["resumed_from_chunk"] == 1
+        assert summary["mesh"] == {"runs": runs, "data": 1, **({"model": model} if model > 1 else {})}
+        assert summary["resumed_from_chunk"] == 1
         resumed = saved_state(run_dir, 3)
         np.testing.assert_array_equal(np.asarray(resumed.replay.data.action), np.asarray(end.replay.data.action))
         if runs == 2:

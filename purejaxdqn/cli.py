@@ -192,6 +192,11 @@ def build_parser(defaults: Config | None = None, preset: str = "cartpole") -> ar
         "averaged; --num-envs, --batch-size and --num-eval-envs are global totals (default: auto)",
     )  # fmt: skip
     devices.add_argument(
+        "--mesh-model", type=_int, metavar="N",
+        help="devices that split the Q-network's hidden layers tensor-parallel (kernels by columns, "
+        "then rows); every --widths value must divide by N (default: 1)",
+    )  # fmt: skip
+    devices.add_argument(
         "--cpu-devices", type=_int, metavar="N",
         help="on a CPU, split it into N host devices so independent runs (seeds x settings) run on "
         "separate cores (default: one per core; 1 = off; ignored when XLA_FLAGS forces a count)",
@@ -326,7 +331,7 @@ def parse_config(argv: list[str]) -> Parsed:
                           f"--seed must be at most 2**32 - --num-seeds = {SEED_LIMIT - num_seeds}")
     if not given.get("distributed_timeout", 1) > 0:
         raise ConfigError("--distributed-timeout", f"must be a positive number of seconds, got {given['distributed_timeout']}")
-    for option in ("mesh_runs", "mesh_data", "num_processes"):
+    for option in ("mesh_runs", "mesh_data", "mesh_model", "num_processes"):
         if option in given and given[option] <= 0:
             raise ConfigError(_option(option), f"must be a positive integer, got {given[option]}")
     if given.get("checkpoint_every", 0) < 0:
@@ -445,12 +450,10 @@ def _main(argv: list[str], state: dict) -> int:
         import jax
 
         mesh_runs, mesh_data = getattr(args, "mesh_runs", None), getattr(args, "mesh_data", None)
+        mesh_model = getattr(args, "mesh_model", None)
         if plan.resume:
-            saved_mesh = plan.meta["mesh"]
-            if (mesh_runs or saved_mesh["runs"], mesh_data or saved_mesh["data"]) != (saved_mesh["runs"], saved_mesh["data"]):
-                raise ConfigError("--resume", f"the run was made on a {saved_mesh['runs']} x {saved_mesh['data']} mesh; "
-                                  "resuming on another mesh would change the run")  # fmt: skip
-            mesh_runs, mesh_data = saved_mesh["runs"], saved_mesh["data"]
+            mesh_runs, mesh_data, mesh_model = resume_mesh(plan.meta["mesh"], mesh_runs, mesh_data, mesh_model,
+                                                           jax.device_count())  # fmt: skip
         checkpoint_every = plan.checkpoint["every"]
         if jax.process_count() > 1:
             for option in ("checkpoint_every", "checkpoint_min_interval", "keep_checkpoints", "resume"):
@@ -459,7 +462,8 @@ def _main(argv: list[str], state: dict) -> int:
             checkpoint_every = None
         on_cpu = jax.default_backend() == "cpu"
         mesh_shape = parallel.choose_mesh(
-            plan.config, len(plan.runs), jax.device_count(), mesh_runs, mesh_data, auto_data=not on_cpu
+            plan.config, len(plan.runs), jax.device_count(), mesh_runs, mesh_data, auto_data=not on_cpu,
+            model=mesh_model or 1,
         )  # fmt: skip
     except (UsageError, ConfigError, outputs.OutputDirError, policy.RunDirError, checkpointing.CheckpointError) as err:
         return _usage_error(err)
@@ -510,7 +514,8 @@ def _main(argv: list[str], state: dict) -> int:
               f"{config.actual_total_steps:,} env steps each, one compiled program")  # fmt: skip
         print(report.format_table(result.table))
     if mesh_shape.size > 1 or jax.process_count() > 1:
-        print(f"mesh: {mesh_shape.runs} (runs) x {mesh_shape.data} (data) devices, {jax.process_count()} process(es)")
+        model = f" x {mesh_shape.model} (model)" if mesh_shape.model > 1 else ""
+        print(f"mesh: {mesh_shape.runs} (runs) x {mesh_shape.data} (data){model} devices, {jax.process_count()} process(es)")
     if on_cpu and cpu_devices and cpu_devices > 1 and mesh_shape.runs > 1:
         print(f"cpu: runs split over {mesh_shape.runs} host devices, one per core (--cpu-devices 1 to turn off)")
     if plan.resume and s["resumed_from_chunk"]:
@@ -524,6 +529,22 @@ def _main(argv: list[str], state: dict) -> int:
     for line in tracking.where(parsed.tracking, plan.output_dir, len(runs)):
         print(line)
     return 0
+
+
+def resume_mesh(saved: dict, runs: int | None, data: int | None, model: int | None,
+                num_devices: int) -> tuple[int | None, int, int]:  # fmt: skip
+    """The (runs, data, model) mesh axes a resumed run uses. The runs axis only groups
+    independent runs, so any size that divides the runs will do (`choose_mesh` checks it), and
+    the model axis only lays out the same parameters; unset, each keeps its saved size where
+    the devices allow it (the runs axis is chosen again otherwise). The data axis must stay as
+    saved: each device's env columns, replay shard and RNG streams belong to it."""
+    if data is not None and data != saved["data"]:
+        raise ConfigError("--mesh-data", f"the run was made with --mesh-data {saved['data']}; a resumed run keeps it "
+                          "(each data shard's envs, replay and RNG streams belong to its device)")  # fmt: skip
+    model = model or saved.get("model", 1)
+    if runs is None and saved["runs"] * saved["data"] * model <= num_devices:
+        runs = saved["runs"]
+    return runs, saved["data"], model
 
 
 def _resume_hint(run_dir: Path | None) -> str:

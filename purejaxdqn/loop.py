@@ -106,16 +106,19 @@ def num_evals(config: Config) -> int:
     return total // every + (not last_step_crosses)
 
 
-def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 1) -> Trainer:
+def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 1, model_parallel: bool = False) -> Trainer:
     """Build the pure init/chunk/train functions for the static settings in `config`.
 
     With `data_axis` (a mesh axis of size `data_size`, inside `jax.shard_map`) one run is
     split data-parallel: each device steps `num_envs / data_size` envs, keeps its own replay
     shard, samples `batch_size / data_size` transitions and gradients are averaged across the
     axis, so parameters, optimizer state and target network stay identical on every replica.
-    Counters and statistics stay global.
+    Counters and statistics stay global. With `model_parallel` (inside a shard_map whose
+    "model" axis is automatic) the learner's hidden layers are kept split over that axis
+    (`parallel.tensor_parallel`); the values computed are the same.
     """
     from purejaxdqn.config import validate
+    from purejaxdqn.parallel import tensor_parallel
 
     validate(config)  # the Python API refuses bad settings like the command line does
     c = config
@@ -133,6 +136,10 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     # Update rounds one vectorized step can cross: with at most one, the updates of a step are
     # a `lax.cond` (taken or not) instead of a loop with a traced trip count.
     max_updates = -(-c.num_envs // c.update_every) * c.gradient_steps
+
+    def placed(learner: learner_lib.LearnerState) -> learner_lib.LearnerState:
+        """The learner state laid out on the mesh's model axis (unchanged without one)."""
+        return tensor_parallel(learner, len(c.widths)) if model_parallel else learner
 
     def local(key: jax.Array) -> jax.Array:
         """A key of this data shard's own (envs, exploration, sampling differ per shard)."""
@@ -156,7 +163,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         )
         return TrainState(
             env_steps=jnp.int32(0),
-            learner=learner_lib.init(params, c, hp),
+            learner=placed(learner_lib.init(params, c, hp)),
             replay=replay.init(example),
             env_state=env_state,
             obs=obs,
@@ -212,6 +219,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             replay_state = state.replay._replace(priorities=tree)
             batch = replay.sample(replay_state, jax.random.fold_in(update_key, i), hp, state.env_steps)
             learner, metrics = update(learner, batch, hp)
+            learner = placed(learner)
             tree = replay.update_priorities(replay_state, batch, metrics.priority_signal, hp).priorities
             first_bad = (stats.nonfinite_step < 0) & ~jnp.isfinite(metrics.loss)
             stats = stats._replace(

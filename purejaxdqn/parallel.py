@@ -5,6 +5,10 @@
 - axis "data": one run split data-parallel: each device steps its own slice of the envs, keeps
   its own replay shard and samples its own share of the batch; gradients are averaged across
   the axis (see `learner.make_update`), so parameters stay identical on every replica.
+- axis "model": the Q-network's hidden dense layers split tensor-parallel (kernels by columns,
+  then rows, alternating). The shard_map is manual over runs and data only; "model" is left to
+  XLA's partitioner, which follows the sharding constraints of `tensor_parallel` and inserts
+  the collectives.
 
 Across hosts the same program runs on the global mesh through `jax.distributed` (every
 process runs this code; only process 0 writes outputs).
@@ -25,41 +29,52 @@ from purejaxdqn.config import Config, ConfigError
 
 RUNS = "runs"
 DATA = "data"
+MODEL = "model"
 
 
 class MeshShape(NamedTuple):
     runs: int  # devices along the runs axis
     data: int  # devices along the data-parallel axis
+    model: int = 1  # devices along the tensor-parallel axis
 
     @property
     def size(self) -> int:
-        return self.runs * self.data
+        return self.runs * self.data * self.model
+
+    def as_dict(self) -> dict:
+        """For config.json and summary.json: "model" only when the axis is used, so runs
+        without it record the same mesh as before the axis existed."""
+        return {"runs": self.runs, "data": self.data, **({"model": self.model} if self.model > 1 else {})}
 
 
 def choose_mesh(
     config: Config, num_runs: int, num_devices: int, runs: int | None = None, data: int | None = None,
-    auto_data: bool = True,
+    auto_data: bool = True, model: int = 1,
 ) -> MeshShape:  # fmt: skip
     """The mesh to use, checked. Unset axes are chosen automatically: as many devices as divide
     the runs go on the runs axis, and (with `auto_data`) as many of the rest as divide the envs,
     batch and eval envs go on the data axis. CPU host devices share one memory and talk through
-    it slowly, so on a CPU the data axis is left to the user (`auto_data=False`). Raises
-    ConfigError naming the option."""
-    for name, value in (("--mesh-runs", runs), ("--mesh-data", data)):
+    it slowly, so on a CPU the data axis is left to the user (`auto_data=False`). The model
+    axis is never chosen automatically. Raises ConfigError naming the option."""
+    for name, value in (("--mesh-runs", runs), ("--mesh-data", data), ("--mesh-model", model)):
         if value is not None and value <= 0:
             raise ConfigError(name, f"must be a positive integer, got {value}")
+    if any(w % model for w in config.widths):
+        raise ConfigError("--mesh-model", f"every hidden width must divide by {model} devices, got --widths "
+                          f"{','.join(map(str, config.widths))}")  # fmt: skip
     if runs is None:
-        budget = max(1, num_devices // (data or 1))
+        budget = max(1, num_devices // ((data or 1) * model))
         runs = max(d for d in _divisors(budget) if num_runs % d == 0)
     if data is None and not auto_data:
         data = 1
     if data is None:
-        data = max(d for d in _divisors(max(1, num_devices // runs)) if _data_divisible(config, d))
-    shape = MeshShape(runs, data)
+        data = max(d for d in _divisors(max(1, num_devices // (runs * model))) if _data_divisible(config, d))
+    shape = MeshShape(runs, data, model)
     if shape.size > num_devices:
+        mesh = f"{runs} x {data}" + (f" x {model}" if model > 1 else "")
         raise ConfigError(
-            "--mesh-runs/--mesh-data",
-            f"a {runs} x {data} mesh needs {shape.size} devices but only {num_devices} are available",
+            "--mesh-runs/--mesh-data" + ("/--mesh-model" if model > 1 else ""),
+            f"a {mesh} mesh needs {shape.size} devices but only {num_devices} are available",
         )
     if num_runs % runs:
         raise ConfigError("--mesh-runs", f"{num_runs} runs do not split evenly over {runs} devices")
@@ -79,12 +94,33 @@ def _data_divisible(config: Config, d: int) -> bool:
 
 
 def make_mesh(shape: MeshShape) -> Mesh:
-    """A (runs, data) mesh over the first `shape.size` devices (global devices when multi-host).
+    """A (runs, data, model) mesh over the first `shape.size` devices (global devices when
+    multi-host); model devices are neighbours, as their collectives run every layer.
 
     Axis types are Auto, so jit may reshard inputs itself (jax 0.10's default is Explicit).
     """
-    devices = np.array(jax.devices()[: shape.size]).reshape(shape.runs, shape.data)
-    return Mesh(devices, (RUNS, DATA), axis_types=(AxisType.Auto, AxisType.Auto))
+    devices = np.array(jax.devices()[: shape.size]).reshape(shape.runs, shape.data, shape.model)
+    return Mesh(devices, (RUNS, DATA, MODEL), axis_types=(AxisType.Auto,) * 3)
+
+
+def tensor_parallel(tree, num_hidden: int):
+    """Constrain the hidden dense layers' kernels (and column-split biases) of every parameter
+    tree in `tree` (parameters, target, Adam moments) to the "model" axis, Megatron-style:
+    layer 0 split by output columns, layer 1 by input rows, and so on alternating, so each
+    pair needs one all-reduce. Other leaves (convolution, head) stay replicated. Call inside
+    the shard_map (the "model" axis left automatic)."""
+
+    def constrain(path, x):
+        names = [getattr(k, "key", None) for k in path]
+        layer = next((int(n[6:]) for n in names if isinstance(n, str) and n.startswith("Dense_")), None)
+        if layer is None or layer >= num_hidden or names[-1] not in ("kernel", "bias"):
+            return x
+        columns = layer % 2 == 0
+        if names[-1] == "bias":
+            return jax.lax.with_sharding_constraint(x, P(MODEL)) if columns else x
+        return jax.lax.with_sharding_constraint(x, P(None, MODEL) if columns else P(MODEL, None))
+
+    return jax.tree_util.tree_map_with_path(constrain, tree)
 
 
 def state_specs(state) -> object:
@@ -112,8 +148,10 @@ def state_specs(state) -> object:
 
 def shard(fn, mesh: Mesh, in_specs, out_specs):
     """`jax.shard_map` without varying-axis tracking: the training loop's carries start from
-    constants, and the learner averages gradients pmap-style (`learner.make_update`)."""
-    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    constants, and the learner averages gradients pmap-style (`learner.make_update`). Manual
+    over runs and data; a used "model" axis is left to XLA (see `tensor_parallel`)."""
+    manual = {RUNS, DATA} if mesh.shape[MODEL] > 1 else set(mesh.axis_names)
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, axis_names=manual, check_vma=False)
 
 
 def hparam_specs(hp_axes) -> object:

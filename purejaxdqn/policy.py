@@ -64,8 +64,9 @@ def _check_saved(saved) -> None:
             raise ConfigError(key, f"must be a {kind.__name__}, got {saved[key]!r}"[:200])
     if not saved["runs"] or not all(isinstance(r, dict) and _is_int(r.get("seed")) for r in saved["runs"]):
         raise ConfigError("runs", "must be a non-empty list of runs, each with an integer seed")
-    if not all(_is_int(saved["mesh"].get(k)) and saved["mesh"][k] > 0 for k in ("runs", "data")):
-        raise ConfigError("mesh", f"must hold positive integers 'runs' and 'data', got {saved['mesh']!r}")
+    mesh = {"model": 1, **saved["mesh"]}  # "model" is written only when that axis was used
+    if not all(_is_int(mesh.get(k)) and mesh[k] > 0 for k in ("runs", "data", "model")):
+        raise ConfigError("mesh", f"must hold positive integers 'runs' and 'data' (and 'model'), got {saved['mesh']!r}")
 
 
 def _is_int(x) -> bool:

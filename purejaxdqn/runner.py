@@ -89,15 +89,16 @@ class Program(NamedTuple):
 def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshShape) -> Program:
     """Build and compile (ahead of time) init and run_chunk for this batch of runs and mesh.
 
-    With a mesh of several devices the functions are `jax.shard_map`s over a (runs, data) mesh
-    (see parallel.py); otherwise they run on the default device.
+    With a mesh of several devices the functions are `jax.shard_map`s over a (runs, data, model)
+    mesh (see parallel.py); otherwise they run on the default device.
     """
     t0 = time.perf_counter()
     hp, hp_axes = run_hparams(config, runs)
     seeds = np.array([r["seed"] for r in runs], np.uint32)
     one_state = _one_run_state(config)
     # Only a real data axis changes the per-run program; a runs-only mesh runs the 1-device one.
-    trainer = make_trainer(config, parallel.DATA, mesh_shape.data) if mesh_shape.data > 1 else make_trainer(config)
+    data_axis = parallel.DATA if mesh_shape.data > 1 else None
+    trainer = make_trainer(config, data_axis, mesh_shape.data, model_parallel=mesh_shape.model > 1)
     init_fn, chunk_fn = _batched(trainer, run_axes(one_state), hp_axes, len(runs) // mesh_shape.runs)
     if mesh_shape.size > 1:
         mesh = parallel.make_mesh(mesh_shape)
@@ -111,8 +112,17 @@ def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshS
         lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
         jax.eval_shape(init_fn, seeds, hp), init.output_shardings,
     )  # fmt: skip
-    run_chunk = jax.jit(chunk_fn, donate_argnums=0).lower(abstract, hp).compile()
+    run_chunk = jax.jit(chunk_fn, donate_argnums=0, **_fixed_layout(init.output_shardings, hp, mesh_shape)).lower(abstract, hp).compile()
     return Program(init, run_chunk, seeds, hp, abstract, time.perf_counter() - t0)
+
+
+def _fixed_layout(shardings, hp, mesh_shape: parallel.MeshShape) -> dict:
+    """jit options that pin run_chunk's state layout to init's. XLA lays out what the model axis
+    leaves open (e.g. the head after an odd number of split layers) per program, so without
+    them a chunk could require another layout than init or a restored checkpoint gives."""
+    if mesh_shape.model == 1:
+        return {}
+    return {"in_shardings": (shardings, jax.tree.map(lambda x: x.sharding, hp)), "out_shardings": shardings}
 
 
 def abstract_state(config: Config, runs: list[dict]) -> TrainState:
@@ -192,7 +202,7 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
         outputs.write_json(
             output_dir / outputs.CONFIG_FILE,
             {**(meta or {}), "config": config.to_dict(), "settings": settings, "runs": runs,
-             "mesh": mesh_shape._asdict(), "processes": jax.process_count(), "provenance": provenance.collect(command)},
+             "mesh": mesh_shape.as_dict(), "processes": jax.process_count(), "provenance": provenance.collect(command)},
         )  # fmt: skip
     if writing and resume:
         outputs.check_logs(output_dir)
@@ -285,7 +295,7 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
         "final_eval_return_mean": [float(x) for x in evals.mean[:, -1]],
         "final_eval_return_min": [float(x) for x in evals.min[:, -1]],
         "memory_estimate_bytes": estimate,
-        "mesh": mesh_shape._asdict(),
+        "mesh": mesh_shape.as_dict(),
         "processes": jax.process_count(),
         **timing,
         "checkpoint_save_s": save_s,

@@ -4,6 +4,8 @@ runs this file in its own pytest process with XLA_FLAGS=--xla_force_host_platfor
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -198,3 +200,87 @@ def test_prioritized_weights_are_normalized_over_the_global_batch():
     np.testing.assert_allclose(weights, expected, rtol=1e-5)
     per_shard = np.stack([r / r.max() for r in raw])  # what each shard alone would give
     assert not np.allclose(weights, per_shard, rtol=1e-3)
+
+
+RESUME_RUN = [
+    "--total-steps", "2400", "--num-envs", "8", "--num-eval-envs", "4", "--buffer-size", "800",
+    "--batch-size", "32", "--learning-starts", "800", "--eval-every", "800", "--widths", "32",
+    "--target-update-every", "10", "--num-chunks", "3", "--num-seeds", "4", "--no-progress",
+    "--checkpoint-every", "1", "--checkpoint-min-interval", "0", "--keep-checkpoints", "3",
+]  # fmt: skip
+
+
+def saved_state(run_dir, step):
+    from purejaxdqn import checkpointing
+    from purejaxdqn.policy import read_run_config
+
+    saved = read_run_config(run_dir)
+    return jax.device_get(checkpointing.restore(run_dir, step, runner.abstract_state(saved["config"], saved["runs"])))
+
+
+def test_resume_regroups_the_runs_axis_but_keeps_the_data_axis(tmp_path, capsys):
+    """4 seeds saved on a 2-device runs axis, resumed from checkpoint 1 of 3 on 1 (its network
+    split over a 2-device model axis), 2 and 4 devices: the end state equals the uninterrupted
+    run's (bit for bit on the same mesh, within float tolerance on another, whose programs vmap
+    other batch sizes). Another data axis is refused in one line."""
+    import shutil
+
+    from purejaxdqn import cli, outputs
+
+    whole = tmp_path / "whole"
+    assert cli.main([*RESUME_RUN, "--mesh-runs", "2", "--output-dir", str(whole)]) == 0
+    end = saved_state(whole, 3)
+    for runs, model in ((2, 1), (1, 2), (4, 1)):
+        run_dir = tmp_path / f"on{runs}"
+        shutil.copytree(whole, run_dir)
+        for step in (2, 3):
+            shutil.rmtree(run_dir / outputs.CHECKPOINT_DIR / str(step))
+        assert cli.main(["--resume", str(run_dir), "--mesh-runs", str(runs), "--mesh-model", str(model)]) == 0
+        summary = json.loads((run_dir / outputs.SUMMARY_FILE).read_text())
+        assert summary["mesh"] == {"runs": runs, "data": 1, **({"model": model} if model > 1 else {})}
+        assert summary["resumed_from_chunk"] == 1
+        resumed = saved_state(run_dir, 3)
+        np.testing.assert_array_equal(np.asarray(resumed.replay.data.action), np.asarray(end.replay.data.action))
+        if runs == 2:
+            for a, b in zip(jax.tree.leaves(jax.random.key_data(resumed.key)), jax.tree.leaves(jax.random.key_data(end.key))):
+                np.testing.assert_array_equal(a, b)
+            assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(
+                jax.tree.leaves(resumed.learner), jax.tree.leaves(end.learner)))  # fmt: skip
+        assert max_diff(resumed.learner.params, end.learner.params) < 2e-4
+        np.testing.assert_allclose(resumed.evals.mean, end.evals.mean, atol=1e-3)
+    capsys.readouterr()
+    assert cli.main(["--resume", str(tmp_path / "on2"), "--mesh-data", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--mesh-data: the run was made with --mesh-data 1" in err, err
+
+
+WIDE = SMALL.replace(widths=(32, 32))
+
+
+def kernel_shard_shapes(params):
+    """Per-device shapes of the hidden kernels of a batch of runs' parameters."""
+    layers = params["params"]
+    return [layers[f"Dense_{i}"]["kernel"].addressable_shards[0].data.shape for i in range(2)]
+
+
+@pytest.mark.parametrize("base,model", [((1, 1), 2), ((2, 1), 4), ((1, 2), 4)], ids=["1x1x2", "2x1x4", "1x2x4"])
+def test_model_axis_shards_hidden_layers_and_matches_the_unsharded_run(base, model, tmp_path):
+    """--mesh-model: hidden kernels (and Adam moments) are split over the model axis, columns
+    then rows, and the run gives the unsharded run's losses, evaluations and parameters (float
+    tolerance); its checkpoint restores onto one device."""
+    from purejaxdqn import checkpointing
+
+    runs = runner.make_runs(WIDE, 2)
+    plain = runner.train_runs(WIDE, *runs, mesh_shape=parallel.MeshShape(*base))
+    split = runner.train_runs(WIDE, *runs, mesh_shape=parallel.MeshShape(*base, model), output_dir=tmp_path / "run")
+    per_device_runs = 2 // base[0]
+    assert kernel_shard_shapes(split.state.learner.params) == [(per_device_runs, 4, 32 // model), (per_device_runs, 32 // model, 32)]
+    adam = [s for s in jax.tree.leaves(split.state.learner.opt_state, is_leaf=lambda s: hasattr(s, "mu")) if hasattr(s, "mu")]
+    assert kernel_shard_shapes(adam[0].mu) == kernel_shard_shapes(adam[0].nu) == kernel_shard_shapes(split.state.learner.params)
+    assert split.state.learner.params["params"]["Dense_2"]["kernel"].addressable_shards[0].data.shape[1:] == (32, 2)
+    assert split.summary["mesh"] == {"runs": base[0], "data": base[1], "model": model}
+    np.testing.assert_allclose(jax.device_get(split.state.stats.loss_sum), jax.device_get(plain.state.stats.loss_sum), rtol=1e-3)
+    np.testing.assert_allclose(split.eval_mean, plain.eval_mean, atol=1e-3)
+    assert max_diff(jax.device_get(split.state.learner.params), jax.device_get(plain.state.learner.params)) < 2e-4
+    restored = checkpointing.restore(tmp_path / "run", WIDE.num_chunks, runner.abstract_state(WIDE, runs[0]))
+    assert max_diff(jax.device_get(restored.learner), jax.device_get(split.state.learner)) == 0

@@ -32,6 +32,7 @@ import jax
 
 from purejaxdqn import outputs, parallel, runner
 from purejaxdqn.config import from_preset
+from purejaxdqn.run_options import RunOptions
 
 # Young & Tian 2019, DQN returns read off the paper's figure (../shared/notes/references.md).
 PUBLISHED_DQN = {
@@ -51,9 +52,9 @@ def train(game: str, variant: str, args, out: Path) -> dict:
     run_dir = out / f"{game}-{variant}"
     t0 = time.perf_counter()
     mesh = parallel.choose_mesh(config, len(runs), jax.device_count(), args.mesh_runs, 1)
-    result = runner.train_runs(config, runs, settings, output_dir=run_dir, overwrite=True,
-                               meta={"preset": presets, "num_seeds": args.num_seeds, "sweep": {}, "mesh": mesh._asdict()},
-                               checkpoint_every=0, mesh_shape=mesh)  # fmt: skip
+    options = RunOptions(output_dir=run_dir, overwrite=True, checkpoint_every=0)
+    result = runner.train_runs(config, runs, settings, options, mesh_shape=mesh,
+                               meta={"preset": presets, "num_seeds": args.num_seeds, "sweep": {}, "mesh": mesh._asdict()})  # fmt: skip
     rows = outputs.read_jsonl(run_dir / outputs.METRICS_FILE)
     steps = sorted({r["env_steps"] for r in rows})
     train_return = np.full((len(runs), len(steps)), np.nan)

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from purejaxdqn import cli, outputs, report, runner
+from purejaxdqn.run_options import RunOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         runs, settings = runner.make_runs(p.config, p.num_seeds, p.sweep)
         print(f"[{label}] {len(runs)} runs: compiling and training...", flush=True)
         result = runner.train_runs(
-            p.config, runs, settings, output_dir=run_dir, overwrite=args.overwrite,
+            p.config, runs, settings, RunOptions(output_dir=run_dir, overwrite=args.overwrite),
             meta={"preset": p.preset, "static": combo, "sweep": p.sweep},
         )  # fmt: skip
         s = result.summary

@@ -24,6 +24,7 @@ _EXPORTS = {
     "TrainState": "loop", "Trainer": "loop", "make_train": "loop", "make_trainer": "loop",
     "Policy": "policy", "RunDirError": "policy", "load_policy": "policy",
     "save_gif": "video", "render_episode": "video",
+    "RunOptions": "run_options",
 }  # fmt: skip
 __all__ = list(_EXPORTS)
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from purejaxdqn.config import PRESETS, Config, ConfigError, HParams, from_preset, validate
     from purejaxdqn.loop import TrainState, Trainer, make_train, make_trainer
     from purejaxdqn.policy import Policy, RunDirError, load_policy
+    from purejaxdqn.run_options import RunOptions
     from purejaxdqn.video import render_episode, save_gif
 
 

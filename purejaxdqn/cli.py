@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from purejaxdqn import __version__, tracking
 from purejaxdqn.config import HPARAM_DTYPES, PRESETS, SEED_LIMIT, Config, ConfigError, from_preset, preset_names, validate
+from purejaxdqn.run_options import CADENCE_FIELDS, RunOptions, cadence_defaults, option_dest
 from purejaxdqn.environments import SUPPORTED_ENV_IDS
 
 PROG = "python -m purejaxdqn.train"  # also installed as the `purejaxdqn-train` console script
@@ -166,16 +167,10 @@ def build_parser(defaults: Config | None = None, preset: str = "cartpole") -> ar
     )  # fmt: skip
 
     ckpt = parser.add_argument_group("checkpoints and resume")
-    ckpt.add_argument(
-        "--checkpoint-every", type=_int, metavar="N",
-        help="save the full training state every N chunks, 0 = only at the end (default: 1)",
-    )  # fmt: skip
-    ckpt.add_argument(
-        "--checkpoint-min-interval", type=_float, metavar="S",
-        help="skip a due save if the last one was less than S seconds ago, so short runs are not "
-        "slowed down; the final save always happens (default: 60; 0 = save whenever due)",
-    )  # fmt: skip
-    ckpt.add_argument("--keep-checkpoints", type=_int, metavar="K", help="keep the newest K checkpoints (default: 3)")
+    for field in CADENCE_FIELDS:  # generated from RunOptions: one source for help and defaults
+        kind, metavar = (_float, "S") if isinstance(field.default, float) else (_int, "N")
+        ckpt.add_argument(field.metadata["option"], type=kind, metavar=metavar, dest=option_dest(field),
+                          help=f"{field.metadata['help']} (default: {field.default:g})")  # fmt: skip
     ckpt.add_argument(
         "--resume", type=Path, metavar="RUN_DIR",
         help="continue a killed run from its newest complete checkpoint, with its saved settings",
@@ -396,12 +391,8 @@ class Plan(NamedTuple):
     output_dir: Path
     resume: bool
     meta: dict
-    checkpoint: dict  # {"every", "min_interval_s", "keep"}: the run's checkpoint cadence
+    checkpoint: dict  # the run's checkpoint cadence, as saved in config.json (RunOptions.cadence)
     start_chunk: int = 0  # resume: the checkpoint continued from (0: starting over)
-
-
-CHECKPOINT_DEFAULTS = {"every": 1, "min_interval_s": 60.0, "keep": 3}
-CHECKPOINT_OPTIONS = {"every": "checkpoint_every", "min_interval_s": "checkpoint_min_interval", "keep": "keep_checkpoints"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,11 +470,14 @@ def _main(argv: list[str], state: dict) -> int:
     progress = ProgressBar(config.actual_total_steps, enabled=getattr(args, "progress", None) if main_process else False)
     state["output_dir"] = plan.output_dir if main_process else None
     try:
+        options = RunOptions(
+            output_dir=plan.output_dir, overwrite=getattr(args, "overwrite", False), write_outputs=main_process,
+            resume=plan.resume, command=[PROG, *argv], tracking=parsed.tracking,
+        ).with_cadence(plan.checkpoint)  # fmt: skip
+        if checkpoint_every is None:  # multi-host: no checkpoints
+            options = dataclasses.replace(options, checkpoint_every=None)
         result = runner.train_runs(
-            config, runs, plan.settings, output_dir=plan.output_dir, write_outputs=main_process,
-            overwrite=getattr(args, "overwrite", False), meta=plan.meta, progress=progress, mesh_shape=mesh_shape,
-            checkpoint_every=checkpoint_every, checkpoint_min_interval_s=plan.checkpoint["min_interval_s"],
-            keep_checkpoints=plan.checkpoint["keep"], resume=plan.resume, command=[PROG, *argv], tracking=parsed.tracking,
+            config, runs, plan.settings, options, meta=plan.meta, progress=progress, mesh_shape=mesh_shape
         )  # fmt: skip
     except (memory.OutOfMemoryError, outputs.OutputDirError) as err:
         state["output_dir"] = None  # refused before anything was written
@@ -561,9 +555,10 @@ def _resume_hint(run_dir: Path | None) -> str:
 
 
 def _checkpoint_options(args: argparse.Namespace, saved: dict | None = None) -> dict:
-    """The checkpoint cadence: options given, else the run's saved cadence, else the defaults."""
-    base = {**CHECKPOINT_DEFAULTS, **(saved or {})}
-    return {key: getattr(args, option, base[key]) for key, option in CHECKPOINT_OPTIONS.items()}
+    """The checkpoint cadence (keyed as saved in config.json): options given, else the run's
+    saved cadence, else RunOptions' defaults."""
+    base = {**cadence_defaults(), **(saved or {})}
+    return {f.metadata["saved_as"]: getattr(args, option_dest(f), base[f.metadata["saved_as"]]) for f in CADENCE_FIELDS}
 
 
 def _new_plan(parsed: Parsed) -> Plan:

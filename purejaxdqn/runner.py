@@ -24,6 +24,7 @@ from purejaxdqn.config import Config, ConfigError, HParams
 from purejaxdqn.environments import env_from_config
 from purejaxdqn.loop import TrainState, make_trainer, run_axes
 from purejaxdqn.progress import ProgressBar, runs_text
+from purejaxdqn.run_options import RunOptions
 from purejaxdqn.schedules import linear_epsilon
 
 
@@ -140,76 +141,68 @@ def train_runs(
     config: Config,
     runs: list[dict],
     settings: list[dict] | None = None,
-    output_dir: Path | None = None,
-    overwrite: bool = False,
+    options: RunOptions | None = None,
+    *,
     meta: dict | None = None,
     progress: ProgressBar | None = None,
-    available_memory: int | None = None,
     mesh_shape: parallel.MeshShape | None = None,
-    write_outputs: bool = True,
-    checkpoint_every: int | None = 0,
-    keep_checkpoints: int = 3,
-    checkpoint_min_interval_s: float = 0.0,
-    resume: bool = False,
-    command: list[str] | None = None,
-    tracking: tracking.TrackingSpec | None = None,
+    available_memory: int | None = None,
 ) -> RunResult:
-    """Train every run in `runs` together in one compiled program.
+    """Train every run in `runs` together in one compiled program, driven as `options` say
+    (run_options.RunOptions: output dir, checkpoint cadence, resume, sinks; default: write
+    nothing).
 
     Before compiling: checks the memory estimate (raises memory.OutOfMemoryError); only then,
-    with `output_dir` (and `write_outputs`: only process 0 of a multi-host run writes), creates
-    and locks it (outputs.RunDirBusyError if another process holds it), clears a previous run
-    there (`overwrite`: run files and checkpoints) and writes config.json (`meta` is stored
-    beside the config, with the provenance; `command` is the command line recorded there,
-    default sys.argv). With `output_dir`, the full
-    state is checkpointed every `checkpoint_every` chunks (0: only at the end; None: never), but not
-    sooner than `checkpoint_min_interval_s` after the previous save, and always at the
-    end. `resume` continues the run in `output_dir` from its newest complete checkpoint (from
-    scratch if it has none yet); the result is bit-identical to the run never interrupted
-    (same devices), and summary.json's timings add up all the processes that worked on it. A
-    failed or skipped save raises checkpointing.CheckpointError. A non-finite loss or
-    parameter stops the run with NonFiniteError before that chunk is checkpointed.
-    Each chunk's rows go to metrics.jsonl and evals.jsonl and to the sinks `tracking` names
-    (tracking.py); `progress` shows the compile and then the chunks.
+    with an output dir (written by this process: `write_outputs`), creates and locks it
+    (outputs.RunDirBusyError if another process holds it), clears a previous run there
+    (`overwrite`: run files and checkpoints) and writes config.json (`meta` is stored beside
+    the config, with the provenance of `command`). With an output dir, the full state is
+    checkpointed every `checkpoint_every` chunks (0: only at the end; None: never), but not
+    sooner than `checkpoint_min_interval_s` after the previous save, and always at the end.
+    `resume` continues the run from its newest complete checkpoint (from scratch if it has none
+    yet); the result is bit-identical to the run never interrupted (same devices), and
+    summary.json's timings add up all the processes that worked on it. A failed or skipped save
+    raises checkpointing.CheckpointError. A non-finite loss or parameter stops the run with
+    NonFiniteError before that chunk is checkpointed. Each chunk's rows go to metrics.jsonl and
+    evals.jsonl and to the sinks `tracking` names (tracking.py); `progress` shows the compile
+    and then the chunks.
     """
     t_begin = time.perf_counter()
+    options = options or RunOptions()
     settings = settings if settings is not None else [{}]
     mesh_shape = mesh_shape or parallel.MeshShape(1, 1)
     per_run_bytes = memory.state_bytes(_one_run_state(config)) + eval_working_bytes(config)
     estimate = memory.check(per_run_bytes // mesh_shape.data, len(runs) // mesh_shape.runs, available_memory)
-    writing = output_dir is not None and write_outputs
-    if writing and not resume:
-        outputs.check_output_dir(output_dir, overwrite)
+    if options.writing and not options.resume:
+        outputs.check_output_dir(options.output_dir, options.overwrite)
     # Every check above has passed: only now is anything created, locked, removed or written.
-    lock = outputs.lock_run_dir(output_dir, create=not resume) if writing else None
+    lock = outputs.lock_run_dir(options.output_dir, create=not options.resume) if options.writing else None
     try:
-        return _train_locked(
-            config, runs, settings, output_dir, writing, overwrite, meta, progress, mesh_shape, checkpoint_every,
-            keep_checkpoints, checkpoint_min_interval_s, resume, estimate, t_begin, command, tracking,
-        )  # fmt: skip
+        return _train_locked(config, runs, settings, options, meta, progress, mesh_shape, estimate, t_begin)
     finally:
         if lock is not None:
             lock.close()
 
 
-def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, progress, mesh_shape,
-                  checkpoint_every, keep_checkpoints, checkpoint_min_interval_s, resume, estimate, t_begin, command,
-                  tracking_spec) -> RunResult:  # fmt: skip
+def _train_locked(config, runs, settings, options: RunOptions, meta, progress, mesh_shape, estimate,
+                  t_begin) -> RunResult:  # fmt: skip
     """train_runs once the memory check has passed and the run directory is locked."""
+    output_dir, writing, resume = options.output_dir, options.writing, options.resume
     if writing and not resume:
-        outputs.check_output_dir(output_dir, overwrite)  # again, now that no other process can race us
+        outputs.check_output_dir(output_dir, options.overwrite)  # again, now that no other process can race us
         outputs.clear_previous_run(output_dir)
         outputs.write_json(
             output_dir / outputs.CONFIG_FILE,
             {**(meta or {}), "config": config.to_dict(), "settings": settings, "runs": runs,
-             "mesh": mesh_shape.as_dict(), "processes": jax.process_count(), "provenance": provenance.collect(command)},
+             "mesh": mesh_shape.as_dict(), "processes": jax.process_count(),
+             "provenance": provenance.collect(options.command)},
         )  # fmt: skip
     if writing and resume:
         outputs.check_logs(output_dir)
         checkpointing.remove_partial(output_dir)
     start_chunk = resume_point(output_dir) if resume else 0
-    saving = output_dir is not None and checkpoint_every is not None
-    ckpt = checkpointing.manager(output_dir, keep_checkpoints) if saving else None
+    saving = output_dir is not None and options.checkpoint_every is not None
+    ckpt = checkpointing.manager(output_dir, options.keep_checkpoints) if saving else None
 
     if progress is not None:
         progress.status(f"compiling {runs_text(len(runs))} ({config.env_id}) ...")
@@ -227,7 +220,7 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
         outputs.truncate_after(output_dir, start_chunk - 1, int(parallel.fetch(state.env_steps)))
     if writing:
         outputs.append_jsonl(output_dir / outputs.SEGMENTS_FILE, [
-            {"start_chunk": start_chunk, "compile_s": program.compile_s, "provenance": provenance.collect(command)}
+            {"start_chunk": start_chunk, "compile_s": program.compile_s, "provenance": provenance.collect(options.command)}
         ])  # fmt: skip
     state = jax.block_until_ready(state)
     init_s = time.perf_counter() - t_init
@@ -240,7 +233,7 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
     sinks, log_s = None, 0.0  # time in the sinks (logs, TensorBoard, W&B): apart from run_s, like saves
     try:
         t_log = time.perf_counter()
-        sinks = tracking.open_sinks(tracking_spec, output_dir, runs, config.to_dict()) if writing else None
+        sinks = tracking.open_sinks(options.tracking, output_dir, runs, config.to_dict()) if writing else None
         log_s += time.perf_counter() - t_log
         for chunk in range(start_chunk, config.num_chunks):
             t_chunk = time.perf_counter()
@@ -259,8 +252,8 @@ def _train_locked(config, runs, settings, output_dir, writing, overwrite, meta, 
                 sinks.log(metric_rows, eval_rows)
                 log_s += time.perf_counter() - t_log
             _stop_if_nonfinite(stats, runs, chunk)
-            due = bool(checkpoint_every) and (chunk + 1) % checkpoint_every == 0
-            due = due and time.perf_counter() - last_save >= checkpoint_min_interval_s
+            due = bool(options.checkpoint_every) and (chunk + 1) % options.checkpoint_every == 0
+            due = due and time.perf_counter() - last_save >= options.checkpoint_min_interval_s
             if ckpt is not None and (due or chunk + 1 == config.num_chunks):
                 t_save = last_save = time.perf_counter()
                 with interrupts.deferred():

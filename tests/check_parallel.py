@@ -13,6 +13,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from purejaxdqn import Config, learner, parallel, runner
+from purejaxdqn.run_options import RunOptions
 from purejaxdqn.networks import QNetwork
 from purejaxdqn.replay import Batch, Transition, one_step_batch
 
@@ -272,7 +273,7 @@ def test_model_axis_shards_hidden_layers_and_matches_the_unsharded_run(base, mod
 
     runs = runner.make_runs(WIDE, 2)
     plain = runner.train_runs(WIDE, *runs, mesh_shape=parallel.MeshShape(*base))
-    split = runner.train_runs(WIDE, *runs, mesh_shape=parallel.MeshShape(*base, model), output_dir=tmp_path / "run")
+    split = runner.train_runs(WIDE, *runs, RunOptions(output_dir=tmp_path / "run"), mesh_shape=parallel.MeshShape(*base, model))
     per_device_runs = 2 // base[0]
     assert kernel_shard_shapes(split.state.learner.params) == [(per_device_runs, 4, 32 // model), (per_device_runs, 32 // model, 32)]
     adam = [s for s in jax.tree.leaves(split.state.learner.opt_state, is_leaf=lambda s: hasattr(s, "mu")) if hasattr(s, "mu")]

@@ -18,6 +18,7 @@ import pytest
 
 from purejaxdqn import Config, ConfigError, cli, evaluate, from_preset, load_policy, make_train, make_trainer, outputs
 from purejaxdqn import RunDirError, runner, validate
+from purejaxdqn.run_options import RunOptions
 
 TINY = [
     "--total-steps", "3000", "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32",
@@ -251,7 +252,7 @@ CASES = [
     ("api-from-dict-missing", "api", lambda p: Config.from_dict({"lr": 1e-3}), "missing", None, {"raises": ConfigError}),
     ("api-load-policy-missing", "api", lambda p: load_policy(p["tmp"] / "missing"), "not a directory", None, {"raises": RunDirError}),
     ("api-load-policy-run", "api", lambda p: load_policy(p["run"], run=3), "run 3", None, {"raises": RunDirError}),
-    ("api-train-runs-not-empty", "api", lambda p: runner.train_runs(from_preset("cartpole"), *runner.make_runs(from_preset("cartpole")), output_dir=p["run"]),
+    ("api-train-runs-not-empty", "api", lambda p: runner.train_runs(from_preset("cartpole"), *runner.make_runs(from_preset("cartpole")), RunOptions(output_dir=p["run"])),
      "--overwrite", None, {"raises": outputs.OutputDirError}),
 ]  # fmt: skip
 assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)

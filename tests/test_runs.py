@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -155,3 +157,20 @@ def test_cli_seeds_times_sweep_writes_table_plot_and_per_run_rows(tmp_path, caps
     assert {(m["lr"], m["seed"]) for m in metrics} == {(1e-3, 0), (1e-3, 1), (3e-4, 0), (3e-4, 1)}
     evals = outputs.read_jsonl(out / outputs.EVALS_FILE)
     assert len(evals) == 2 * 4 and all("lr" in e and "run" in e for e in evals)
+
+
+def test_run_options_drive_the_command_line_checkpoint_options():
+    """RunOptions is the one source of the checkpoint cadence: the command line's options, their
+    defaults and the cadence saved in config.json all come from its fields."""
+    from purejaxdqn import RunOptions
+    from purejaxdqn.run_options import CADENCE_FIELDS, cadence_defaults
+
+    parser = cli.build_parser()
+    for field in CADENCE_FIELDS:
+        action = next(a for a in parser._actions if field.metadata["option"] in a.option_strings)
+        assert f"(default: {field.default:g})" in action.help
+    assert cadence_defaults() == {"every": 1, "min_interval_s": 60.0, "keep": 3}
+    options = RunOptions().with_cadence({"every": 4, "min_interval_s": 0.0, "keep": 2})
+    assert (options.checkpoint_every, options.checkpoint_min_interval_s, options.keep_checkpoints) == (4, 0.0, 2)
+    assert options.cadence() == {"every": 4, "min_interval_s": 0.0, "keep": 2}
+    assert not RunOptions().writing and not RunOptions(output_dir=Path("x"), write_outputs=False).writing

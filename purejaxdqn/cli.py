@@ -445,12 +445,10 @@ def _main(argv: list[str], state: dict) -> int:
         if plan.resume:
             mesh_runs, mesh_data, mesh_model = resume_mesh(plan.meta["mesh"], mesh_runs, mesh_data, mesh_model,
                                                            jax.device_count())  # fmt: skip
-        checkpoint_every = plan.checkpoint["every"]
         if jax.process_count() > 1:
             for option in ("checkpoint_every", "checkpoint_min_interval", "keep_checkpoints", "resume"):
                 if option in vars(args):
                     raise ConfigError(_option(option), "checkpoints are single-process for now; a multi-host run saves none")
-            checkpoint_every = None
         on_cpu = jax.default_backend() == "cpu"
         mesh_shape = parallel.choose_mesh(
             plan.config, len(plan.runs), jax.device_count(), mesh_runs, mesh_data, auto_data=not on_cpu,
@@ -474,7 +472,7 @@ def _main(argv: list[str], state: dict) -> int:
             output_dir=plan.output_dir, overwrite=getattr(args, "overwrite", False), write_outputs=main_process,
             resume=plan.resume, command=[PROG, *argv], tracking=parsed.tracking,
         ).with_cadence(plan.checkpoint)  # fmt: skip
-        if checkpoint_every is None:  # multi-host: no checkpoints
+        if jax.process_count() > 1:  # multi-host: no checkpoints
             options = dataclasses.replace(options, checkpoint_every=None)
         result = runner.train_runs(
             config, runs, plan.settings, options, meta=plan.meta, progress=progress, mesh_shape=mesh_shape

@@ -14,6 +14,17 @@ PROG = "python -m purejaxdqn.evaluate"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The evaluate command; returns the exit status (0, or 2 for bad input or a run it cannot
+    read). As a process's command line (`argv` None) nothing follows its error line."""
+    status = _main(argv)
+    if status and argv is None:
+        from purejaxdqn.progress import mute_stderr
+
+        mute_stderr()
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     from purejaxdqn.cli import UsageError, _int, _Parser
 
     parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])

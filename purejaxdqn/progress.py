@@ -9,8 +9,19 @@ JAX is imported.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from typing import TextIO
+
+
+def mute_stderr() -> None:
+    """After a command's last line (its one error line): nothing more reaches the user. A failed
+    checkpoint restore leaves tensorstore reads in flight that can fail seconds later on a busy
+    machine, each printing a traceback while the process exits."""
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    sys.stderr = open(devnull, "w", closefd=False)
 
 
 def format_duration(seconds: float | None) -> str:

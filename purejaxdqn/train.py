@@ -3,7 +3,7 @@ from the command line (options: purejaxdqn/cli.py)."""
 
 import sys
 
-from purejaxdqn.progress import early_status
+from purejaxdqn.progress import early_status, mute_stderr
 
 
 def main() -> int:
@@ -12,7 +12,10 @@ def main() -> int:
     early_status(sys.argv[1:])
     from purejaxdqn.cli import main as cli_main
 
-    return cli_main()
+    status = cli_main()
+    if status:
+        mute_stderr()
+    return status
 
 
 if __name__ == "__main__":

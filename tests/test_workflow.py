@@ -76,6 +76,15 @@ def test_status_can_come_before_jax_is_imported(monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------- rerun from a saved config
+def test_nothing_follows_the_error_line_of_a_failed_command():
+    """A failed restore can leave reads that print tracebacks seconds later, from Python or C++;
+    after mute_stderr neither reaches the user (sys.stderr or file descriptor 2)."""
+    code = ("import os, sys; from purejaxdqn.progress import mute_stderr; print('error: one line', file=sys.stderr); "
+            "mute_stderr(); print('Traceback', file=sys.stderr); os.write(2, b'C++ says')")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "error: one line\n"
+
+
 def test_rerun_from_config_with_overrides(finished, tmp_path):
     """--config (dir or config.json) is the base; explicit options win; the sweep of an
     overridden setting is dropped; seeds and the rest carry over."""

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from purejaxdqn.report import iqm
+
 # What a preset's final greedy return is judged against, per env: (threshold, source).
 REFERENCES = {
     "CartPole-v1": (475.0, "solved: CartPole-v1's reward threshold 475"),
@@ -38,14 +40,6 @@ REFERENCES = {
     "Asterix-MinAtar": (17.0, "MinAtar paper DQN ~17 at 5M steps (6 actions, sticky 0.1, RMSProp)"),
     "SpaceInvaders-MinAtar": (43.0, "MinAtar paper DQN ~43 at 5M steps (6 actions, sticky 0.1, RMSProp)"),
 }
-
-
-def iqm(values) -> float:
-    """Interquartile mean: the mean of the middle half (25%-75%) of the sorted values."""
-    v = np.sort(np.asarray(values, float))
-    n = len(v)
-    lo, hi = int(np.floor(n * 0.25)), int(np.ceil(n * 0.75))
-    return float(v[lo:hi].mean()) if hi > lo else float(v.mean())
 
 
 def judge(steps: np.ndarray, returns: np.ndarray, threshold: float, last_k: int) -> dict:

@@ -56,13 +56,10 @@ def save(mngr: ocp.CheckpointManager, chunks_done: int, state) -> None:
     """Start saving checkpoint `chunks_done`. A save orbax skips (a step not newer than the
     newest one there) or that fails raises CheckpointError: never a run that saved nothing."""
     try:
-        saved = mngr.save(
-            chunks_done,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                params=ocp.args.StandardSave(state.learner.params),
-            ),
-        )
+        items = {"state": state, "params": state.learner.params}
+        if state.best is not None:  # --keep-best: the best eval's parameters, readable alone too
+            items["best"] = state.best
+        saved = mngr.save(chunks_done, args=ocp.args.Composite(**{k: ocp.args.StandardSave(v) for k, v in items.items()}))
     except Exception as err:  # orbax/tensorstore raise many types (OSError, ValueError, ...)
         raise SaveError(f"saving checkpoint {chunks_done} in {mngr.directory} failed: {_one_line(err)}") from None
     if not saved:
@@ -124,6 +121,12 @@ def restore(run_dir: Path, step: int, abstract_state):
 def restore_params(run_dir: Path, step: int, abstract_params):
     """Only the online parameters of checkpoint `step` (no replay buffer read)."""
     return _restore_item(run_dir, step, "params", abstract_params)
+
+
+def restore_best(run_dir: Path, step: int, abstract_best):
+    """Only the best-evaluation parameters kept up to checkpoint `step` (`loop.BestParams`, a
+    run trained with keep_best)."""
+    return _restore_item(run_dir, step, "best", abstract_best)
 
 
 def _restore_item(run_dir: Path, step: int, item: str, abstract):

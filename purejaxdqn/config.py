@@ -65,6 +65,11 @@ HPARAM_DTYPES = {
 }
 
 
+# Settings added after runs were first saved, with the value that reproduces what a run saved
+# before them did (its config.json lacks them); any other missing setting is refused.
+ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False}
+
+
 def _field(default, help: str, group: str, **kw):
     return dataclasses.field(default=default, metadata={"help": help, "group": group, **kw})
 
@@ -96,6 +101,18 @@ class Config:
     )
     eval_every: int = _field(
         25_000, "env steps between greedy evaluations (and one at the end)", "run"
+    )
+    eval_epsilon: float = _field(
+        0.01,
+        "evaluation plays epsilon-greedy with this epsilon, so the episodes of a deterministic env differ "
+        "(greedy, every eval env would replay one episode); 0 = purely greedy",
+        "run",
+    )
+    keep_best: bool = _field(
+        False,
+        "also keep the parameters of the best evaluation so far (load_policy(best=True), evaluate --best); "
+        "the final parameters stay the default",
+        "run",
     )
 
     # -- network --
@@ -191,6 +208,7 @@ class Config:
         d = dict(d)
         if isinstance(d.get("widths"), list):
             d["widths"] = tuple(d["widths"])
+        d = {**{k: v for k, v in ADDED_SINCE.items() if k not in d}, **d}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -331,7 +349,7 @@ def validate(config: Config) -> None:
         raise ConfigError("--gamma", f"must be in (0, 1], got {c.gamma!r}")
     if not (_finite(c.tau) and 0 < c.tau <= 1):
         raise ConfigError("--tau", f"must be in (0, 1], got {c.tau!r}")
-    for name in ("eps_start", "eps_end"):
+    for name in ("eps_start", "eps_end", "eval_epsilon"):
         value = getattr(c, name)
         if not (_finite(value) and 0 <= value <= 1):
             raise ConfigError(_opt(name), f"must be in [0, 1], got {value!r}")

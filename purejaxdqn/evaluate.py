@@ -33,6 +33,10 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--run", type=_int, default=0, help="which run of a multi-run directory (default: 0)")
     parser.add_argument("--seed", type=_int, default=0, help="seed for the evaluation episodes (default: 0)")
     parser.add_argument("--step", type=_int, help="the checkpoint to load: chunks done (default: the newest complete one)")
+    parser.add_argument("--best", action="store_true",
+                        help="the parameters of the run's best evaluation (a run trained with --keep-best), not the latest")
+    parser.add_argument("--epsilon", type=float, metavar="X",
+                        help="random-action probability while playing (default: the run's --eval-epsilon)")
     parser.add_argument("--gif", type=Path, metavar="PATH", help="also write one greedy episode as an animated GIF")
     parser.add_argument("--max-frames", type=_int, default=1000, help="--gif: longest episode drawn (default: 1000)")
     try:
@@ -43,6 +47,8 @@ def _main(argv: list[str] | None) -> int:
             raise UsageError(f"--seed: must be an integer in [0, 2**32), got {args.seed}")
         if args.step is not None and args.step < 1:
             raise UsageError(f"--step: must be a positive checkpoint number, got {args.step}")
+        if args.epsilon is not None and not 0 <= args.epsilon <= 1:  # NaN fails too
+            raise UsageError(f"--epsilon: must be in [0, 1], got {args.epsilon}")
         if not 0 < args.max_frames <= 100_000:
             raise UsageError(f"--max-frames: must be in [1, 100000], got {args.max_frames}")
         if args.gif is not None and (args.gif.suffix.lower() != ".gif" or not args.gif.parent.is_dir()):
@@ -62,7 +68,7 @@ def _main(argv: list[str] | None) -> int:
 
     quiet_logs()
     try:
-        policy = load_policy(args.run_dir, run=args.run, step=args.step)
+        policy = load_policy(args.run_dir, run=args.run, step=args.step, best=args.best)
     except (RunDirError, CheckpointError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
@@ -73,13 +79,19 @@ def _main(argv: list[str] | None) -> int:
     except memory.OutOfMemoryError as err:
         print(f"{PROG}: error: --episodes {args.episodes}: {err}", file=sys.stderr)
         return 2
+    epsilon = policy.config.eval_epsilon if args.epsilon is None else args.epsilon
     venv = env_from_config(policy.config, args.episodes)
-    returns = np.asarray(jax.jit(make_episode_returns(policy.network.apply, venv, args.episodes))(
+    returns = np.asarray(jax.jit(make_episode_returns(policy.network.apply, venv, args.episodes, epsilon))(
         policy.params, jax.random.key(args.seed)
     ))  # fmt: skip
+    which = f"checkpoint after chunk {policy.step}, run {args.run}"
+    if policy.best_eval is not None:
+        which = f"best evaluation up to chunk {policy.step}: env step {policy.best_eval[0]:,}, return {policy.best_eval[1]:.1f}; run {args.run}"
+    played = f"epsilon-greedy episodes (epsilon {epsilon:g})" if epsilon > 0 else "greedy episodes"
     print(
-        f"{policy.config.env_id}: {args.episodes} greedy episodes (checkpoint after chunk {policy.step}, run {args.run}): "
-        f"mean return {returns.mean():.2f} +- {returns.std():.2f} (min {returns.min():.1f}, max {returns.max():.1f})"
+        f"{policy.config.env_id}: {args.episodes} {played} ({which}): mean return {returns.mean():.2f} "
+        f"+- {returns.std():.2f} (standard error {returns.std() / np.sqrt(len(returns)):.2f}; "
+        f"min {returns.min():.1f}, max {returns.max():.1f})"
     )
     if args.gif is not None:
         from purejaxdqn.video import render_episode, save_gif

@@ -1,4 +1,9 @@
-"""Greedy evaluation: whole episodes on separate eval envs, inside the jitted loop."""
+"""Evaluation: whole episodes of the (nearly) greedy policy on separate eval envs, inside the
+jitted loop.
+
+With `epsilon` > 0 an eval env takes a random action with that probability (Dopamine's
+evaluation protocol uses 0.001): in a deterministic env a greedy policy plays the same episode
+on every eval env, so N episodes would be one sample counted N times."""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ import jax.numpy as jnp
 from purejaxdqn.environments import VecEnv
 
 
-def make_episode_returns(apply_fn: Callable, venv: VecEnv, num_episodes: int) -> Callable:
-    """`episode_returns(params, key) -> returns[num_episodes]`: one greedy episode per eval env.
+def make_episode_returns(apply_fn: Callable, venv: VecEnv, num_episodes: int, epsilon: float = 0.0) -> Callable:
+    """`episode_returns(params, key) -> returns[num_episodes]`: one episode per eval env,
+    epsilon-greedy with the (static) `epsilon`.
 
     Steps all eval envs until every one has finished its first episode (the env's time limit
     bounds this), counting rewards only up to each env's own episode end.
@@ -30,6 +36,10 @@ def make_episode_returns(apply_fn: Callable, venv: VecEnv, num_episodes: int) ->
             obs, env_state, key, returns, done, t = carry
             key, step_key = jax.random.split(key)
             action = jnp.argmax(apply_fn(params, obs), axis=-1)
+            if epsilon > 0:
+                explore_key, action_key = jax.random.split(jax.random.fold_in(step_key, 1))
+                random_action = jax.random.randint(action_key, action.shape, 0, venv.num_actions)
+                action = jnp.where(jax.random.uniform(explore_key, action.shape) < epsilon, random_action, action)
             res = venv.step(step_key, env_state, action)
             returns = returns + jnp.where(done, 0.0, res.reward)
             done = done | res.terminated | res.truncated
@@ -40,13 +50,15 @@ def make_episode_returns(apply_fn: Callable, venv: VecEnv, num_episodes: int) ->
     return episode_returns
 
 
-def make_evaluate(apply_fn: Callable, venv: VecEnv, num_episodes: int, axis_name: str | None = None) -> Callable:
-    """`evaluate(params, key) -> (mean return, min return)` over `num_episodes` greedy episodes.
+def make_evaluate(
+    apply_fn: Callable, venv: VecEnv, num_episodes: int, epsilon: float = 0.0, axis_name: str | None = None
+) -> Callable:
+    """`evaluate(params, key) -> (mean return, min return)` over `num_episodes` episodes.
 
     With `axis_name`, each data-parallel device plays its own `num_episodes` and the statistics
     are over all devices' episodes.
     """
-    episode_returns = make_episode_returns(apply_fn, venv, num_episodes)
+    episode_returns = make_episode_returns(apply_fn, venv, num_episodes, epsilon)
 
     def evaluate(params, key: jax.Array):
         returns = episode_returns(params, key)

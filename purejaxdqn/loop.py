@@ -59,6 +59,15 @@ class EvalLog(NamedTuple):
     min: jax.Array  # [num_evals] min greedy return
 
 
+class BestParams(NamedTuple):
+    """With `keep_best`: the online parameters at the best evaluation so far (highest mean
+    return; the earliest of ties) and when that was."""
+
+    params: Any
+    step: jax.Array  # int32 env step of that evaluation (0: none yet)
+    mean: jax.Array  # its mean return (-inf: none yet)
+
+
 class TrainState(NamedTuple):
     """Everything a run is. `env_steps` is shared by runs vmapped together; the rest is per run."""
 
@@ -72,6 +81,7 @@ class TrainState(NamedTuple):
     episode_length: jax.Array  # [num_envs] int32
     stats: ChunkStats
     evals: EvalLog
+    best: BestParams | None = None  # only with config.keep_best
 
 
 def run_axes(state: TrainState) -> TrainState:
@@ -130,7 +140,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     replay = replay_lib.make_replay(
         c.buffer_rows, c.batch_size // data_size, c.n_step, c.prioritized, c.priority_eps, c.actual_total_steps, data_axis
     )  # fmt: skip
-    evaluate = make_evaluate(apply_fn, venv, c.num_eval_envs // data_size, axis_name=data_axis)
+    evaluate = make_evaluate(apply_fn, venv, c.num_eval_envs // data_size, c.eval_epsilon, axis_name=data_axis)
     n_evals = num_evals(c)
     total_steps = c.actual_total_steps
     # Update rounds one vectorized step can cross: with at most one, the updates of a step are
@@ -161,9 +171,10 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             terminated=jnp.zeros(local_envs, bool),
             truncated=jnp.zeros(local_envs, bool),
         )
+        learner = placed(learner_lib.init(params, c, hp))
         return TrainState(
             env_steps=jnp.int32(0),
-            learner=placed(learner_lib.init(params, c, hp)),
+            learner=learner,
             replay=replay.init(example),
             env_state=env_state,
             obs=obs,
@@ -176,6 +187,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
                 mean=jnp.full(n_evals, jnp.nan, jnp.float32),
                 min=jnp.full(n_evals, jnp.nan, jnp.float32),
             ),
+            best=BestParams(learner.params, jnp.int32(0), jnp.float32(-jnp.inf)) if c.keep_best else None,
         )
 
     def act(params, obs, env_steps, hp: HParams, explore_key, action_key) -> jax.Array:
@@ -245,16 +257,23 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         crossed = after // c.eval_every > before // c.eval_every
         eval_index = jnp.where(crossed, after // c.eval_every - 1, n_evals - 1)
 
-        def record_eval(evals: EvalLog) -> EvalLog:
-            mean, minimum = evaluate(state.learner.params, eval_key)
-            return EvalLog(
+        def record_eval(logs):
+            evals, best = logs
+            params = state.learner.params
+            mean, minimum = evaluate(params, eval_key)
+            evals = EvalLog(
                 step=evals.step.at[eval_index].set(after),
                 mean=evals.mean.at[eval_index].set(mean),
                 min=evals.min.at[eval_index].set(minimum),
             )
+            if best is not None:
+                better = mean > best.mean
+                best = jax.tree.map(lambda new, old: jnp.where(better, new, old), BestParams(params, after, mean), best)
+            return evals, best
 
-        evals = jax.lax.cond(crossed | (after == total_steps), record_eval, lambda e: e, state.evals)
-        return state._replace(evals=evals)
+        logs = (state.evals, state.best)
+        evals, best = jax.lax.cond(crossed | (after == total_steps), record_eval, lambda x: x, logs)
+        return state._replace(evals=evals, best=best)
 
     def iteration(state: TrainState, hp: HParams) -> TrainState:
         """One vectorized env step of the algorithm, top to bottom."""

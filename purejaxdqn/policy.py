@@ -18,6 +18,7 @@ import numpy as np
 from purejaxdqn import checkpointing, outputs
 from purejaxdqn.config import Config, ConfigError, validate
 from purejaxdqn.environments import env_from_config
+from purejaxdqn.loop import BestParams
 from purejaxdqn.networks import QNetwork, make_network
 
 
@@ -79,6 +80,7 @@ class Policy(NamedTuple):
     network: QNetwork
     obs_shape: tuple[int, ...]
     step: int  # the checkpoint read (chunks done)
+    best_eval: tuple[int, float] | None = None  # best=True: (env step, mean return) of that evaluation
 
     def __call__(self, obs) -> np.ndarray | int:
         """Greedy action(s) for one observation or a batch of them (host NumPy in and out)."""
@@ -98,13 +100,16 @@ def _greedy_actions(network, params, obs):
     return jnp.argmax(network.apply(params, obs), axis=-1)
 
 
-def load_policy(run_dir, run: int = 0, step: int | None = None) -> Policy:
+def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = False) -> Policy:
     """The greedy policy of run `run` (index into the batch of runs) at checkpoint `step`
-    (default: the newest complete one)."""
+    (default: the newest complete one). With `best` (a run trained with keep_best): the
+    parameters of its best evaluation up to that checkpoint instead of the latest ones."""
     saved = read_run_config(run_dir)
     config = saved["config"]
     if not 0 <= run < len(saved["runs"]):
         raise RunDirError(f"run {run} is not in this run directory (it has {len(saved['runs'])} runs)")
+    if best and not config.keep_best:
+        raise RunDirError(f"{run_dir} was trained without --keep-best: it kept no best-evaluation parameters")
     if step is None:
         step = checkpointing.latest_step(run_dir)
     elif step not in (steps := checkpointing.all_steps(run_dir)):
@@ -116,5 +121,12 @@ def load_policy(run_dir, run: int = 0, step: int | None = None) -> Policy:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct((len(saved["runs"]), *x.shape), x.dtype, sharding=device), one
     )
-    params = checkpointing.restore_params(run_dir, step, abstract)
-    return Policy(config, jax.tree.map(lambda x: x[run], params), network, venv.obs_shape, step)
+    if not best:
+        params = checkpointing.restore_params(run_dir, step, abstract)
+        return Policy(config, jax.tree.map(lambda x: x[run], params), network, venv.obs_shape, step)
+    per_run = lambda dtype: jax.ShapeDtypeStruct((len(saved["runs"]),), dtype, sharding=device)  # noqa: E731
+    kept = checkpointing.restore_best(run_dir, step, BestParams(abstract, per_run(jnp.int32), per_run(jnp.float32)))
+    if int(kept.step[run]) == 0:
+        raise RunDirError(f"checkpoint {step} of {run_dir} comes before run {run}'s first evaluation: no best parameters yet")
+    params = jax.tree.map(lambda x: x[run], kept.params)
+    return Policy(config, params, network, venv.obs_shape, step, (int(kept.step[run]), float(kept.mean[run])))

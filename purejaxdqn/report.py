@@ -22,19 +22,28 @@ def setting_label(setting: dict) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items()) or "config"
 
 
-def summarize(runs: list[dict], final_returns, settings: list[dict]) -> list[dict]:
-    """One row per setting: mean, std (ddof 0), IQM, min and max of the final return over its seeds.
+# Evaluations averaged for the end-of-run mean beside the final one: a run's last evaluation
+# alone can be a lucky or unlucky moment (DQN on CartPole is known to collapse and recover).
+LAST_K = 3
 
-    `runs[i]["setting"]` indexes `settings`; `final_returns[i]` is run i's final greedy return.
+
+def summarize(runs: list[dict], eval_returns, settings: list[dict]) -> list[dict]:
+    """One row per setting: mean, std (ddof 0), IQM, min and max over its seeds of the final
+    eval return, and `last_k_mean`: the mean over seeds of each seed's mean of its last
+    `LAST_K` evals (fewer when the run had fewer).
+
+    `runs[i]["setting"]` indexes `settings`; `eval_returns[i]` is run i's eval returns in order.
     """
-    final_returns = np.asarray(final_returns, dtype=np.float64)
+    eval_returns = np.asarray(eval_returns, dtype=np.float64)
+    final, last_k = eval_returns[:, -1], eval_returns[:, -LAST_K:].mean(axis=1)
     rows = []
     for index, setting in enumerate(settings):
-        values = final_returns[[i for i, r in enumerate(runs) if r["setting"] == index]]
+        members = [i for i, r in enumerate(runs) if r["setting"] == index]
+        values = final[members]
         rows.append({
             "setting": index, "label": setting_label(setting), **setting, "seeds": len(values),
             "mean": float(values.mean()), "std": float(values.std()), "iqm": iqm(values),
-            "min": float(values.min()), "max": float(values.max()),
+            "min": float(values.min()), "max": float(values.max()), "last_k_mean": float(last_k[members].mean()),
         })  # fmt: skip
     return mark_best(rows)
 
@@ -50,14 +59,16 @@ def mark_best(rows: list[dict]) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     """A plain-text table; the best setting (highest IQM, then mean) is marked with '*'."""
     label_width = max(len("setting"), *(len(r["label"]) for r in rows))
-    lines = [f"  {'setting':<{label_width}}  seeds    mean     std     IQM     min     max"]
+    lines = [f"  {'setting':<{label_width}}  seeds    mean     std     IQM     min     max  last {LAST_K}"]
     for r in rows:
         mark = "*" if r["best"] else " "
+        last = f"{r['last_k_mean']:>7.1f}" if "last_k_mean" in r else "      -"
         lines.append(
             f"{mark} {r['label']:<{label_width}}  {r['seeds']:>5}  {r['mean']:>6.1f}  {r['std']:>6.1f}"
-            f"  {r['iqm']:>6.1f}  {r['min']:>6.1f}  {r['max']:>6.1f}"
+            f"  {r['iqm']:>6.1f}  {r['min']:>6.1f}  {r['max']:>6.1f}  {last}"
         )
-    lines.append("final greedy eval return across seeds; * = best setting (by IQM)")
+    lines.append(f"final eval return across seeds (last {LAST_K}: mean of each seed's last {LAST_K} evals); "
+                 "* = best setting (by IQM)")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -287,6 +287,8 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
         "updates_per_run": [int(u) for u in final_updates],
         "final_eval_return_mean": [float(x) for x in evals.mean[:, -1]],
         "final_eval_return_min": [float(x) for x in evals.min[:, -1]],
+        f"last_{report.LAST_K}_evals_return_mean": [float(x) for x in evals.mean[:, -report.LAST_K:].mean(axis=1)],
+        "eval_epsilon": config.eval_epsilon,
         "memory_estimate_bytes": estimate,
         "mesh": mesh_shape.as_dict(),
         "processes": jax.process_count(),
@@ -300,7 +302,7 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
         **memory_report(),
         **platform_report(),
     }
-    table = report.summarize(runs, evals.mean[:, -1], settings)
+    table = report.summarize(runs, evals.mean, settings)
     summary["settings"] = table
     if writing:
         outputs.write_json(output_dir / outputs.SUMMARY_FILE, summary)

@@ -308,3 +308,36 @@ def test_final_eval_is_recorded_when_the_last_step_crosses_an_eval_boundary():
     state = jax.jit(make_trainer(config).train)(jax.random.key(0))
     assert np.isfinite(np.asarray(state.evals.mean)).all()
     assert list(np.asarray(state.evals.step)) == [1024, 2048, 3008]
+
+
+# ----------------------------------------------------------------------------- evaluation
+class _ActionCounter:
+    """A gymnax-like env whose reward is 1 for action 1 and 0 for action 0; episodes end by
+    the time limit only, so an episode's return counts the steps that took action 1."""
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    def reset(self, key, params):
+        return jnp.zeros(1), jnp.int32(0)
+
+    def step(self, key, t, action, params):
+        t = t + 1
+        return jnp.zeros(1), t, (action == 1).astype(jnp.float32), jnp.bool_(False), t >= self.limit, {"final_observation": jnp.zeros(1)}
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.01, 0.3, 1.0])
+def test_eval_epsilon_takes_random_actions_at_the_rate_asked(epsilon):
+    """The greedy action is 0; a random action is 1 half the time, so a step takes action 1
+    with probability epsilon / 2 (binomial check over 200 episodes x 100 steps), and the
+    episodes of this deterministic env differ only when epsilon > 0."""
+    from purejaxdqn.environments import VecEnv
+    from purejaxdqn.evaluation import make_episode_returns
+
+    episodes, limit = 200, 100
+    venv = VecEnv(_ActionCounter(limit), None, episodes, 2, (1,), jnp.float32, limit)
+    prefers_0 = lambda params, obs: jnp.broadcast_to(jnp.array([1.0, 0.0]), (obs.shape[0], 2))  # noqa: E731
+    returns = np.asarray(jax.jit(make_episode_returns(prefers_0, venv, episodes, epsilon))(None, jax.random.key(3)))
+    p, n = epsilon / 2, episodes * limit
+    assert abs(returns.sum() / n - p) <= 5 * np.sqrt(p * (1 - p) / n) + 1e-12
+    assert (np.unique(returns).size > 1) == (epsilon > 0)

@@ -88,11 +88,14 @@ def test_iqm_and_table_against_numpy_reference():
         k = n // 4
         assert report.iqm(x) == pytest.approx(s[k : n - k].mean())
     runs, settings = runner.make_runs(SHORT, num_seeds=5, sweep={"lr": [1e-3, 1e-4]})
-    finals = rng.uniform(0, 500, size=len(runs))
-    rows = report.summarize(runs, finals, settings)
-    for row, values in zip(rows, (finals[:5], finals[5:])):
+    evals = rng.uniform(0, 500, size=(len(runs), 6))
+    finals = evals[:, -1]
+    rows = report.summarize(runs, evals, settings)
+    for row, values, last in zip(rows, (finals[:5], finals[5:]), (evals[:5, 3:], evals[5:, 3:])):
         assert row["mean"] == pytest.approx(values.mean()) and row["std"] == pytest.approx(values.std())
         assert row["min"] == values.min() and row["max"] == values.max() and row["seeds"] == 5
+        assert report.LAST_K == 3 and row["last_k_mean"] == pytest.approx(last.mean())
+    assert report.summarize(runs, evals[:, :2], settings)[0]["last_k_mean"] == pytest.approx(evals[:5, :2].mean())
     assert rows[int(np.argmax([report.iqm(finals[:5]), report.iqm(finals[5:])]))]["best"]
     assert report.format_table(rows).count("*") == 2  # the marked row and the legend line
 
@@ -174,3 +177,30 @@ def test_run_options_drive_the_command_line_checkpoint_options():
     assert (options.checkpoint_every, options.checkpoint_min_interval_s, options.keep_checkpoints) == (4, 0.0, 2)
     assert options.cadence() == {"every": 4, "min_interval_s": 0.0, "keep": 2}
     assert not RunOptions().writing and not RunOptions(output_dir=Path("x"), write_outputs=False).writing
+
+
+def test_keep_best_holds_the_parameters_of_the_best_eval_and_changes_nothing_else():
+    """With keep_best, state.best is the online parameters at the highest-mean eval (the first
+    of ties), its env step and mean; the run itself (evals, parameters) is bit-identical to the
+    same run without it. Evals fall on chunk ends here, so each chunk's end parameters are the
+    ones evaluated."""
+    from purejaxdqn.loop import make_trainer
+
+    config = SHORT.replace(total_steps=3000, eval_every=500, num_chunks=6, keep_best=True)
+    trainer = make_trainer(config)
+    run_chunk = jax.jit(trainer.run_chunk)
+    state = trainer.init(jax.random.key(7), config.hparams())
+    params_after = []
+    for _ in range(config.num_chunks):
+        state = run_chunk(state, config.hparams())
+        params_after.append(state.learner.params)
+    means = np.asarray(state.evals.mean)
+    assert len(means) == 6 and np.isfinite(means).all()
+    best = int(np.argmax(means))
+    assert float(state.best.mean) == means[best] and int(state.best.step) == int(state.evals.step[best])
+    for x, y in zip(jax.tree.leaves(state.best.params), jax.tree.leaves(params_after[best])):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    plain = jax.jit(make_trainer(config.replace(keep_best=False)).train)(jax.random.key(7))
+    assert plain.best is None and np.array_equal(np.asarray(plain.evals.mean), means)
+    for x, y in zip(jax.tree.leaves(plain.learner.params), jax.tree.leaves(state.learner.params)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))

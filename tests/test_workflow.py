@@ -18,6 +18,7 @@ import pytest
 from purejaxdqn import Config, ConfigError, Policy, cli, evaluate, memory, outputs, progress, report, runner
 from purejaxdqn.environments import env_from_config
 from purejaxdqn.networks import make_network
+from purejaxdqn.policy import RunDirError, load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -121,6 +122,27 @@ def test_evaluate_writes_gif_of_a_chosen_checkpoint(finished, tmp_path, capsys):
     assert "checkpoint after chunk 3" in out and "frames" in out
     frames = gif_frames(gif)
     assert 1 < len(frames) <= 60 and frames[0].shape[2] == 3
+
+
+def test_keep_best_is_offered_beside_the_final_policy(finished, tmp_path, capsys):
+    """--keep-best: load_policy(best=True) and evaluate --best read the best eval's parameters
+    (its step and return named); the final ones stay the default. A run trained without it
+    refuses best in one line."""
+    run_dir = tmp_path / "best"
+    assert cli.main([*TINY, "--num-seeds", "2", "--keep-best", "--output-dir", str(run_dir)]) == 0
+    evals = [r for r in outputs.read_jsonl(run_dir / outputs.EVALS_FILE) if r["run"] == 1]
+    top = max(evals, key=lambda r: r["eval_return_mean"])  # max() keeps the first of ties, as the run does
+    best = load_policy(run_dir, run=1, best=True)
+    assert best.best_eval == (top["env_steps"], pytest.approx(top["eval_return_mean"]))
+    assert load_policy(run_dir, run=1).best_eval is None
+    capsys.readouterr()
+    assert evaluate.main([str(run_dir), "--run", "1", "--episodes", "3", "--best", "--epsilon", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"best evaluation up to chunk 3: env step {top['env_steps']:,}" in out and "3 greedy episodes" in out
+    with pytest.raises(RunDirError, match="without --keep-best"):
+        load_policy(finished, best=True)
+    assert evaluate.main([str(finished), "--best"]) == 2
+    assert "without --keep-best" in capsys.readouterr().err
 
 
 def test_minatar_gif_from_the_python_api(tmp_path):

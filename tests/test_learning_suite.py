@@ -45,5 +45,6 @@ def test_smoke_mode_writes_table_json_and_figure(tmp_path):
     assert [r["preset"] for r in results] == ["cartpole"] and results[0]["seeds"] == [1000, 1001]
     assert len(results[0]["steps"]) == 3 and np.isfinite(np.asarray(results[0]["returns"])).all()
     table = (tmp_path / "learning_suite.md").read_text()
-    assert "| cartpole | CartPole-v1 |" in table and "/2 |" in table
+    assert "| cartpole | CartPole-v1 |" in table and "/2 |" in table and "(100 episodes each)" in table
+    assert len(results[0]["reeval_per_seed"]) == 2 and all(se >= 0 for se in results[0]["reeval_se_per_seed"])
     assert (tmp_path / "learning_suite.png").stat().st_size > 1000

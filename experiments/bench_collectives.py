@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 from purejaxdqn import parallel
+from purejaxdqn.timing import best_seconds
 
 
 def time_pmean(num_devices: int, size: int, iterations: int, repeats: int) -> float:
@@ -33,14 +33,7 @@ def time_pmean(num_devices: int, size: int, iterations: int, repeats: int) -> fl
 
     fn = jax.jit(parallel.shard(local, mesh, P(parallel.DATA), P(parallel.DATA)))
     x = jnp.ones((num_devices * size,), jnp.float32)
-    compiled = fn.lower(x).compile()
-    jax.block_until_ready(compiled(x))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(x))
-        best = min(best, time.perf_counter() - t0)
-    return best / iterations
+    return best_seconds(fn.lower(x).compile(), x, repeats=repeats) / iterations
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from purejaxdqn import learner as learner_lib
 from purejaxdqn.config import from_preset
 from purejaxdqn.loop import make_trainer
 from purejaxdqn.schedules import linear_epsilon
+from purejaxdqn.timing import best_seconds
 
 
 def time_scan(body, carry, n: int, repeats: int) -> float:
@@ -157,13 +158,7 @@ def trainer_eval(trainer, config):
 
 def _time_compiled(compiled, state, n, repeats) -> float:
     """Seconds per iteration of a compiled n-iteration program (after one warm-up call; min)."""
-    jax.block_until_ready(compiled(state))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(state))
-        best = min(best, time.perf_counter() - t0)
-    return best / n
+    return best_seconds(compiled, state, repeats=repeats) / n
 
 
 def ab_threefry(config, n: int, repeats: int) -> dict:

@@ -147,9 +147,10 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     # a `lax.cond` (taken or not) instead of a loop with a traced trip count.
     max_updates = -(-c.num_envs // c.update_every) * c.gradient_steps
 
-    def placed(learner: learner_lib.LearnerState) -> learner_lib.LearnerState:
-        """The learner state laid out on the mesh's model axis (unchanged without one)."""
-        return tensor_parallel(learner, len(c.widths)) if model_parallel else learner
+    def placed(tree):
+        """Parameter trees (the learner state, the best parameters) laid out on the mesh's
+        model axis (unchanged without one)."""
+        return tensor_parallel(tree, len(c.widths)) if model_parallel else tree
 
     def local(key: jax.Array) -> jax.Array:
         """A key of this data shard's own (envs, exploration, sampling differ per shard)."""
@@ -268,7 +269,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             )
             if best is not None:
                 better = mean > best.mean
-                best = jax.tree.map(lambda new, old: jnp.where(better, new, old), BestParams(params, after, mean), best)
+                best = placed(jax.tree.map(lambda new, old: jnp.where(better, new, old), BestParams(params, after, mean), best))
             return evals, best
 
         logs = (state.evals, state.best)

@@ -25,10 +25,10 @@ class OutOfMemoryError(ValueError):
 
 def state_bytes(abstract_state) -> int:
     """Bytes of one run's state, from its abstract shapes (`jax.eval_shape` output)."""
-    return sum(_leaf_bytes(x) for x in jax.tree.leaves(abstract_state))
+    return sum(leaf_bytes(x) for x in jax.tree.leaves(abstract_state))
 
 
-def _leaf_bytes(x) -> int:
+def leaf_bytes(x) -> int:
     if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
         return math.prod(x.shape) * 8  # a threefry key is two uint32 words
     return math.prod(x.shape) * np.dtype(x.dtype).itemsize

@@ -103,24 +103,49 @@ def make_mesh(shape: MeshShape) -> Mesh:
     return Mesh(devices, (RUNS, DATA, MODEL), axis_types=(AxisType.Auto,) * 3)
 
 
+def model_spec(path, num_hidden: int) -> P | None:
+    """The "model"-axis layout of the parameter leaf at `path` (in any parameter tree:
+    parameters, target, Adam moments), None where it stays replicated: Megatron-style, hidden
+    dense layer 0 split by output columns, layer 1 by input rows, and so on alternating, so each
+    pair needs one all-reduce; column-split layers split their bias too. Convolution and head
+    stay replicated."""
+    names = [getattr(k, "key", None) for k in path]
+    layer = next((int(n[6:]) for n in names if isinstance(n, str) and n.startswith("Dense_")), None)
+    if layer is None or layer >= num_hidden or names[-1] not in ("kernel", "bias"):
+        return None
+    columns = layer % 2 == 0
+    if names[-1] == "bias":
+        return P(MODEL) if columns else None
+    return P(None, MODEL) if columns else P(MODEL, None)
+
+
 def tensor_parallel(tree, num_hidden: int):
-    """Constrain the hidden dense layers' kernels (and column-split biases) of every parameter
-    tree in `tree` (parameters, target, Adam moments) to the "model" axis, Megatron-style:
-    layer 0 split by output columns, layer 1 by input rows, and so on alternating, so each
-    pair needs one all-reduce. Other leaves (convolution, head) stay replicated. Call inside
-    the shard_map (the "model" axis left automatic)."""
+    """Constrain every parameter tree in `tree` to its `model_spec` layout. Call inside the
+    shard_map (the "model" axis left automatic)."""
 
     def constrain(path, x):
-        names = [getattr(k, "key", None) for k in path]
-        layer = next((int(n[6:]) for n in names if isinstance(n, str) and n.startswith("Dense_")), None)
-        if layer is None or layer >= num_hidden or names[-1] not in ("kernel", "bias"):
-            return x
-        columns = layer % 2 == 0
-        if names[-1] == "bias":
-            return jax.lax.with_sharding_constraint(x, P(MODEL)) if columns else x
-        return jax.lax.with_sharding_constraint(x, P(None, MODEL) if columns else P(MODEL, None))
+        spec = model_spec(path, num_hidden)
+        return x if spec is None else jax.lax.with_sharding_constraint(x, spec)
 
     return jax.tree_util.tree_map_with_path(constrain, tree)
+
+
+def device_state_bytes(one_state, mesh_shape: MeshShape, num_hidden: int) -> int:
+    """Bytes of one run's state (`jax.eval_shape` of init) held by each device of its mesh:
+    the env-axis leaves (`state_specs`) split over "data", the hidden layers of the learner's
+    parameter trees (`model_spec`) over "model", everything else whole."""
+    from purejaxdqn.memory import leaf_bytes
+
+    batched_specs = state_specs(one_state)
+
+    def device_bytes(path, x, spec):
+        split = mesh_shape.data if DATA in tuple(spec) else 1
+        if path and getattr(path[0], "name", None) in ("learner", "best") and model_spec(path, num_hidden) is not None:
+            split *= mesh_shape.model
+        return leaf_bytes(x) // split
+
+    sizes = jax.tree_util.tree_map_with_path(device_bytes, one_state, batched_specs)
+    return sum(jax.tree.leaves(sizes))
 
 
 def state_specs(state) -> object:

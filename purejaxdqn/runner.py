@@ -171,8 +171,11 @@ def train_runs(
     options = options or RunOptions()
     settings = settings if settings is not None else [{}]
     mesh_shape = mesh_shape or parallel.MeshShape(1, 1)
-    per_run_bytes = memory.state_bytes(_one_run_state(config)) + eval_working_bytes(config)
-    estimate = memory.check(per_run_bytes // mesh_shape.data, len(runs) // mesh_shape.runs, available_memory)
+    # One device's share of a run: its data shard of envs and replay, its model shard of the
+    # hidden layers, its part of the eval episodes.
+    device_run_bytes = (parallel.device_state_bytes(_one_run_state(config), mesh_shape, len(config.widths))
+                        + eval_working_bytes(config) // mesh_shape.data)  # fmt: skip
+    estimate = memory.check(device_run_bytes, len(runs) // mesh_shape.runs, available_memory)
     if options.writing and not options.resume:
         outputs.check_output_dir(options.output_dir, options.overwrite)
     # Every check above has passed: only now is anything created, locked, removed or written.

@@ -255,7 +255,7 @@ def test_resume_regroups_the_runs_axis_but_keeps_the_data_axis(tmp_path, capsys)
     assert len(err.splitlines()) == 1 and "--mesh-data: the run was made with --mesh-data 1" in err, err
 
 
-WIDE = SMALL.replace(widths=(32, 32))
+WIDE = SMALL.replace(widths=(32, 32), keep_best=True)
 
 
 def kernel_shard_shapes(params):
@@ -278,6 +278,11 @@ def test_model_axis_shards_hidden_layers_and_matches_the_unsharded_run(base, mod
     assert kernel_shard_shapes(split.state.learner.params) == [(per_device_runs, 4, 32 // model), (per_device_runs, 32 // model, 32)]
     adam = [s for s in jax.tree.leaves(split.state.learner.opt_state, is_leaf=lambda s: hasattr(s, "mu")) if hasattr(s, "mu")]
     assert kernel_shard_shapes(adam[0].mu) == kernel_shard_shapes(adam[0].nu) == kernel_shard_shapes(split.state.learner.params)
+    assert kernel_shard_shapes(split.state.best.params) == kernel_shard_shapes(split.state.learner.params)
+    # the memory check's per-device estimate is what a device really holds (shared counters aside)
+    held = sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(split.state))
+    estimate = parallel.device_state_bytes(runner._one_run_state(WIDE), parallel.MeshShape(*base, model), 2) * per_device_runs
+    assert 0 <= estimate - held <= 64 * per_device_runs, (estimate, held)
     assert split.state.learner.params["params"]["Dense_2"]["kernel"].addressable_shards[0].data.shape[1:] == (32, 2)
     assert split.summary["mesh"] == {"runs": base[0], "data": base[1], "model": model}
     np.testing.assert_allclose(jax.device_get(split.state.stats.loss_sum), jax.device_get(plain.state.stats.loss_sum), rtol=1e-3)

@@ -9,11 +9,18 @@ Orbax writes each checkpoint into a temporary directory and renames it when comp
 kill during a save leaves the previous checkpoints intact and `latest_step` only ever names a
 complete one. Restoring always goes against an abstract target built from the config (never
 pickle, never code from the checkpoint).
+
+Multi-host: every process calls `save` on the same run directory and writes its own shards
+there; process 0 writes the metadata and, once all processes have written (a barrier), renames
+the temporary directory. Restoring, each process reads the shards its devices hold. Reading
+(steps, restore) never waits for the other processes, so process 0 can still name the intact
+checkpoint when a peer is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import re
@@ -24,6 +31,7 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
+from purejaxdqn import parallel
 from purejaxdqn.outputs import CHECKPOINT_DIR
 
 PARTIAL_MARK = ".orbax-checkpoint-tmp"  # orbax's name for a save not yet complete
@@ -46,9 +54,18 @@ def manager(run_dir: Path, keep: int = 3, create: bool = True) -> ocp.Checkpoint
 
     Saves are asynchronous: `save` returns once the arrays are copied off the device, so the
     next chunk may reuse (donate) their buffers while the files are written in the background.
+    Multi-host, a manager that creates (saves) spans all processes and waits at most
+    `parallel.barrier_timeout_s()` for them; one that only reads (`create=False`) is this
+    process's own.
     """
     directory = (Path(run_dir) / CHECKPOINT_DIR).absolute()
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=True)
+    if parallel.multi_host():
+        me = jax.process_index()
+        options = dataclasses.replace(options, **(
+            {"async_options": ocp.AsyncOptions(timeout_secs=parallel.barrier_timeout_s())} if create else
+            {"multiprocessing_options": ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})}
+        ))  # fmt: skip
     return ocp.CheckpointManager(directory, options=options)
 
 
@@ -61,7 +78,8 @@ def save(mngr: ocp.CheckpointManager, chunks_done: int, state) -> None:
             items["best"] = state.best
         saved = mngr.save(chunks_done, args=ocp.args.Composite(**{k: ocp.args.StandardSave(v) for k, v in items.items()}))
     except Exception as err:  # orbax/tensorstore raise many types (OSError, ValueError, ...)
-        raise SaveError(f"saving checkpoint {chunks_done} in {mngr.directory} failed: {_one_line(err)}") from None
+        _raise_lost_peer(err)
+        raise SaveError(f"saving checkpoint {chunks_done} in {mngr.directory} failed: {one_line(err)}") from None
     if not saved:
         raise SaveError(f"checkpoint {chunks_done} was not saved: {mngr.directory} already holds "
                               f"checkpoint {mngr.latest_step()} (from another run?)")  # fmt: skip
@@ -72,9 +90,17 @@ def finish(mngr: ocp.CheckpointManager) -> None:
     try:
         mngr.wait_until_finished()
     except Exception as err:
-        raise SaveError(f"saving a checkpoint in {mngr.directory} failed: {_one_line(err)}") from None
+        _raise_lost_peer(err)
+        raise SaveError(f"saving a checkpoint in {mngr.directory} failed: {one_line(err)}") from None
     finally:
         mngr.close()
+
+
+def _raise_lost_peer(err: Exception) -> None:
+    """Multi-host, a save's barrier or collective that fails means another process died or
+    stopped answering, not that this one could not write: let JAX's error through as it is."""
+    if parallel.failed_collective(err):
+        raise err
 
 
 def remove_partial(run_dir: Path) -> list[str]:
@@ -95,7 +121,7 @@ def latest_step(run_dir: Path) -> int:
         with _quiet(), _reading(run_dir) as mngr:
             step = mngr.latest_step()
     except Exception as err:
-        raise CheckpointError(f"the checkpoints in {directory} cannot be read: {_one_line(err)}") from None
+        raise CheckpointError(f"the checkpoints in {directory} cannot be read: {one_line(err)}") from None
     if step is None:
         raise NoCheckpointError(f"{run_dir} has no complete checkpoint in {CHECKPOINT_DIR}/")
     return step
@@ -109,7 +135,7 @@ def all_steps(run_dir: Path) -> list[int]:
         with _quiet(), _reading(run_dir) as mngr:
             return sorted(mngr.all_steps())
     except Exception as err:
-        raise CheckpointError(f"the checkpoints in {Path(run_dir) / CHECKPOINT_DIR} cannot be read: {_one_line(err)}") from None
+        raise CheckpointError(f"the checkpoints in {Path(run_dir) / CHECKPOINT_DIR} cannot be read: {one_line(err)}") from None
 
 
 def restore(run_dir: Path, step: int, abstract_state):
@@ -137,7 +163,7 @@ def _restore_item(run_dir: Path, step: int, item: str, abstract):
             restored = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))
     except Exception as err:  # orbax raises many types for damaged or mismatched files
         _settle(stray)
-        raise CheckpointError(f"checkpoint {step} in {run_dir} cannot be restored: {_one_line(err)}") from None
+        raise CheckpointError(f"checkpoint {step} in {run_dir} cannot be restored: {one_line(err)}") from None
     return restored[item]
 
 
@@ -188,7 +214,7 @@ def _quiet():
         absl.setLevel(level)
 
 
-def _one_line(err: Exception) -> str:
+def one_line(err: Exception) -> str:
     """An error message as one readable line: lines joined, object reprs dropped, cut at 300."""
     text = re.sub(r"<(bound method|function|built-in method) [^>]*>", "", str(err))
     text = " ".join(text.split()).rstrip(":")

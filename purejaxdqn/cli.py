@@ -25,6 +25,7 @@ PROG = "python -m purejaxdqn.train"  # also installed as the `purejaxdqn-train` 
 EXIT_WRITE = 1  # a write failed (full disk, failed checkpoint save): earlier checkpoints are intact
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
+EXIT_PEER = 4  # multi-host: another process failed or stopped answering
 GROUP_TITLES = {
     "environment": "environment",
     "run": "run length, seed and logging",
@@ -132,7 +133,7 @@ def build_parser(defaults: Config | None = None, preset: str = "cartpole") -> ar
     )  # fmt: skip
     main.add_argument(
         "--output-dir", type=Path, help="where config.json, metrics.jsonl, evals.jsonl and summary.json "
-        "go (default: a new runs/<env-id>/<timestamp>)"
+        "go (default: a new runs/<env-id>/<timestamp>; multi-host: process 0's, which the others name too or leave out)"
     )  # fmt: skip
     main.add_argument(
         "--overwrite", action="store_true", help="allow an existing, non-empty --output-dir; its run files are replaced"
@@ -173,7 +174,8 @@ def build_parser(defaults: Config | None = None, preset: str = "cartpole") -> ar
                           help=f"{field.metadata['help']} (default: {field.default:g})")  # fmt: skip
     ckpt.add_argument(
         "--resume", type=Path, metavar="RUN_DIR",
-        help="continue a killed run from its newest complete checkpoint, with its saved settings",
+        help="continue a killed run from its newest complete checkpoint, with its saved settings "
+        "(multi-host: on every process, with the same --num-processes)",
     )  # fmt: skip
 
     devices = parser.add_argument_group("devices and hosts (see README: multi-device and multi-host)")
@@ -209,7 +211,8 @@ def build_parser(defaults: Config | None = None, preset: str = "cartpole") -> ar
     devices.add_argument("--process-id", type=_int, metavar="I", help="multi-host: this process's index (env JAX_PROCESS_ID)")
     devices.add_argument(
         "--distributed-timeout", type=_int, metavar="S",
-        help="multi-host: seconds to wait for all processes to join (default: 300)",
+        help="multi-host: seconds to wait for all processes to join, and for one that stops answering "
+        "before the others stop too (default: 300)",
     )  # fmt: skip
 
     groups = {key: parser.add_argument_group(title) for key, title in GROUP_TITLES.items()}
@@ -397,7 +400,8 @@ class Plan(NamedTuple):
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (0 done, 2 bad input, 3 non-finite, 1 a write
-    that failed, 128 + signal number when stopped by SIGINT/SIGTERM).
+    that failed, 4 a lost peer of a multi-host run, 128 + signal number when stopped by
+    SIGINT/SIGTERM).
 
     As a process's command line (`argv` None) it splits a CPU into one device per core; called
     from Python with an `argv` it leaves the caller's JAX devices alone unless --cpu-devices is
@@ -412,6 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     except interrupts.Interrupted as err:
         print(f"{PROG}: error: stopped by {err.name}; {_resume_hint(state.get('output_dir'))}", file=sys.stderr)
         return err.exit_code
+    except Exception as err:
+        from purejaxdqn import checkpointing, parallel
+
+        if not parallel.failed_collective(err):
+            raise
+        print(f"{PROG}: error: a process of the multi-host run failed or stopped answering "
+              f"({checkpointing.one_line(err).split('. ')[0]}); {_resume_hint(state.get('output_dir'))}", file=sys.stderr)  # fmt: skip
+        return EXIT_PEER
 
 
 def _main(argv: list[str], state: dict) -> int:
@@ -431,29 +443,32 @@ def _main(argv: list[str], state: dict) -> int:
         split = not coordinator and (wanted is not None or state["own_process"])
         cpu_devices = hardware.use_cpu_cores(wanted) if split else None
         hardware.enable_compilation_cache(getattr(args, "compilation_cache", None))
-        plan = _resume_plan(parsed) if getattr(args, "resume", None) else _new_plan(parsed)
+        num_processes = _arg_or_env(args, "num_processes", "JAX_NUM_PROCESSES", int)
+        plan = _resume_plan(parsed, num_processes or 1) if getattr(args, "resume", None) else _new_plan(parsed)
         parallel.initialize_distributed(
-            coordinator,
-            _arg_or_env(args, "num_processes", "JAX_NUM_PROCESSES", int),
-            _arg_or_env(args, "process_id", "JAX_PROCESS_ID", int),
+            coordinator, num_processes, _arg_or_env(args, "process_id", "JAX_PROCESS_ID", int),
             timeout_s=getattr(args, "distributed_timeout", 300),
         )  # fmt: skip
         import jax
 
+        if parallel.multi_host():  # one run directory: process 0's, which the others must name or leave out
+            option, given = ("--resume", args.resume) if plan.resume else ("--output-dir", getattr(args, "output_dir", None))
+            own = plan.output_dir if parallel.is_main_process() else given
+            plan = plan._replace(output_dir=Path(parallel.same_run_dir(own and str(Path(own).absolute()), option)))
         mesh_runs, mesh_data = getattr(args, "mesh_runs", None), getattr(args, "mesh_data", None)
         mesh_model = getattr(args, "mesh_model", None)
         if plan.resume:
+            plan = _resume_start(plan)
             mesh_runs, mesh_data, mesh_model = resume_mesh(plan.meta["mesh"], mesh_runs, mesh_data, mesh_model,
                                                            jax.device_count())  # fmt: skip
-        if jax.process_count() > 1:
-            for option in ("checkpoint_every", "checkpoint_min_interval", "keep_checkpoints", "resume"):
-                if option in vars(args):
-                    raise ConfigError(_option(option), "checkpoints are single-process for now; a multi-host run saves none")
         on_cpu = jax.default_backend() == "cpu"
         mesh_shape = parallel.choose_mesh(
             plan.config, len(plan.runs), jax.device_count(), mesh_runs, mesh_data, auto_data=not on_cpu,
             model=mesh_model or 1,
         )  # fmt: skip
+        if parallel.multi_host() and mesh_shape.size != jax.device_count():
+            raise ConfigError("--mesh-runs/--mesh-data", f"a multi-host run uses every device of every process: "
+                              f"{jax.device_count()} devices, but the mesh has {mesh_shape.size}")  # fmt: skip
     except (UsageError, ConfigError, outputs.OutputDirError, policy.RunDirError, checkpointing.CheckpointError) as err:
         return _usage_error(err)
 
@@ -466,14 +481,12 @@ def _main(argv: list[str], state: dict) -> int:
         print(f"{PROG}: warning: --eval-every {config.eval_every:,} is not below the run's {config.actual_total_steps:,} "
               "env steps: only the final greedy evaluation runs (one point in curves.png)", file=sys.stderr)  # fmt: skip
     progress = ProgressBar(config.actual_total_steps, enabled=getattr(args, "progress", None) if main_process else False)
-    state["output_dir"] = plan.output_dir if main_process else None
+    state["output_dir"] = plan.output_dir  # multi-host too: every process writes checkpoints there
     try:
         options = RunOptions(
             output_dir=plan.output_dir, overwrite=getattr(args, "overwrite", False), write_outputs=main_process,
             resume=plan.resume, command=[PROG, *argv], tracking=parsed.tracking,
         ).with_cadence(plan.checkpoint)  # fmt: skip
-        if jax.process_count() > 1:  # multi-host: no checkpoints
-            options = dataclasses.replace(options, checkpoint_every=None)
         result = runner.train_runs(
             config, runs, plan.settings, options, meta=plan.meta, progress=progress, mesh_shape=mesh_shape
         )  # fmt: skip
@@ -541,7 +554,7 @@ def resume_mesh(saved: dict, runs: int | None, data: int | None, model: int | No
 
 def _resume_hint(run_dir: Path | None) -> str:
     """Which checkpoint survived and how to continue, for a run that stopped early."""
-    from purejaxdqn import checkpointing, outputs
+    from purejaxdqn import checkpointing, outputs, parallel
 
     if run_dir is None or not (Path(run_dir) / outputs.CONFIG_FILE).is_file():
         return "nothing was written"
@@ -549,7 +562,8 @@ def _resume_hint(run_dir: Path | None) -> str:
         step = checkpointing.latest_step(run_dir)
     except checkpointing.CheckpointError:
         return f"no checkpoint was complete yet; `{PROG} --resume {run_dir}` starts the run over"
-    return f"checkpoint {step} (after chunk {step}) is intact; continue with `{PROG} --resume {run_dir}`"
+    where = " on every process (its own --process-id, the same --num-processes)" if parallel.multi_host() else ""
+    return f"checkpoint {step} (after chunk {step}) is intact; continue with `{PROG} --resume {run_dir}`{where}"
 
 
 def _checkpoint_options(args: argparse.Namespace, saved: dict | None = None) -> dict:
@@ -573,10 +587,11 @@ def _new_plan(parsed: Parsed) -> Plan:
     return Plan(parsed.config, runs, settings, parsed.num_seeds, output_dir, False, meta, checkpoint)
 
 
-def _resume_plan(parsed: Parsed) -> Plan:
-    """Continue the run in --resume DIR with its saved settings; options that differ are refused.
-    Reads only: the saved config is validated like a new one, the logs are checked."""
-    from purejaxdqn import checkpointing, outputs, policy, runner
+def _resume_plan(parsed: Parsed, num_processes: int) -> Plan:
+    """Continue the run in --resume DIR with its saved settings, on as many processes as it was
+    made with (each restores its own shards); options that differ are refused. Reads only: the
+    saved config is validated like a new one, the logs are checked."""
+    from purejaxdqn import outputs, policy
 
     args = parsed.args
     run_dir = Path(args.resume)
@@ -584,12 +599,10 @@ def _resume_plan(parsed: Parsed) -> Plan:
         if option in vars(args):
             raise ConfigError(_option(option), "contradicts --resume (the run continues in its own directory with its own settings)")
     saved = policy.read_run_config(run_dir)
-    if saved.get("processes", 1) != 1:
-        raise ConfigError("--resume", f"{run_dir} is a multi-host run, which saves no checkpoints to resume from")
+    if saved.get("processes", 1) != num_processes:
+        raise ConfigError("--num-processes", f"{run_dir} was made by {saved.get('processes', 1)} process(es), "
+                          f"resumed by {num_processes}: resume it with as many (each restores its own shards)")  # fmt: skip
     outputs.check_logs(run_dir)
-    start_chunk = runner.resume_point(run_dir)
-    if start_chunk == 0 and (run_dir / outputs.SUMMARY_FILE).exists():
-        raise checkpointing.NoCheckpointError(f"{run_dir} finished but has no checkpoint left to resume from")
     config = saved["config"]
     given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Config)}}
     differ = [f"{k} (saved {getattr(config, k)!r}, given {v!r})" for k, v in given.items() if getattr(config, k) != v]
@@ -602,7 +615,18 @@ def _resume_plan(parsed: Parsed) -> Plan:
         raise ConfigError("--resume", "settings differ from the saved run: " + "; ".join(differ))
     checkpoint = _checkpoint_options(args, saved.get("checkpoint"))
     meta = {k: saved[k] for k in ("preset", "num_seeds", "sweep", "mesh", "checkpoint") if k in saved}
-    return Plan(config, saved["runs"], saved["settings"], num_seeds, run_dir, True, meta, checkpoint, start_chunk)
+    return Plan(config, saved["runs"], saved["settings"], num_seeds, run_dir, True, meta, checkpoint)
+
+
+def _resume_start(plan: Plan) -> Plan:
+    """A resumed plan with the checkpoint it continues from (0: none was complete, start over).
+    Read once `jax.distributed` has started: orbax starts JAX's backends, which must come after."""
+    from purejaxdqn import checkpointing, outputs, runner
+
+    start_chunk = runner.resume_point(plan.output_dir)
+    if start_chunk == 0 and (plan.output_dir / outputs.SUMMARY_FILE).exists():
+        raise checkpointing.NoCheckpointError(f"{plan.output_dir} finished but has no checkpoint left to resume from")
+    return plan._replace(start_chunk=start_chunk)
 
 
 def _arg_or_env(args, name: str, env: str, kind):

@@ -163,9 +163,12 @@ def train_runs(
     yet); the result is bit-identical to the run never interrupted (same devices), and
     summary.json's timings add up all the processes that worked on it. A failed or skipped save
     raises checkpointing.CheckpointError. A non-finite loss or parameter stops the run with
-    NonFiniteError before that chunk is checkpointed. Each chunk's rows go to metrics.jsonl and
-    evals.jsonl and to the sinks `tracking` names (tracking.py); `progress` shows the compile
-    and then the chunks.
+    NonFiniteError before that chunk is checkpointed. Multi-host, every process passes the same
+    `output_dir` (only process 0 has `write_outputs`, takes the lock and writes the run files)
+    and writes its own shards of each checkpoint there; a run that fails otherwise than on a
+    NaN (e.g. a lost peer) gives up its pending save instead of waiting for peers. Each chunk's
+    rows go to metrics.jsonl and evals.jsonl and to the sinks `tracking` names (tracking.py);
+    `progress` shows the compile and then the chunks.
     """
     t_begin = time.perf_counter()
     options = options or RunOptions()
@@ -203,7 +206,8 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
     if writing and resume:
         outputs.check_logs(output_dir)
         checkpointing.remove_partial(output_dir)
-    start_chunk = resume_point(output_dir) if resume else 0
+    parallel.sync("purejaxdqn: run directory ready")  # multi-host: the others wait for process 0 to clear or clean it
+    start_chunk = parallel.main_value(resume_point(output_dir)) if resume else 0
     saving = output_dir is not None and options.checkpoint_every is not None
     ckpt = checkpointing.manager(output_dir, options.keep_checkpoints) if saving else None
 
@@ -219,8 +223,10 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
         state = checkpointing.restore(output_dir, start_chunk, program.abstract_state)
     else:
         state = program.init(program.seeds, hp)
-    if writing and resume:  # drop rows written after the checkpoint (all of them when starting over)
-        outputs.truncate_after(output_dir, start_chunk - 1, int(parallel.fetch(state.env_steps)))
+    if resume:  # drop rows written after the checkpoint (all of them when starting over)
+        env_steps = int(parallel.fetch(state.env_steps))  # a collective: every process takes part
+        if writing:
+            outputs.truncate_after(output_dir, start_chunk - 1, env_steps)
     if writing:
         outputs.append_jsonl(output_dir / outputs.SEGMENTS_FILE, [
             {"start_chunk": start_chunk, "compile_s": program.compile_s, "provenance": provenance.collect(options.command)}
@@ -256,7 +262,8 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
                 log_s += time.perf_counter() - t_log
             _stop_if_nonfinite(stats, runs, chunk)
             due = bool(options.checkpoint_every) and (chunk + 1) % options.checkpoint_every == 0
-            due = due and time.perf_counter() - last_save >= options.checkpoint_min_interval_s
+            if due and options.checkpoint_min_interval_s:  # a clock: multi-host, process 0's decides for all
+                due = parallel.main_value(time.perf_counter() - last_save >= options.checkpoint_min_interval_s)
             if ckpt is not None and (due or chunk + 1 == config.num_chunks):
                 t_save = last_save = time.perf_counter()
                 with interrupts.deferred():
@@ -266,6 +273,10 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
                 latest = [row["eval_return_mean"] for row in metric_rows if row["eval_return_mean"] is not None]
                 progress.update(int(env_steps), steps_per_s, float(np.mean(latest)) if latest else None)
         jax.block_until_ready(state)
+    except BaseException as err:
+        if parallel.multi_host() and not isinstance(err, NonFiniteError):
+            ckpt = None  # a peer may be gone: its pending save cannot complete; the earlier ones are intact
+        raise
     finally:
         if sinks is not None:
             t_log = time.perf_counter()

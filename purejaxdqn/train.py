@@ -1,6 +1,7 @@
 """`python -m purejaxdqn.train` (or the `purejaxdqn-train` console script): train a DQN agent
 from the command line (options: purejaxdqn/cli.py)."""
 
+import os
 import sys
 
 from purejaxdqn.progress import early_status, mute_stderr
@@ -15,6 +16,10 @@ def main() -> int:
     status = cli_main()
     if status:
         mute_stderr()
+        if "jax" in sys.modules and sys.modules["jax"].distributed.is_initialized():
+            # JAX's distributed shutdown at exit waits for every process, and aborts on a lost one.
+            sys.stdout.flush()
+            os._exit(status)
     return status
 
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
+from test_checkpoint import assert_states_bitwise_equal, full_state, rows_without_timing
 
-from purejaxdqn import cli, outputs, runner
+from purejaxdqn import checkpointing, cli, outputs, runner
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -63,41 +69,157 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_on_localhost_run_one_program(tmp_path):
-    """Two processes x 2 devices = one 4-device data-parallel run; only process 0 writes, and
-    its metrics match the same run in one process with 4 devices."""
+def start_processes(args: list[list[str]], cwd, devices: int = 1, timeout_s: int = 120) -> list[subprocess.Popen]:
+    """One `purejaxdqn.train` process per entry of `args` (its own options), joined into one
+    multi-host run on localhost (a fresh port)."""
     port = free_port()
-    outs = [tmp_path / f"p{i}" for i in range(2)]
-    procs = [
+    return [
         subprocess.Popen(
-            [sys.executable, "-m", "purejaxdqn.train", *TINY, "--mesh-data", "4", "--output-dir", str(outs[i]),
-             "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
-             "--distributed-timeout", "120"],
-            cwd=tmp_path, env=env_with_devices(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "purejaxdqn.train", *own, "--coordinator-address", f"127.0.0.1:{port}",
+             "--num-processes", str(len(args)), "--process-id", str(i), "--distributed-timeout", str(timeout_s)],
+            cwd=cwd, env=env_with_devices(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        for i in range(2)
+        for i, own in enumerate(args)
     ]
+
+
+def finish_processes(procs: list[subprocess.Popen], timeout: float = 420) -> list[tuple[str, str]]:
+    """(stdout, stderr) of each process once it ends; any still running after `timeout` are killed."""
     try:
-        results = [p.communicate(timeout=420) for p in procs]
+        return [p.communicate(timeout=timeout) for p in procs]
     finally:
         for p in procs:
             p.kill()
+
+
+def test_two_processes_on_localhost_run_one_program(tmp_path):
+    """Two processes x 2 devices = one 4-device data-parallel run; only process 0 writes (process 1,
+    given no --output-dir, takes process 0's), and its metrics match the same run in one process
+    with 4 devices."""
+    out = tmp_path / "multi"
+    procs = start_processes([[*TINY, "--mesh-data", "4", "--output-dir", str(out)], [*TINY, "--mesh-data", "4"]],
+                            tmp_path, devices=2)  # fmt: skip
+    results = finish_processes(procs)
     for p, (stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stderr[-3000:]
     assert "2 process(es)" in results[0][0] and "final greedy eval" not in results[1][0]
-    assert (outs[0] / outputs.SUMMARY_FILE).exists() and not outs[1].exists()
-    summary = json.loads((outs[0] / outputs.SUMMARY_FILE).read_text())
+    assert (out / outputs.SUMMARY_FILE).exists() and not (tmp_path / "runs").exists()
+    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
     assert summary["processes"] == 2 and summary["mesh"] == {"runs": 1, "data": 4}
 
     single = tmp_path / "single"
     proc = train_cli([*TINY, "--mesh-data", "4", "--output-dir", str(single)], 4, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    multi_rows = outputs.read_jsonl(outs[0] / outputs.METRICS_FILE)
+    multi_rows = outputs.read_jsonl(out / outputs.METRICS_FILE)
     single_rows = outputs.read_jsonl(single / outputs.METRICS_FILE)
     for a, b in zip(multi_rows, single_rows):
         assert a["env_steps"] == b["env_steps"] and a["updates"] == b["updates"]
         assert a["episodes"] == b["episodes"]  # gathered from both hosts' envs
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+
+
+# Two processes with one device each, each holding one of the 2 seeds (the runs axis spans the
+# processes), so every per-run leaf of a checkpoint is split between them and a chunk needs no
+# collective (quick on 2 cores); a checkpoint after every chunk, so a kill lands mid-run.
+MULTI = [
+    "--total-steps", "30000", "--num-chunks", "30", "--num-envs", "8", "--learning-starts", "800",
+    "--batch-size", "32", "--buffer-size", "800", "--eval-every", "6000", "--widths", "16", "--num-eval-envs", "4",
+    "--seed", "3", "--num-seeds", "2", "--mesh-runs", "2", "--checkpoint-every", "1", "--checkpoint-min-interval", "0",
+    "--keep-checkpoints", "2",
+]  # fmt: skip
+
+
+def on_both(*args: str) -> list[list[str]]:
+    return [[*MULTI, *args], [*MULTI, *args]]
+
+
+def wait_for_checkpoint(run_dir: Path, step: int, procs: list[subprocess.Popen], timeout: float = 300) -> None:
+    """Poll until checkpoint `step` (or a later one) is complete; fail if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        if (run_dir / "checkpoints").is_dir() and any(
+            p.name.isdigit() and int(p.name) >= step for p in (run_dir / "checkpoints").iterdir()
+        ):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint {step} while the run was going: {[p.poll() for p in procs]}")
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    """MULTI run to the end by two processes into one run directory."""
+    tmp = tmp_path_factory.mktemp("multihost")
+    procs = start_processes(on_both("--output-dir", str(tmp / "whole")), tmp, timeout_s=60)
+    for p, (_, stderr) in zip(procs, finish_processes(procs)):
+        assert p.returncode == 0, stderr[-3000:]
+    return tmp / "whole"
+
+
+def test_two_processes_write_their_shards_into_one_run_directory(two_process_run):
+    """Each process writes its own shards of every checkpoint (orbax: one store per process),
+    the newest --keep-checkpoints are kept, and the last one restores in one process on one
+    device, with each process's seed intact."""
+    run_dir = two_process_run
+    assert sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir()) == [29, 30]
+    state_dir = run_dir / "checkpoints" / "30" / "state"
+    assert (state_dir / "ocdbt.process_0").is_dir() and (state_dir / "ocdbt.process_1").is_dir()
+    assert json.loads((run_dir / outputs.CONFIG_FILE).read_text())["processes"] == 2
+    step, state = full_state(run_dir)
+    assert step == 30 and int(state.env_steps) == 30000
+    kernel = np.asarray(jax.tree.leaves(state.learner.params)[-1])
+    assert kernel.shape[0] == 2 and not np.array_equal(kernel[0], kernel[1])  # seeds 3 and 4, one per process
+
+
+def test_two_processes_killed_mid_run_resume_to_the_bit_identical_end(two_process_run, tmp_path):
+    """SIGKILL both processes after a random checkpoint; both resumed with --resume: the final
+    state equals the uninterrupted run's bit for bit, and so do the logged rows."""
+    killed = tmp_path / "killed"
+    procs = start_processes(on_both("--output-dir", str(killed)), tmp_path, timeout_s=60)
+    wait_for_checkpoint(killed, random.Random().randint(2, 20), procs)
+    time.sleep(random.random() * 0.2)
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    finish_processes(procs)
+    killed_at = checkpointing.latest_step(killed)
+    assert killed_at < 30, "the run ended before it was killed"
+
+    procs = start_processes([["--resume", str(killed)], ["--resume", str(killed)]], tmp_path, timeout_s=60)
+    results = finish_processes(procs)
+    for p, (_, stderr) in zip(procs, results):
+        assert p.returncode == 0, stderr[-3000:]
+    assert f"resumed from the checkpoint after chunk {killed_at}" in results[0][0]
+    (step_a, state_a), (step_b, state_b) = full_state(two_process_run), full_state(killed)
+    assert step_a == step_b == 30
+    assert_states_bitwise_equal(state_a, state_b)
+    for name in (outputs.METRICS_FILE, outputs.EVALS_FILE):
+        assert rows_without_timing(two_process_run / name) == rows_without_timing(killed / name)
+
+
+def test_a_lost_process_stops_the_other_with_one_line_and_an_intact_checkpoint(tmp_path):
+    """SIGKILL process 1 mid-run: process 0 exits non-zero within --distributed-timeout with one
+    line on stderr naming the intact checkpoint, and that checkpoint restores."""
+    run_dir = tmp_path / "run"
+    procs = start_processes(on_both("--output-dir", str(run_dir)), tmp_path, timeout_s=20)
+    wait_for_checkpoint(run_dir, 3, procs)
+    procs[1].send_signal(signal.SIGKILL)
+    lost = time.monotonic()
+    (_, stderr), _ = finish_processes(procs, timeout=60)
+    assert procs[0].returncode == cli.EXIT_PEER and time.monotonic() - lost < 20
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert "stopped answering" in stderr and "is intact; continue with" in stderr and "on every process" in stderr, stderr
+    step, state = full_state(run_dir)
+    assert 3 <= step < 30 and int(state.env_steps) == step * 1000
+
+
+def test_processes_naming_different_run_directories_are_refused(tmp_path):
+    """Every process must name process 0's run directory (or none): one line, exit 2, on both,
+    before anything is written."""
+    procs = start_processes([[*TINY, "--output-dir", str(tmp_path / "a")], [*TINY, "--output-dir", str(tmp_path / "b")]],
+                            tmp_path, timeout_s=60)  # fmt: skip
+    for p, (_, stderr) in zip(procs, finish_processes(procs, timeout=120)):
+        assert p.returncode == 2 and len(stderr.strip().splitlines()) == 1, stderr[-3000:]
+        assert "--output-dir: process 1 names" in stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_missing_peer_aborts_instead_of_hanging(tmp_path):

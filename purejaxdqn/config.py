@@ -252,17 +252,19 @@ PRESETS: dict[str, dict] = {
     # CartPole DQN, exactly: vanilla DQN targets, MSE, Adam without clipping, the Config
     # defaults for everything else.
     "reference": {"env_id": "CartPole-v1", "double_dqn": False, "max_grad_norm": 0.0},
-    # Tuned for CartPole-v1: solved (final greedy return >= 475) in 200k env steps, a few
-    # seconds on a CPU. Tuned on seeds 0-4 (5/5 solved); 8/10 on unseen seeds 100-109.
+    # The default on CartPole-v1: the reference algorithm (CleanRL's settings, vanilla DQN
+    # targets, no clipping) on a compressed schedule, 300k steps with epsilon decayed over the
+    # first 100k. Faster-learning settings (lr 1e-3 and up, several updates per step, Double
+    # DQN, larger batches) solved sooner but collapsed again after solving; this one keeps
+    # improving slowly. Tuning seeds 0-9: 9/10 >= 475 at each of the last 3 evals.
     "cartpole": {
         "env_id": "CartPole-v1",
-        "total_steps": 200_000,
-        "num_chunks": 10,
+        "double_dqn": False,
+        "max_grad_norm": 0.0,
+        "total_steps": 300_000,
+        "num_chunks": 15,
         "eval_every": 20_000,
-        "widths": (64, 64),
-        "lr": 1e-3,
-        "learning_starts": 5_000,
-        "eps_decay_steps": 50_000,
+        "eps_decay_steps": 100_000,
     },
     # RL Baselines3 Zoo's tuned DQN for Acrobot-v1 (one update per env step, short
     # exploration), 100k steps; its target period of 250 env steps is 250 updates here. Tuning

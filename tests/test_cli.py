@@ -103,10 +103,10 @@ def test_overwrite_replaces_only_run_files(tmp_path):
 def test_preset_defaults_and_overrides():
     """No options: the cartpole preset on CartPole-v1; explicit options override the preset."""
     config, preset, *_ = cli.parse_config([])
-    assert preset == "cartpole" and config.env_id == "CartPole-v1" and config.widths == (64, 64)
-    config, *_ = cli.parse_config(["--lr", "3e-4", "--widths", "32,32,32", "--no-double-dqn"])
-    assert config.lr == 3e-4 and config.widths == (32, 32, 32) and config.double_dqn is False
+    assert preset == "cartpole" and config.env_id == "CartPole-v1" and config.total_steps == 300_000 and not config.double_dqn
+    config, *_ = cli.parse_config(["--lr", "3e-4", "--widths", "32,32,32", "--double-dqn"])
+    assert config.lr == 3e-4 and config.widths == (32, 32, 32) and config.double_dqn is True
     config, preset, *_ = cli.parse_config(["--env-id", "Acrobot-v1"])
-    assert preset == "none" and config.widths == (120, 84)
+    assert preset == "acrobot" and config.widths == (256, 256)
     config, *_ = cli.parse_config(["--total-steps", "5e5"])
     assert config.total_steps == 500_000

@@ -29,7 +29,7 @@ def test_quickstart_notebook_runs_top_to_bottom():
     nb = load_executor().execute(NOTEBOOK, quick=True, timeout_s=600)
     outputs = text_of(nb)
     assert "compile" in outputs and "env steps/s" in outputs
-    assert "final greedy return per seed" in outputs
+    assert "final eval return per seed" in outputs
     assert "IQM" in outputs and "lr=0.001" in outputs
     assert "total_steps=20000" in outputs  # the quick budget reached the kernel
     errors = [out for cell in nb.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
@@ -42,7 +42,7 @@ def test_committed_notebook_shows_a_full_run():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert all(cell.get("outputs") for cell in code[1:])
-    assert "total_steps=200000" in text_of(nb) and "final greedy return per seed" in text_of(nb)
+    assert "total_steps=300000" in text_of(nb) and "final eval return per seed" in text_of(nb)
     outs = [out for cell in code for out in cell["outputs"]]
     assert any("image/png" in out.get("data", {}) for out in outs)
     assert not [out for out in outs if out.get("output_type") == "error"]

@@ -57,13 +57,15 @@ def test_different_seeds_differ():
 
 
 @pytest.mark.slow
-def test_cartpole_preset_solves_on_at_least_4_of_5_seeds():
-    """The CartPole preset ends with greedy eval >= 475 on >= 4 of seeds 0-4 (within 500k steps)."""
-    config = from_preset("cartpole")
-    assert config.actual_total_steps <= 500_000
+def test_cartpole_preset_solves_on_at_least_4_of_5_unseen_seeds():
+    """The CartPole preset on 5 seeds it was not tuned on (tuning used 0-9, the learning suite
+    reports 1000-1009): eval >= 475 at the end on >= 4, and no collapse on >= 4 (the mean of
+    the last 3 evals >= 400). Measured when the preset was chosen: final returns 500, 500,
+    491, 488, 361; last-3 means 500, 444, 497, 461, 374."""
+    config = from_preset("cartpole", seed=2000)
+    assert config.actual_total_steps <= 300_000
     result = runner.train_runs(config, *runner.make_runs(config, num_seeds=5))
     final = result.eval_mean[:, -1]
-    reached = (result.eval_mean >= 475).any(axis=1)
-    print("final greedy returns per seed:", final)
-    assert (final >= 475).sum() >= 4, final
-    assert reached.sum() >= 4
+    print("final eval returns of seeds 2000-2004:", final)
+    assert (final >= 475).sum() >= 4, result.eval_mean
+    assert (result.eval_mean[:, -3:].mean(axis=1) >= 400).sum() >= 4, result.eval_mean

@@ -201,7 +201,7 @@ def test_help_shows_the_effective_preset_defaults_env_ids_and_version(capsys):
     with pytest.raises(SystemExit):
         cli.parse_config(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "W1,W2,... hidden layer widths of the MLP Q-network (default: 64,64)" in text  # cartpole preset
+    assert "W1,W2,... hidden layer widths of the MLP Q-network (default: 120,84)" in text  # cartpole preset
     assert "Acrobot-v1, MountainCar-v0" in text and "Defaults shown: the 'cartpole' preset" in text
     for option in ("--log", "--wandb-project", "--wandb-entity", "--wandb-mode", "--config", "--version"):
         assert option in text

@@ -4,6 +4,8 @@ runs this file in its own pytest process with XLA_FLAGS=--xla_force_host_platfor
 
 from __future__ import annotations
 
+import functools
+
 import json
 
 import jax
@@ -264,17 +266,29 @@ def kernel_shard_shapes(params):
     return [layers[f"Dense_{i}"]["kernel"].addressable_shards[0].data.shape for i in range(2)]
 
 
-@pytest.mark.parametrize("base,model", [((1, 1), 2), ((2, 1), 4), ((1, 2), 4)], ids=["1x1x2", "2x1x4", "1x2x4"])
-def test_model_axis_shards_hidden_layers_and_matches_the_unsharded_run(base, model, tmp_path):
+# Every runs x data x model mesh with a model axis that fits 8 devices (8 envs; 2 runs, 4 on a
+# runs axis of 4).
+MODEL_MESHES = [(1, 1, 2), (2, 1, 2), (1, 2, 2), (4, 1, 2), (2, 2, 2), (1, 4, 2), (1, 1, 4), (2, 1, 4), (1, 2, 4), (1, 1, 8)]
+
+
+@functools.cache
+def unsharded_run(base, num_runs):
+    """The same runs on the (runs, data) mesh without a model axis (shared by the model sizes)."""
+    return runner.train_runs(WIDE, *runner.make_runs(WIDE, num_runs), mesh_shape=parallel.MeshShape(*base))
+
+
+@pytest.mark.parametrize("runs_,data,model", MODEL_MESHES, ids=["x".join(map(str, m)) for m in MODEL_MESHES])
+def test_model_axis_shards_hidden_layers_and_matches_the_unsharded_run(runs_, data, model, tmp_path):
     """--mesh-model: hidden kernels (and Adam moments) are split over the model axis, columns
     then rows, and the run gives the unsharded run's losses, evaluations and parameters (float
     tolerance); its checkpoint restores onto one device."""
     from purejaxdqn import checkpointing
 
-    runs = runner.make_runs(WIDE, 2)
-    plain = runner.train_runs(WIDE, *runs, mesh_shape=parallel.MeshShape(*base))
+    base, num_runs = (runs_, data), max(2, runs_)
+    runs = runner.make_runs(WIDE, num_runs)
+    plain = unsharded_run(base, num_runs)
     split = runner.train_runs(WIDE, *runs, RunOptions(output_dir=tmp_path / "run"), mesh_shape=parallel.MeshShape(*base, model))
-    per_device_runs = 2 // base[0]
+    per_device_runs = num_runs // base[0]
     assert kernel_shard_shapes(split.state.learner.params) == [(per_device_runs, 4, 32 // model), (per_device_runs, 32 // model, 32)]
     adam = [s for s in jax.tree.leaves(split.state.learner.opt_state, is_leaf=lambda s: hasattr(s, "mu")) if hasattr(s, "mu")]
     assert kernel_shard_shapes(adam[0].mu) == kernel_shard_shapes(adam[0].nu) == kernel_shard_shapes(split.state.learner.params)

@@ -479,7 +479,7 @@ def _main(argv: list[str], state: dict) -> int:
               "starting it over from scratch with its saved config.json")  # fmt: skip
     if main_process and config.eval_every >= config.actual_total_steps:
         print(f"{PROG}: warning: --eval-every {config.eval_every:,} is not below the run's {config.actual_total_steps:,} "
-              "env steps: only the final greedy evaluation runs (one point in curves.png)", file=sys.stderr)  # fmt: skip
+              "env steps: only the final evaluation runs (one point in curves.png)", file=sys.stderr)  # fmt: skip
     progress = ProgressBar(config.actual_total_steps, enabled=getattr(args, "progress", None) if main_process else False)
     state["output_dir"] = plan.output_dir  # multi-host too: every process writes checkpoints there
     try:
@@ -511,7 +511,7 @@ def _main(argv: list[str], state: dict) -> int:
     s = result.summary
     if len(runs) == 1:
         print(
-            f"{config.env_id}: final greedy eval return {s['final_eval_return_mean'][0]:.1f} "
+            f"{config.env_id}: final eval return {s['final_eval_return_mean'][0]:.1f} "
             f"(min {s['final_eval_return_min'][0]:.1f}) after {config.actual_total_steps:,} env steps"
         )
     else:

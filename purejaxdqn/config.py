@@ -81,7 +81,7 @@ class Config:
     # -- environment --
     env_id: str = _field("CartPole-v1", "gymnax environment id (discrete actions)", "environment")
     num_envs: int = _field(10, "parallel training environments, stepped together", "environment")
-    num_eval_envs: int = _field(10, "greedy evaluation episodes per evaluation", "environment")
+    num_eval_envs: int = _field(10, "episodes per evaluation, each on its own eval env", "environment")
     full_action_set: bool = _field(
         False, "MinAtar: all 6 actions instead of the game's minimal set (the original protocol)", "environment"
     )
@@ -100,7 +100,7 @@ class Config:
         20, "the run is cut into this many jitted chunks for progress and logging", "run"
     )
     eval_every: int = _field(
-        25_000, "env steps between greedy evaluations (and one at the end)", "run"
+        25_000, "env steps between evaluations (and one at the end)", "run"
     )
     eval_epsilon: float = _field(
         0.01,

@@ -1,7 +1,7 @@
-"""`python -m purejaxdqn.evaluate RUN_DIR --episodes N`: greedy evaluation of a saved run.
+"""`python -m purejaxdqn.evaluate RUN_DIR --episodes N`: evaluation of a saved run.
 
 Loads the policy from the run's newest checkpoint (or `--step N`; parameters only) and plays N
-whole greedy episodes on the run's gymnax environment, vectorized and jitted; prints mean/std
+whole episodes (epsilon-greedy at the run's --eval-epsilon unless --epsilon) on the run's gymnax environment, vectorized and jitted; prints mean/std
 return. `--gif PATH` also draws one greedy episode as an animated GIF (purejaxdqn/video.py).
 """
 
@@ -29,7 +29,7 @@ def _main(argv: list[str] | None) -> int:
 
     parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run directory written by python -m purejaxdqn.train")
-    parser.add_argument("--episodes", type=_int, default=100, help="greedy episodes to play (default: 100)")
+    parser.add_argument("--episodes", type=_int, default=100, help="episodes to play (default: 100)")
     parser.add_argument("--run", type=_int, default=0, help="which run of a multi-run directory (default: 0)")
     parser.add_argument("--seed", type=_int, default=0, help="seed for the evaluation episodes (default: 0)")
     parser.add_argument("--step", type=_int, help="the checkpoint to load: chunks done (default: the newest complete one)")

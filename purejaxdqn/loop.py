@@ -52,11 +52,11 @@ class ChunkStats(NamedTuple):
 
 
 class EvalLog(NamedTuple):
-    """Every greedy evaluation of the run, in order; slot i is filled at eval i."""
+    """Every evaluation of the run, in order; slot i is filled at eval i."""
 
     step: jax.Array  # [num_evals] int32 env step of each eval
-    mean: jax.Array  # [num_evals] mean greedy return
-    min: jax.Array  # [num_evals] min greedy return
+    mean: jax.Array  # [num_evals] mean eval return
+    min: jax.Array  # [num_evals] min eval return
 
 
 class BestParams(NamedTuple):

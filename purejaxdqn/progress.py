@@ -1,6 +1,6 @@
 """What the training command says on stderr while it works, built on rich: a status line from
 process start (importing, compiling N runs, compiled in X s), then a bar with env steps,
-steps/s, the latest greedy eval return and the time left. Off when stderr is not a terminal.
+steps/s, the latest eval return and the time left. Off when stderr is not a terminal.
 
 Only the standard library is imported at module level: `train.py` uses `early_status` before
 JAX is imported.

@@ -89,7 +89,7 @@ def training_returns(metric_rows: list[dict], num_runs: int) -> tuple[np.ndarray
 
 def plot_curves(path: Path, eval_steps, eval_mean, runs: list[dict], settings: list[dict], title: str,
                 train: tuple | None = None) -> None:  # fmt: skip
-    """PNG learning curves: the greedy eval return, and beside it (with `train` = (steps,
+    """PNG learning curves: the eval return, and beside it (with `train` = (steps,
     returns[runs, chunks]) from `training_returns`) the training episodes' return per chunk.
     One line per setting (mean over seeds), shaded band = min..max over seeds; markers on
     every point of a short curve, so a single eval point is still visible."""
@@ -99,7 +99,7 @@ def plot_curves(path: Path, eval_steps, eval_mean, runs: list[dict], settings: l
     import matplotlib.pyplot as plt
 
     single = "one eval point only: --eval-every >= --total-steps"
-    panels = [("greedy eval return", np.asarray(eval_steps), np.asarray(eval_mean, dtype=np.float64), single)]
+    panels = [("eval return", np.asarray(eval_steps), np.asarray(eval_mean, dtype=np.float64), single)]
     if train is not None and len(train[0]):
         panels.insert(0, ("training return (epsilon-greedy, per chunk)", np.asarray(train[0]), np.asarray(train[1], np.float64), ""))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), dpi=120, squeeze=False)

@@ -365,7 +365,7 @@ def _whole_run_timing(run_dir: Path | None, start_chunk: int, compile_s: float, 
 
 
 def eval_working_bytes(config: Config) -> int:
-    """Memory of one greedy evaluation of `num_eval_envs` episodes at once (env states,
+    """Memory of one evaluation of `num_eval_envs` episodes at once (env states,
     observations, Q-values; counted twice for the while loop's carry), not part of the state."""
     venv = env_from_config(config, config.num_eval_envs)
     obs, env_state = jax.eval_shape(lambda k: venv.reset(k, config.num_eval_envs), jax.random.key(0))

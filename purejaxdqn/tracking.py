@@ -1,7 +1,7 @@
 """Where a run's per-chunk rows go: the JSONL logs (always), TensorBoard and Weights & Biases.
 
 Every sink gets the same rows the runner makes after each chunk (`metrics.jsonl` rows, one per
-run, and `evals.jsonl` rows, one per new greedy evaluation per run). TensorBoard and W&B see
+run, and `evals.jsonl` rows, one per new evaluation per run). TensorBoard and W&B see
 them as scalars in one namespace (`SCALARS`, CleanRL's names), stepped by env steps, one series
 per run: a TensorBoard subdirectory `tensorboard/<run label>` and a W&B run per run (grouped by
 the output directory). Hyperparameters are logged once per run, at the start.

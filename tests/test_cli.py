@@ -31,7 +31,7 @@ def test_cli_end_to_end_tiny_budget(tmp_path):
     out = tmp_path / "run"
     proc = run_module([*TINY, "--output-dir", str(out)], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "final greedy eval return" in proc.stdout
+    assert "final eval return" in proc.stdout
     assert "compile" in proc.stdout and "run" in proc.stdout and "env steps/s" in proc.stdout
     assert proc.stderr.strip() == "" or "Traceback" not in proc.stderr  # not a terminal: no progress bar
     assert "steps/s | eval" not in proc.stderr

@@ -11,11 +11,7 @@ import pytest
 
 from purejaxdqn import cli, outputs, runner
 
-TINY = [
-    "--total-steps", "3000", "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32",
-    "--buffer-size", "1000", "--eval-every", "1000", "--num-chunks", "3", "--widths", "16",
-    "--num-eval-envs", "2",
-]  # fmt: skip
+from tiny import TINY
 
 
 def run_module(args, cwd, timeout=300):

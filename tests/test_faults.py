@@ -20,11 +20,8 @@ import pytest
 
 from purejaxdqn import checkpointing, cli, load_policy, outputs
 
-TINY = [
-    "--total-steps", "3000", "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32",
-    "--buffer-size", "1000", "--eval-every", "1000", "--num-chunks", "3", "--widths", "16",
-    "--num-eval-envs", "2", "--no-progress",
-]  # fmt: skip
+from tiny import TINY
+
 # ~0.1 s per chunk on a 2-core CPU, a checkpoint after every chunk: long enough to stop mid-run.
 LONG = [*TINY, "--total-steps", "40000", "--num-chunks", "40", "--eval-every", "4000",
         "--checkpoint-every", "1", "--checkpoint-min-interval", "0", "--keep-checkpoints", "2"]  # fmt: skip
@@ -93,8 +90,9 @@ def test_a_save_that_orbax_skips_or_that_fails_is_an_error(tmp_path, monkeypatch
     class Learner(NamedTuple):
         params: dict
 
-    class State(NamedTuple):
+    class State(NamedTuple):  # the parts of a TrainState a save reads
         learner: Learner
+        best: None = None
 
     state = State(Learner({"w": np.ones(3, np.float32)}))
     mngr = checkpointing.manager(tmp_path, keep=3)

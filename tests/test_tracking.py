@@ -10,11 +10,7 @@ import pytest
 
 from purejaxdqn import cli, outputs, runner, tracking
 
-TINY = [
-    "--total-steps", "3000", "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32",
-    "--buffer-size", "1000", "--eval-every", "1000", "--num-chunks", "3", "--widths", "16",
-    "--num-eval-envs", "2", "--no-progress",
-]  # fmt: skip
+from tiny import TINY
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,10 @@ from purejaxdqn.environments import env_from_config
 from purejaxdqn.networks import make_network
 from purejaxdqn.policy import RunDirError, load_policy
 
+from tiny import TINY
+
 ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "--total-steps", "3000", "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32",
-    "--buffer-size", "1000", "--eval-every", "1000", "--num-chunks", "3", "--widths", "16",
-    "--num-eval-envs", "2", "--no-progress", "--checkpoint-min-interval", "0",
-]  # fmt: skip
+TINY = [*TINY, "--checkpoint-min-interval", "0"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,8 @@
+"""A CartPole run small enough for the tests (3 chunks of 1000 env steps, a few seconds), as
+command-line options; test modules import it from here (pytest puts tests/ on sys.path)."""
+
+TINY = [
+    "--total-steps", "3000", "--num-envs", "4", "--learning-starts", "500", "--batch-size", "32",
+    "--buffer-size", "1000", "--eval-every", "1000", "--num-chunks", "3", "--widths", "16",
+    "--num-eval-envs", "2", "--no-progress",
+]  # fmt: skip

@@ -106,3 +106,16 @@ def test_preset_defaults_and_overrides():
     assert preset == "acrobot" and config.widths == (256, 256)
     config, *_ = cli.parse_config(["--total-steps", "5e5"])
     assert config.total_steps == 500_000
+
+
+def test_configs_saved_before_a_setting_existed_keep_their_old_behaviour():
+    """A config.json from before --eval-epsilon and --keep-best loads with the values runs had
+    then (greedy evaluation, no best parameters); any other missing setting is refused."""
+    from purejaxdqn.config import ADDED_SINCE, Config, ConfigError
+
+    old = {k: v for k, v in Config().to_dict().items() if k not in ADDED_SINCE}
+    loaded = Config.from_dict(old)
+    assert loaded.eval_epsilon == 0.0 and loaded.keep_best is False
+    assert Config.from_dict({**old, "eval_epsilon": 0.05}).eval_epsilon == 0.05
+    with pytest.raises(ConfigError, match="missing from the saved config"):
+        Config.from_dict({k: v for k, v in old.items() if k != "lr"})

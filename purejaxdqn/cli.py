@@ -121,7 +121,8 @@ def build_parser(defaults: Config | None = None, preset: str = "cartpole") -> ar
         "--preset", metavar="NAME[,NAME...]",
         help="named settings to start from, applied left to right. Base presets (one per env): "
         "'cartpole' (the default on CartPole-v1), 'reference' (the reference benchmark workload), "
-        "'acrobot', 'mountaincar' (the defaults on Acrobot-v1 and MountainCar-v0), 'breakout', 'freeway', 'asterix', 'space-invaders' (MinAtar, the default on each game); "
+        "'acrobot', 'mountaincar' (the defaults on Acrobot-v1 and MountainCar-v0), 'breakout', "
+        "'freeway', 'asterix', 'space-invaders' (MinAtar, the default on each game); "
         "modifiers: 'rainbow' (double, dueling, 3-step, prioritized, C51), 'original' (MinAtar's "
         "6 actions and sticky actions 0.1); 'none' = plain defaults. A list without a base "
         "preset starts from the env's default one, e.g. --env-id Breakout-MinAtar --preset rainbow",

@@ -34,7 +34,7 @@ class HParams(NamedTuple):
     Every field is a float32 or int32 scalar (or, when vmapped, an array with a leading axis).
     """
 
-    lr: Any  # Adam learning rate.
+    lr: Any  # Learning rate of the optimizer.
     gamma: Any  # Discount factor in (0, 1].
     eps_start: Any  # Exploration epsilon at step 0.
     eps_end: Any  # Exploration epsilon after `eps_decay_steps` env steps.
@@ -67,7 +67,7 @@ HPARAM_DTYPES = {
 
 # Settings added after runs were first saved, with the value that reproduces what a run saved
 # before them did (its config.json lacks them); any other missing setting is refused.
-ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False}
+ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam"}
 
 
 def _field(default, help: str, group: str, **kw):
@@ -145,11 +145,15 @@ class Config:
     loss: str = _field("mse", "TD loss: 'huber' or 'mse'", "learner", choices=("huber", "mse"))
     update_every: int = _field(10, "env steps between gradient-update rounds", "learner")
     gradient_steps: int = _field(1, "gradient updates per round", "learner")
+    optimizer: str = _field(
+        "adam", "'adam', or 'rmsprop': the MinAtar paper's centered RMSProp (decay 0.95, eps 0.01 "
+        "added to the root, as PyTorch does)", "learner", choices=("adam", "rmsprop"),
+    )  # fmt: skip
     adam_eps: float = _field(1e-8, "Adam epsilon", "learner")
     lr_decay: bool = _field(False, "anneal the learning rate linearly to 0 over the run's updates", "learner")
 
     # -- learner (traced hyperparameters: sweepable) --
-    lr: float = _field(2.5e-4, "Adam learning rate", "learner", sweep=True)
+    lr: float = _field(2.5e-4, "learning rate (of --optimizer)", "learner", sweep=True)
     gamma: float = _field(0.99, "discount factor, in (0, 1]", "learner", sweep=True)
     target_update_every: int = _field(
         50, "gradient updates between target-network updates", "learner", sweep=True
@@ -464,7 +468,8 @@ def validate(config: Config) -> None:
 
 
 def _check_types(c: Config) -> None:
-    """Each setting has its default's type (a saved or hand-made config may not)."""
+    """Each setting has its default's type, and one of its choices where it has them (a saved
+    or hand-made config may not)."""
     for f in dataclasses.fields(c):
         value, kind = getattr(c, f.name), type(f.default)
         ok = {
@@ -474,6 +479,9 @@ def _check_types(c: Config) -> None:
         }.get(kind, lambda v: isinstance(v, kind))(value)
         if not ok:
             raise ConfigError(_opt(f.name), f"must be of type {kind.__name__}, got {value!r}")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(_opt(f.name), f"must be one of {', '.join(choices)}, got {value!r}")
 
 
 INT32_LIMIT = 2**31  # step, update and interval counters are int32 on the device

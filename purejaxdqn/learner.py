@@ -27,20 +27,28 @@ class UpdateMetrics(NamedTuple):
     priority_signal: jax.Array  # [local batch] |TD error|, or the C51 cross-entropy, per item
 
 
+# The MinAtar paper's RMSProp (PyTorch's `RMSprop(alpha=0.95, eps=0.01, centered=True)`):
+# update = lr * g / (sqrt(E[g^2] - E[g]^2) + eps), the averages starting from 0.
+RMSPROP_DECAY, RMSPROP_EPS = 0.95, 0.01
+
+
 def make_optimizer(config: Config, hp: HParams) -> optax.GradientTransformation:
-    """Adam, after global-norm clipping unless `config.max_grad_norm` is 0 (off, decided at
-    trace time: the norm costs a third of a small network's update on a CPU). Built from
-    traced hparams, so vmap can sweep them."""
+    """Adam (or the MinAtar paper's RMSProp), after global-norm clipping unless
+    `config.max_grad_norm` is 0 (off, decided at trace time: the norm costs a third of a small
+    network's update on a CPU). Built from traced hparams, so vmap can sweep them."""
     lr = hp.lr
     if config.lr_decay:
         total_updates = config.gradient_steps * multiples_crossed(
             0, config.actual_total_steps, config.update_every, hp.learning_starts
         )
         lr = lambda count: hp.lr * jnp.clip(1.0 - count / jnp.maximum(total_updates, 1), 0.0, 1.0)  # noqa: E731
-    adam = optax.adam(lr, eps=config.adam_eps)
+    if config.optimizer == "rmsprop":
+        step = optax.rmsprop(lr, decay=RMSPROP_DECAY, eps=RMSPROP_EPS, eps_in_sqrt=False, centered=True)
+    else:
+        step = optax.adam(lr, eps=config.adam_eps)
     if config.max_grad_norm == 0:
-        return adam
-    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), adam)
+        return step
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), step)
 
 
 def init(params, config: Config, hp: HParams) -> LearnerState:

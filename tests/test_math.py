@@ -286,6 +286,30 @@ def test_gradient_update_matches_numpy(double, kind):
     assert int(new_state.updates) == 1
 
 
+def test_rmsprop_matches_the_minatar_papers_numpy_formula():
+    """--optimizer rmsprop is PyTorch's centered RMSprop(alpha=0.95, eps=0.01), the MinAtar
+    paper's: eps added after the square root, averages starting from 0."""
+    rng = np.random.default_rng(3)
+    config = Config(optimizer="rmsprop", max_grad_norm=0.0)
+    hp = config.hparams()._replace(lr=jnp.float32(2.5e-3))
+    params = {"w": rng.normal(size=(4, 3)).astype(np.float32), "b": rng.normal(size=3).astype(np.float32)}
+    opt = learner.make_optimizer(config, hp)
+    state, p = opt.init(params), params
+    ref = {k: v.astype(np.float64) for k, v in params.items()}
+    sq = {k: np.zeros_like(v) for k, v in ref.items()}
+    mean = {k: np.zeros_like(v) for k, v in ref.items()}
+    for _ in range(4):
+        grads = {k: rng.normal(scale=rng.uniform(0.01, 3.0), size=v.shape).astype(np.float32) for k, v in params.items()}
+        updates, state = opt.update(grads, state, p)
+        p = jax.tree.map(lambda a, b: a + b, p, updates)
+        for k, g in grads.items():
+            sq[k] = 0.95 * sq[k] + 0.05 * g.astype(np.float64) ** 2
+            mean[k] = 0.95 * mean[k] + 0.05 * g
+            ref[k] = ref[k] - 2.5e-3 * g / (np.sqrt(sq[k] - mean[k] ** 2) + 0.01)
+    for k in ref:
+        np.testing.assert_allclose(np.asarray(p[k]), ref[k], rtol=1e-5, atol=1e-6)
+
+
 def test_nstep_needs_a_complete_window_before_the_first_update():
     """With n-step returns and many envs the first update must not come before any window is
     complete (it would sample never-written rows): such a learning_starts is refused."""

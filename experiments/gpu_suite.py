@@ -1,20 +1,27 @@
 """The prepared accelerator suite: one command, one JSON, one markdown table.
 
-Made to fit in 8 minutes on one H100 (a lent GPU machine is rare and short). Each item runs in
-its own process (`python -m purejaxdqn.train`, or a microbenchmark of this file), so compile,
-run time and the device's peak memory are each item's own. Items, most important first; when
-the time budget runs short the rest are skipped and say so:
+Made to fit a lent GPU machine's short lease (15 minutes of device time, start-up included).
+Each item runs in its own process (`python -m purejaxdqn.train`, or a script of
+`experiments/`), so compile, run time and the device's peak memory are each item's own. Items,
+cheapest and most important first; when the time budget runs short the rest are skipped and
+say so:
 
 1. the default command (`python -m purejaxdqn.train`), cold and warm compilation cache: wall
-   time from process start, final greedy return (goal on a GPU: < 3 s wall warm, solved);
+   time from process start, final eval return (goal on a GPU: < 3 s wall warm, solved);
 2. seeds scaling on the reference workload: 1, 8, 64, 256, 1024 seeds x 500k steps (1 seed is
    the reference workload itself; goal: 1024 seeds in < 60 s);
-3. Breakout-MinAtar DQN and Rainbow presets, against the env-only ceiling (random actions,
-   the same number of envs, same program shape: a jitted scan of vectorized steps);
-4. prioritized replay: sample + priority write-back cost at 1e5 and 1e6 entries.
+3. the env-only ceiling of Breakout-MinAtar (random actions, the MinAtar items' number of
+   envs, same program shape: a jitted scan of vectorized steps) and prioritized replay's
+   sample + priority write-back at 1e5 and 1e6 entries;
+4. where one iteration's time goes (`experiments/profile_iteration.py`, reference preset);
+5. with `--purejaxrl DIR`: PureJaxRL's dqn.py side by side, interleaved pairs at 1 and 128
+   seeds (DIR holds `bench_purejaxrl.py`, the patched `dqn.py` and the `wandb.py` stand-in of
+   `../shared/peers/`; flashbax must be importable);
+6. Breakout-MinAtar DQN and Rainbow presets, against the env-only ceiling.
 
-    python experiments/gpu_suite.py --out gpu_suite            # on the GPU machine
-    python experiments/gpu_suite.py --out /tmp/s --smoke       # seconds on a CPU (tests run it)
+    python experiments/gpu_suite.py --out gpu_suite                       # on the GPU machine
+    python experiments/gpu_suite.py --out gpu_suite --purejaxrl .gpu     # ... and PureJaxRL
+    python experiments/gpu_suite.py --out /tmp/s --smoke                  # seconds on a CPU (tests run it)
 
 Writes OUT/gpu_suite.json and OUT/gpu_suite.md (and each run's directory under OUT/runs).
 """
@@ -30,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
+
 FULL = {
     "seeds": [1, 8, 64, 256, 1024],
     "seed_steps": 500_000,
@@ -37,6 +46,9 @@ FULL = {
     "minatar_seeds": 16,
     "per_sizes": [100_000, 1_000_000],
     "micro_iterations": 2_000,
+    "profile_iterations": 5_000,
+    "peer_seeds": [1, 128],
+    "peer_steps": 500_000,
 }
 SMOKE = {
     "seeds": [1, 2],
@@ -45,6 +57,9 @@ SMOKE = {
     "minatar_seeds": 1,
     "per_sizes": [1_000],
     "micro_iterations": 200,
+    "profile_iterations": 200,
+    "peer_seeds": [1],
+    "peer_steps": 20_000,
 }
 SMOKE_CARTPOLE = ["--total-steps", "4000", "--learning-starts", "1000", "--eval-every", "2000", "--num-chunks", "2"]
 MINATAR_SMOKE = ["--learning-starts", "500", "--eval-every", "1000", "--num-chunks", "2", "--buffer-size", "2000",
@@ -72,13 +87,10 @@ class Suite:
         if self.left() < 5:
             return self._add({**row, "status": "skipped: out of time"})
         t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=min(timeout_s, self.left()))
-        except subprocess.TimeoutExpired:
-            return self._add({**row, "status": f"timed out after {min(timeout_s, self.left()):.0f} s"})
+        proc = self._run(cmd, timeout_s)
         wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            return self._add({**row, "status": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"})
+        if isinstance(proc, str) or proc.returncode != 0:
+            return self._add({**row, "status": proc if isinstance(proc, str) else self._failed(proc)})
         s = json.loads((run_dir / "summary.json").read_text())
         finals = s["final_eval_return_mean"]
         return self._add({
@@ -91,17 +103,32 @@ class Suite:
 
     def micro(self, item: str, name: str, kwargs: dict, timeout_s: float) -> dict:
         """A microbenchmark of this file (`--micro NAME`) in its own process."""
+        return self.script(item, [__file__, "--micro", name, "--micro-args", json.dumps(kwargs)], timeout_s)
+
+    def script(self, item: str, argv: list[str], timeout_s: float, env: dict | None = None,
+               result: Path | None = None) -> dict:
+        """A Python script whose last stdout line (or `result` file) is a JSON object: the row."""
         row = {"item": item}
         if self.left() < 5:
             return self._add({**row, "status": "skipped: out of time"})
-        cmd = [sys.executable, __file__, "--micro", name, "--micro-args", json.dumps(kwargs)]
+        proc = self._run([sys.executable, *argv], timeout_s, env)
+        if isinstance(proc, str) or proc.returncode != 0:
+            return self._add({**row, "status": proc if isinstance(proc, str) else self._failed(proc)})
+        text = result.read_text() if result else proc.stdout.strip().splitlines()[-1]
+        return self._add({**row, "status": "ok", **json.loads(text)})
+
+    def _run(self, cmd: list[str], timeout_s: float, env: dict | None = None):
+        """The finished process, or why it did not finish (a status string)."""
+        limit = min(timeout_s, self.left())
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=min(timeout_s, self.left()))
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=limit, env=env)
         except subprocess.TimeoutExpired:
-            return self._add({**row, "status": "timed out"})
-        if proc.returncode != 0:
-            return self._add({**row, "status": f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"})
-        return self._add({**row, "status": "ok", **json.loads(proc.stdout.strip().splitlines()[-1])})
+            cut = "stopped by the suite's time budget" if limit < timeout_s else "timed out"
+            return f"{cut} after {limit:.0f} s"
+
+    @staticmethod
+    def _failed(proc: subprocess.CompletedProcess) -> str:
+        return f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
 
     def _add(self, row: dict) -> dict:
         self.rows.append(row)
@@ -109,7 +136,7 @@ class Suite:
         return row
 
 
-def run_suite(out: Path, budget_s: float, smoke: bool) -> dict:
+def run_suite(out: Path, budget_s: float, smoke: bool, purejaxrl: Path | None = None) -> dict:
     p = SMOKE if smoke else FULL
     suite = Suite(out, budget_s, smoke)
     t0 = time.perf_counter()
@@ -119,24 +146,48 @@ def run_suite(out: Path, budget_s: float, smoke: bool) -> dict:
     for n in p["seeds"]:
         steps = SMOKE_CARTPOLE if smoke else ["--total-steps", str(p["seed_steps"])]
         suite.train(f"reference x {n} seeds", ["--preset", "reference", "--num-seeds", str(n), *steps], 150)
-    minatar = ["--total-steps", str(p["minatar_steps"]), "--num-seeds", str(p["minatar_seeds"])]
-    minatar += MINATAR_SMOKE if smoke else []
-    trained = [suite.train(f"{preset} x {p['minatar_seeds']} seeds", ["--preset", preset, *minatar], 150)
-               for preset in ("breakout", "breakout,rainbow")]  # fmt: skip
     envs = 8 * p["minatar_seeds"]  # the MinAtar presets step 8 envs per run
     ceiling = suite.micro(f"env-only ceiling, Breakout-MinAtar x {envs} envs", "env_ceiling",
                           {"env_id": "Breakout-MinAtar", "num_envs": envs, "iterations": p["micro_iterations"]}, 90)
-    for row in trained:
-        if row.get("status") == "ok" and ceiling.get("status") == "ok":
-            row["fraction_of_env_ceiling"] = row["env_steps_per_s"] / ceiling["env_steps_per_s"]
     for size in p["per_sizes"]:
         suite.micro(f"prioritized sample+update, {size:.0e} entries", "per", {"capacity": size, "batch": 128,
                     "iterations": p["micro_iterations"]}, 60)  # fmt: skip
+    suite.script("profile of one iteration, reference preset", [str(HERE / "profile_iteration.py"), "--iterations",
+                 str(p["profile_iterations"]), "--repeats", "3"], 120)  # fmt: skip
+    if purejaxrl is not None:
+        for n in p["peer_seeds"]:
+            for pair in (1, 2):
+                vs_purejaxrl(suite, purejaxrl, n, p["peer_steps"], pair)
+    minatar = ["--total-steps", str(p["minatar_steps"]), "--num-seeds", str(p["minatar_seeds"])]
+    minatar += MINATAR_SMOKE if smoke else []
+    for preset in ("breakout", "breakout,rainbow"):
+        row = suite.train(f"{preset} x {p['minatar_seeds']} seeds", ["--preset", preset, *minatar], 150)
+        if row.get("status") == "ok" and ceiling.get("status") == "ok":
+            row["fraction_of_env_ceiling"] = row["env_steps_per_s"] / ceiling["env_steps_per_s"]
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "host": platform.node(), "smoke": smoke,
               "suite_wall_s": time.perf_counter() - t0, "rows": suite.rows}  # fmt: skip
     (out / "gpu_suite.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "gpu_suite.md").write_text(markdown(report))
     return report
+
+
+def vs_purejaxrl(suite: Suite, peer_dir: Path, seeds: int, steps: int, pair: int) -> dict:
+    """One interleaved pair: PureJaxRL's dqn.py, then `--preset reference`, same workload and
+    seeds; the row's ratio is PureJaxRL's run time over ours (compile excluded for both)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(peer_dir), os.environ.get("PYTHONPATH", "")])}
+    peer_json = suite.out / f"purejaxrl_s{seeds}_{pair}.json"
+    peer = suite.script(f"PureJaxRL dqn.py x {seeds} seeds, pair {pair}", [str(peer_dir / "bench_purejaxrl.py"),
+                        "--seeds", str(seeds), "--total", str(steps), "--runs", "1", "--out", str(peer_json)], 150, env,
+                        result=peer_json)  # fmt: skip
+    ours = suite.train(f"purejaxdqn reference x {seeds} seeds, pair {pair}", ["--preset", "reference", "--num-seeds",
+                       str(seeds), "--total-steps", str(steps)], 150, cache=False)  # fmt: skip
+    if peer.get("status") == "ok":
+        peer["compile_s"] = peer["trace_lower_s"] + peer["xla_compile_s"]
+        peer["run_s"], peer["env_steps_per_s"] = peer["run1_s"], peer["sps_total_run2"]
+        peer["final_return_mean"] = peer["final_return_min"] = peer["greedy_eval_128eps_mean"]
+        if ours.get("status") == "ok":
+            ours["purejaxrl_over_ours"] = peer["run_s"] / ours["run_s"]
+    return ours
 
 
 def markdown(report: dict) -> str:
@@ -157,6 +208,10 @@ def markdown(report: dict) -> str:
         peak = r.get("device_peak_bytes")
         extra = f" ({r['fraction_of_env_ceiling']:.0%} of the env-only ceiling)" if "fraction_of_env_ceiling" in r else ""
         per = f"{r['us_per_step']:.1f} us per sample+update" if "us_per_step" in r else ""
+        if "purejaxrl_over_ours" in r:
+            extra += f" (PureJaxRL's run time / ours: {r['purejaxrl_over_ours']:.2f})"
+        if "us_per_iteration" in r:
+            per = "; ".join(f"{part} {us:.1f}" for part, us in r["us_per_iteration"].items()) + " (us per iteration)"
         ret = f"{r['final_return_mean']:.1f} / {r['final_return_min']:.1f}" if "final_return_mean" in r else per
         lines.append(
             f"| {r['item']} | {f(r.get('wall_s'), '.1f')} | {f(r.get('compile_s'), '.1f')} | {f(r.get('run_s'), '.2f')} "
@@ -238,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("gpu_suite"))
     parser.add_argument("--smoke", action="store_true", help="tiny budgets: checks the suite runs (CPU, tests)")
     parser.add_argument("--budget-s", type=float, default=450, help="wall-time budget; later items are skipped")
+    parser.add_argument("--purejaxrl", type=Path, help="folder with bench_purejaxrl.py, dqn.py, wandb.py: side-by-side pairs")
     parser.add_argument("--micro", choices=sorted(MICRO), help=argparse.SUPPRESS)
     parser.add_argument("--micro-args", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -246,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    report = run_suite(args.out, args.budget_s, args.smoke)
+    report = run_suite(args.out, args.budget_s, args.smoke, args.purejaxrl)
     print(markdown(report))
     return 0 if all(r["status"] == "ok" for r in report["rows"]) else 1
 

@@ -11,11 +11,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Stands in for ../shared/peers/bench_purejaxrl.py (PureJaxRL is never a dependency): writes
+# the fields the suite reads, with a run time that makes the ratio checkable.
+FAKE_PEER = """
+import argparse, json
+ap = argparse.ArgumentParser()
+for name in ("--seeds", "--total", "--runs", "--out"):
+    ap.add_argument(name)
+a = ap.parse_args()
+json.dump({"run1_s": 0.5, "trace_lower_s": 0.25, "xla_compile_s": 1.0, "sps_total_run2": 4e4,
+           "greedy_eval_128eps_mean": 500.0, "num_seeds": int(a.seeds)}, open(a.out, "w"))
+print("{\\n not the result: the suite reads --out")
+"""
+
+
 def test_gpu_suite_smoke_mode_runs_every_item_and_writes_its_table(tmp_path):
+    peer = tmp_path / "peer"
+    peer.mkdir()
+    (peer / "bench_purejaxrl.py").write_text(FAKE_PEER)
+    out = tmp_path / "suite"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "gpu_suite.py"), "--smoke", "--out", str(tmp_path)],
+        [sys.executable, str(ROOT / "experiments" / "gpu_suite.py"), "--smoke", "--out", str(out), "--purejaxrl", str(peer)],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
+    tmp_path = out
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_suite.json").read_text())
     items = [r["item"] for r in report["rows"]]
@@ -26,5 +45,10 @@ def test_gpu_suite_smoke_mode_runs_every_item_and_writes_its_table(tmp_path):
     assert all(r["status"] == "ok" for r in report["rows"])
     assert rows["default command, warm cache"]["compile_s"] < rows["default command, cold cache"]["compile_s"]
     assert 0 < rows["breakout x 1 seeds"]["fraction_of_env_ceiling"] < 1
+    profile = rows["profile of one iteration, reference preset"]["us_per_iteration"]
+    assert all(us > 0 for us in profile.values()) and len(profile) >= 8
+    peer, ours = rows["PureJaxRL dqn.py x 1 seeds, pair 2"], rows["purejaxdqn reference x 1 seeds, pair 2"]
+    assert peer["run_s"] == 0.5 and peer["compile_s"] == 1.25
+    assert ours["purejaxrl_over_ours"] == 0.5 / ours["run_s"] and ours["runs"] == 1
     table = (tmp_path / "gpu_suite.md").read_text()
     assert table.count("\n| ") == len(report["rows"]) + 1 and "env-only ceiling" in table

@@ -13,7 +13,8 @@ say so:
 3. the env-only ceiling of Breakout-MinAtar (random actions, the MinAtar items' number of
    envs, same program shape: a jitted scan of vectorized steps) and prioritized replay's
    sample + priority write-back at 1e5 and 1e6 entries;
-4. where one iteration's time goes (`experiments/profile_iteration.py`, reference preset);
+4. where one iteration's time goes (`experiments/profile_iteration.py`, reference preset) and
+   what it launches (`experiments/loop_structure.py`: kernels and host round trips);
 5. with `--purejaxrl DIR`: PureJaxRL's dqn.py side by side, interleaved pairs at 1 and 128
    seeds (DIR holds `bench_purejaxrl.py`, the patched `dqn.py` and the `wandb.py` stand-in of
    `../shared/peers/`; flashbax must be importable);
@@ -154,6 +155,8 @@ def run_suite(out: Path, budget_s: float, smoke: bool, purejaxrl: Path | None = 
                     "iterations": p["micro_iterations"]}, 60)  # fmt: skip
     suite.script("profile of one iteration, reference preset", [str(HERE / "profile_iteration.py"), "--iterations",
                  str(p["profile_iterations"]), "--repeats", "3"], 120)  # fmt: skip
+    peer = ["--purejaxrl", str(purejaxrl)] if purejaxrl is not None else []
+    suite.script("loop structure (ops launched per iteration)", [str(HERE / "loop_structure.py"), *peer], 90)
     if purejaxrl is not None:
         for n in p["peer_seeds"]:
             for pair in (1, 2):
@@ -210,6 +213,9 @@ def markdown(report: dict) -> str:
         per = f"{r['us_per_step']:.1f} us per sample+update" if "us_per_step" in r else ""
         if "purejaxrl_over_ours" in r:
             extra += f" (PureJaxRL's run time / ours: {r['purejaxrl_over_ours']:.2f})"
+        if "ours" in r:
+            per = "; ".join(f"{who}: loop body {x['body_ops']} ops, branches {x['branch_ops']}" for who, x in r.items()
+                            if isinstance(x, dict) and "body_ops" in x)  # fmt: skip
         if "us_per_iteration" in r:
             per = "; ".join(f"{part} {us:.1f}" for part, us in r["us_per_iteration"].items()) + " (us per iteration)"
         ret = f"{r['final_return_mean']:.1f} / {r['final_return_min']:.1f}" if "final_return_mean" in r else per

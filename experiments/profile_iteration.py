@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import re
 import time
 
 import jax
@@ -29,6 +28,8 @@ from purejaxdqn.loop import make_trainer
 from purejaxdqn.schedules import linear_epsilon
 from purejaxdqn.timing import best_seconds
 
+from loop_structure import opcode  # this folder's script (run as `python experiments/...`)
+
 
 def time_scan(body, carry, n: int, repeats: int) -> float:
     """Seconds per iteration of `lax.scan(body)` over n iterations (compile excluded; min)."""
@@ -38,23 +39,7 @@ def time_scan(body, carry, n: int, repeats: int) -> float:
 
 def op_counts(compiled) -> dict:
     """Instructions of the optimized HLO by opcode (all computations, loop bodies included)."""
-    ops = collections.Counter()
-    for line in compiled.as_text().splitlines():
-        _, eq, rest = line.partition(" = ")
-        if not eq:
-            continue
-        if rest.startswith("("):  # a tuple type: skip to its closing parenthesis
-            depth = 0
-            for i, ch in enumerate(rest):
-                depth += {"(": 1, ")": -1}.get(ch, 0)
-                if depth == 0:
-                    rest = rest[i + 1 :]
-                    break
-        else:
-            rest = rest.partition(" ")[2]
-        match = re.match(r"\s*([a-z][\w-]*)\(", rest)
-        if match:
-            ops[match.group(1)] += 1
+    ops = collections.Counter(op for line in compiled.as_text().splitlines() if (op := opcode(line)))
     return {"hlo_ops": sum(ops.values()), "fusions": ops["fusion"], "while_loops": ops["while"], "dots": ops["dot"]}
 
 

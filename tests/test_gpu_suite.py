@@ -12,16 +12,33 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # Stands in for ../shared/peers/bench_purejaxrl.py (PureJaxRL is never a dependency): writes
-# the fields the suite reads, with a run time that makes the ratio checkable.
+# the fields the suite reads, with a run time that makes the ratio checkable, and has a `dqn`
+# whose program loop_structure.py can read.
 FAKE_PEER = """
-import argparse, json
-ap = argparse.ArgumentParser()
-for name in ("--seeds", "--total", "--runs", "--out"):
-    ap.add_argument(name)
-a = ap.parse_args()
-json.dump({"run1_s": 0.5, "trace_lower_s": 0.25, "xla_compile_s": 1.0, "sps_total_run2": 4e4,
-           "greedy_eval_128eps_mean": 500.0, "num_seeds": int(a.seeds)}, open(a.out, "w"))
-print("{\\n not the result: the suite reads --out")
+import argparse, json, types
+import jax
+
+DEFAULT_CONFIG = {"N": 50}
+
+
+def _make_train(config):
+    def train(key):
+        def body(c, i):  # an unbatched predicate: under vmap the cond stays a branch
+            return jax.lax.cond(i % 2 == 0, jax.numpy.sin, lambda x: x, c) * 1.5, None
+        return jax.lax.scan(body, jax.random.uniform(key, (3,)), jax.numpy.arange(config["N"]))[0]
+    return train
+
+
+dqn = types.SimpleNamespace(make_train=_make_train)
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    for name in ("--seeds", "--total", "--runs", "--out"):
+        ap.add_argument(name)
+    a = ap.parse_args()
+    json.dump({"run1_s": 0.5, "trace_lower_s": 0.25, "xla_compile_s": 1.0, "sps_total_run2": 4e4,
+               "greedy_eval_128eps_mean": 500.0, "num_seeds": int(a.seeds)}, open(a.out, "w"))
+    print("{\\n not the result: the suite reads --out")
 """
 
 
@@ -50,5 +67,7 @@ def test_gpu_suite_smoke_mode_runs_every_item_and_writes_its_table(tmp_path):
     peer, ours = rows["PureJaxRL dqn.py x 1 seeds, pair 2"], rows["purejaxdqn reference x 1 seeds, pair 2"]
     assert peer["run_s"] == 0.5 and peer["compile_s"] == 1.25
     assert ours["purejaxrl_over_ours"] == 0.5 / ours["run_s"] and ours["runs"] == 1
+    structure = rows["loop structure (ops launched per iteration)"]
+    assert structure["ours"]["conditionals"] == 2 and structure["purejaxrl"]["conditionals"] == 1
     table = (tmp_path / "gpu_suite.md").read_text()
     assert table.count("\n| ") == len(report["rows"]) + 1 and "env-only ceiling" in table

@@ -74,19 +74,11 @@ def reevaluate(run_dir: Path, num_seeds: int, episodes: int, seed: int = 12345) 
     """Each seed's final policy over `episodes` fresh episodes (at the run's eval epsilon):
     per-seed mean return and its standard error. The in-training evals use few episodes; this
     says how far their mean can be trusted."""
-    import jax
-
-    from purejaxdqn.environments import env_from_config
-    from purejaxdqn.evaluation import make_episode_returns
     from purejaxdqn.policy import load_policy
 
-    means, errors, play = [], [], None
+    means, errors = [], []
     for run in range(num_seeds):
-        policy = load_policy(run_dir, run=run)
-        if play is None:
-            venv = env_from_config(policy.config, episodes)
-            play = jax.jit(make_episode_returns(policy.network.apply, venv, episodes, policy.config.eval_epsilon))
-        returns = np.asarray(play(policy.params, jax.random.key(seed + run)))
+        returns = load_policy(run_dir, run=run).play(episodes, seed + run)
         means.append(float(returns.mean()))
         errors.append(float(returns.std(ddof=1) / np.sqrt(episodes)))
     return means, errors

@@ -57,13 +57,10 @@ def _main(argv: list[str] | None) -> int:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
 
-    import jax
     import numpy as np
 
     from purejaxdqn import runner
     from purejaxdqn.checkpointing import CheckpointError, quiet_logs
-    from purejaxdqn.environments import env_from_config
-    from purejaxdqn.evaluation import make_episode_returns
     from purejaxdqn.policy import RunDirError, load_policy
 
     quiet_logs()
@@ -80,10 +77,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"{PROG}: error: --episodes {args.episodes}: {err}", file=sys.stderr)
         return 2
     epsilon = policy.config.eval_epsilon if args.epsilon is None else args.epsilon
-    venv = env_from_config(policy.config, args.episodes)
-    returns = np.asarray(jax.jit(make_episode_returns(policy.network.apply, venv, args.episodes, epsilon))(
-        policy.params, jax.random.key(args.seed)
-    ))  # fmt: skip
+    returns = policy.play(args.episodes, args.seed, epsilon)
     which = f"checkpoint after chunk {policy.step}, run {args.run}"
     if policy.best_eval is not None:
         which = f"best evaluation up to chunk {policy.step}: env step {policy.best_eval[0]:,}, return {policy.best_eval[1]:.1f}; run {args.run}"

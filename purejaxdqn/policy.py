@@ -2,12 +2,14 @@
 
 Only the online parameters are read from the newest checkpoint (no replay buffer), and `act`
 takes host NumPy observations, one or a batch, so the agent drops into any environment loop.
+`play(episodes)` plays fresh episodes of the run's own env on the device and returns their
+returns (what `python -m purejaxdqn.evaluate` reports).
 """
 
 from __future__ import annotations
 
 import json
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,6 +20,7 @@ import numpy as np
 from purejaxdqn import checkpointing, outputs
 from purejaxdqn.config import Config, ConfigError, validate
 from purejaxdqn.environments import env_from_config
+from purejaxdqn.evaluation import make_episode_returns
 from purejaxdqn.loop import BestParams
 from purejaxdqn.networks import QNetwork, make_network
 
@@ -93,6 +96,17 @@ class Policy(NamedTuple):
         return int(actions[0]) if single else actions
 
     act = __call__
+
+    def play(self, episodes: int, seed: int = 0, epsilon: float | None = None) -> np.ndarray:
+        """Returns of `episodes` fresh episodes in the run's env, played all at once on the
+        device, epsilon-greedy at `epsilon` (default: the run's eval epsilon)."""
+        epsilon = self.config.eval_epsilon if epsilon is None else float(epsilon)
+        return np.asarray(_episode_returns(self.config, self.network, episodes, epsilon)(self.params, jax.random.key(seed)))
+
+
+@cache  # one compile per (run settings, episodes, epsilon): re-playing many runs' policies
+def _episode_returns(config: Config, network: QNetwork, episodes: int, epsilon: float):
+    return jax.jit(make_episode_returns(network.apply, env_from_config(config, episodes), episodes, epsilon))
 
 
 @partial(jax.jit, static_argnums=0)

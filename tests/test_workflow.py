@@ -122,6 +122,18 @@ def test_evaluate_writes_gif_of_a_chosen_checkpoint(finished, tmp_path, capsys):
     assert 1 < len(frames) <= 60 and frames[0].shape[2] == 3
 
 
+def test_policy_play_is_what_evaluate_reports(finished, capsys):
+    """load_policy(...).play(n, seed, epsilon): the returns `evaluate` summarizes, the same for
+    the same seed."""
+    policy = load_policy(finished, run=1)
+    returns = policy.play(6, seed=4, epsilon=0.0)
+    assert returns.shape == (6,) and np.array_equal(returns, policy.play(6, seed=4, epsilon=0.0))
+    capsys.readouterr()
+    assert evaluate.main([str(finished), "--run", "1", "--episodes", "6", "--seed", "4", "--epsilon", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "6 greedy episodes" in out and f"mean return {returns.mean():.2f} +- {returns.std():.2f}" in out
+
+
 def test_keep_best_is_offered_beside_the_final_policy(finished, tmp_path, capsys):
     """--keep-best: load_policy(best=True) and evaluate --best read the best eval's parameters
     (its step and return named); the final ones stay the default. A run trained without it

@@ -9,7 +9,8 @@ say so:
 1. the default command (`python -m purejaxdqn.train`), cold and warm compilation cache: wall
    time from process start, final eval return (goal on a GPU: < 3 s wall warm, solved);
 2. seeds scaling on the reference workload: 1, 8, 64, 256, 1024 seeds x 500k steps (1 seed is
-   the reference workload itself; goal: 1024 seeds in < 60 s);
+   the reference workload itself; goal: 1024 seeds in < 60 s), and 1 seed in one chunk (what
+   the host loop between chunks costs);
 3. the env-only ceiling of Breakout-MinAtar (random actions, the MinAtar items' number of
    envs, same program shape: a jitted scan of vectorized steps) and prioritized replay's
    sample + priority write-back at 1e5 and 1e6 entries;
@@ -147,6 +148,10 @@ def run_suite(out: Path, budget_s: float, smoke: bool, purejaxrl: Path | None = 
     for n in p["seeds"]:
         steps = SMOKE_CARTPOLE if smoke else ["--total-steps", str(p["seed_steps"])]
         suite.train(f"reference x {n} seeds", ["--preset", "reference", "--num-seeds", str(n), *steps], 150)
+    # The same single run in one chunk: the difference is what the host loop between chunks
+    # costs (the device waits while the host reads each chunk's statistics).
+    steps = SMOKE_CARTPOLE[:-1] + ["1"] if smoke else ["--total-steps", str(p["seed_steps"]), "--num-chunks", "1"]
+    suite.train("reference x 1 seeds, one chunk", ["--preset", "reference", *steps], 150)
     envs = 8 * p["minatar_seeds"]  # the MinAtar presets step 8 envs per run
     ceiling = suite.micro(f"env-only ceiling, Breakout-MinAtar x {envs} envs", "env_ceiling",
                           {"env_id": "Breakout-MinAtar", "num_envs": envs, "iterations": p["micro_iterations"]}, 90)

@@ -56,7 +56,8 @@ def test_gpu_suite_smoke_mode_runs_every_item_and_writes_its_table(tmp_path):
     report = json.loads((tmp_path / "gpu_suite.json").read_text())
     items = [r["item"] for r in report["rows"]]
     assert items[:2] == ["default command, cold cache", "default command, warm cache"]
-    assert {"reference x 1 seeds", "reference x 2 seeds", "breakout x 1 seeds", "breakout,rainbow x 1 seeds"} <= set(items)
+    assert {"reference x 1 seeds", "reference x 2 seeds", "reference x 1 seeds, one chunk", "breakout x 1 seeds",
+            "breakout,rainbow x 1 seeds"} <= set(items)
     assert any(i.startswith("env-only ceiling") for i in items) and any(i.startswith("prioritized") for i in items)
     rows = {r["item"]: r for r in report["rows"]}
     assert all(r["status"] == "ok" for r in report["rows"])

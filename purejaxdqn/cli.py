@@ -124,7 +124,8 @@ def build_parser(defaults: Config | None = None, preset: str = "cartpole") -> ar
         "'acrobot', 'mountaincar' (the defaults on Acrobot-v1 and MountainCar-v0), 'breakout', "
         "'freeway', 'asterix', 'space-invaders' (MinAtar, the default on each game); "
         "modifiers: 'rainbow' (double, dueling, 3-step, prioritized, C51), 'original' (MinAtar's "
-        "6 actions and sticky actions 0.1); 'none' = plain defaults. A list without a base "
+        "6 actions and sticky actions 0.1), 'minatar-paper' (the MinAtar paper's learner: RMSProp, "
+        "one env, vanilla DQN, no clipping); 'none' = plain defaults. A list without a base "
         "preset starts from the env's default one, e.g. --env-id Breakout-MinAtar --preset rainbow",
     )  # fmt: skip
     main.add_argument(

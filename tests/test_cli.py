@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from purejaxdqn import cli, outputs, runner
+from purejaxdqn.config import PRESETS
 
 from tiny import TINY
 
@@ -57,6 +59,10 @@ def test_cli_help_explains_every_option(capsys):
                  "--gradient-steps", "--buffer-size", "--batch-size", "--widths", "--output-dir",
                  "--eps-decay-steps", "--max-grad-norm", "--learning-starts", "--progress"):  # fmt: skip
         assert flag in text, flag
+    preset_help = " ".join(text.split("--preset NAME[,NAME...]")[2].split("--config")[0].split())
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name in PRESETS:  # the presets are listed by hand in --help and in the README's table
+        assert f"'{name}'" in preset_help and f"`{name}`" in readme, name
 
 
 # Every bad-input case (exit 2, one line, nothing changed) is in tests/test_bad_inputs.py.

@@ -330,8 +330,9 @@ PRESETS: dict[str, dict] = {
     "original": {"full_action_set": True, "sticky_actions": 0.1},
     # The MinAtar paper's learner exactly: centered RMSProp lr 2.5e-4, one env, vanilla DQN
     # targets, no gradient clipping (`freeway,original,minatar-paper` is the paper's whole
-    # setup). On Freeway it starts slower than the Adam presets but keeps improving where
-    # they level off (BENCHMARKS.md, "Freeway: where the gap comes from").
+    # setup). On Freeway it keeps improving where the Adam presets level off, but it starts
+    # slowly and 1 of 4 unseen seeds never learned (BENCHMARKS.md, "Freeway: where the gap
+    # comes from").
     "minatar-paper": {"optimizer": "rmsprop", "lr": 2.5e-4, "num_envs": 1, "double_dqn": False, "max_grad_norm": 0.0},
 }
 

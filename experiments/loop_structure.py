@@ -1,7 +1,7 @@
 """What one iteration of the compiled training loop launches, on this machine's backend.
 
 Compiles the reference workload (`--preset reference`, 1 seed) and reads XLA's optimized HLO:
-the main loop's body (the `while` with the largest body), its ops that are not bookkeeping
+the main loop's body (the `while` of the most iterations), its ops that are not bookkeeping
 (a fusion is one kernel; tuples, parameters, constants and bitcasts are free), and the ops of
 each branch of each `conditional` in it (nested loops and branches counted in). On a GPU each
 counted op is about one kernel launch, and each `while`/`conditional` one host round trip for

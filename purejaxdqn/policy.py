@@ -9,7 +9,7 @@ returns (what `python -m purejaxdqn.evaluate` reports).
 from __future__ import annotations
 
 import json
-from functools import cache, partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -104,7 +104,9 @@ class Policy(NamedTuple):
         return np.asarray(_episode_returns(self.config, self.network, episodes, epsilon)(self.params, jax.random.key(seed)))
 
 
-@cache  # one compile per (run settings, episodes, epsilon): re-playing many runs' policies
+# One compile per (run settings, episodes, epsilon), shared by the runs re-played; bounded, so
+# a long notebook session that evaluates many runs does not keep every executable alive.
+@lru_cache(maxsize=16)
 def _episode_returns(config: Config, network: QNetwork, episodes: int, epsilon: float):
     return jax.jit(make_episode_returns(network.apply, env_from_config(config, episodes), episodes, epsilon))
 

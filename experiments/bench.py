@@ -25,11 +25,11 @@ import time
 import jax
 import jax.numpy as jnp
 
-from purejaxdqn import learner as learner_lib
-from purejaxdqn import replay as replay_lib
+from purejaxdqn.algorithm import learner as learner_lib
+from purejaxdqn.algorithm import replay as replay_lib
 from purejaxdqn.config import from_preset
-from purejaxdqn.loop import make_trainer
-from purejaxdqn.runner import make_runs, memory_report, platform_report, train_runs
+from purejaxdqn.algorithm.loop import make_trainer
+from purejaxdqn.host.runner import make_runs, memory_report, platform_report, train_runs
 
 
 def bench_full(config, num_seeds: int) -> dict:

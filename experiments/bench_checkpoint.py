@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn import checkpointing, runner
+from purejaxdqn.host import checkpointing, runner
 from purejaxdqn.config import Config, from_preset
 
 

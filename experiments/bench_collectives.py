@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from purejaxdqn import parallel
-from purejaxdqn.timing import best_seconds
+from purejaxdqn.algorithm import parallel
+from timing import best_seconds
 
 
 def time_pmean(num_devices: int, size: int, iterations: int, repeats: int) -> float:

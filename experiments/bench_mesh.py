@@ -70,7 +70,9 @@ def model_memory_rows(devices: list[int], widths: str, force_devices: int | None
     import jax
     import numpy as np
 
-    from purejaxdqn import cli, parallel, runner
+    from purejaxdqn import cli
+    from purejaxdqn.algorithm import parallel
+    from purejaxdqn.host import runner
 
     def per_device(tree) -> int:
         return sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in jax.tree.leaves(tree))

@@ -21,7 +21,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from purejaxdqn import prioritized, replay, runner
+from purejaxdqn.algorithm import prioritized, replay
+from purejaxdqn.host import runner
 from purejaxdqn.config import from_preset
 from purejaxdqn.environments import env_from_config
 

@@ -264,7 +264,7 @@ def micro_per(capacity: int, batch: int, iterations: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from purejaxdqn import prioritized
+    from purejaxdqn.algorithm import prioritized
 
     def body(carry, _):
         tree, key = carry

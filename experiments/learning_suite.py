@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from purejaxdqn.report import LAST_K, iqm
+from purejaxdqn.host.report import LAST_K, iqm
 
 # What a preset's final greedy return is judged against, per env: (threshold, source).
 REFERENCES = {
@@ -74,7 +74,7 @@ def reevaluate(run_dir: Path, num_seeds: int, episodes: int, seed: int = 12345) 
     """Each seed's final policy over `episodes` fresh episodes (at the run's eval epsilon):
     per-seed mean return and its standard error. The in-training evals use few episodes; this
     says how far their mean can be trusted."""
-    from purejaxdqn.policy import load_policy
+    from purejaxdqn.host.policy import load_policy
 
     means, errors = [], []
     for run in range(num_seeds):

@@ -30,9 +30,10 @@ import numpy as np
 
 import jax
 
-from purejaxdqn import outputs, parallel, runner
+from purejaxdqn.host import run_directory, runner
+from purejaxdqn.algorithm import parallel
 from purejaxdqn.config import from_preset
-from purejaxdqn.run_options import RunOptions
+from purejaxdqn.host.run_options import RunOptions
 
 # Young & Tian 2019, DQN returns read off the paper's figure (../shared/notes/references.md).
 PUBLISHED_DQN = {
@@ -55,7 +56,7 @@ def train(game: str, variant: str, args, out: Path) -> dict:
     options = RunOptions(output_dir=run_dir, overwrite=True, checkpoint_every=0)
     result = runner.train_runs(config, runs, settings, options, mesh_shape=mesh,
                                meta={"preset": presets, "num_seeds": args.num_seeds, "sweep": {}, "mesh": mesh._asdict()})  # fmt: skip
-    rows = outputs.read_jsonl(run_dir / outputs.METRICS_FILE)
+    rows = run_directory.read_jsonl(run_dir / run_directory.METRICS_FILE)
     steps = sorted({r["env_steps"] for r in rows})
     train_return = np.full((len(runs), len(steps)), np.nan)
     for r in rows:

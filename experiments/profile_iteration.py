@@ -22,11 +22,11 @@ import time
 import jax
 import jax.numpy as jnp
 
-from purejaxdqn import learner as learner_lib
+from purejaxdqn.algorithm import learner as learner_lib
 from purejaxdqn.config import from_preset
-from purejaxdqn.loop import make_trainer
-from purejaxdqn.schedules import linear_epsilon
-from purejaxdqn.timing import best_seconds
+from purejaxdqn.algorithm.loop import make_trainer
+from purejaxdqn.algorithm.schedules import linear_epsilon
+from timing import best_seconds
 
 from loop_structure import opcode  # this folder's script (run as `python experiments/...`)
 
@@ -64,7 +64,7 @@ def profile(config, n: int, repeats: int) -> dict:
     venv, apply_fn = trainer.venv, trainer.network.apply
     state = jax.jit(trainer.init)(jax.random.key(0), hp)
     state = state._replace(replay=state.replay._replace(filled=jnp.int32(config.buffer_rows)))
-    from purejaxdqn import replay as replay_lib
+    from purejaxdqn.algorithm import replay as replay_lib
 
     replay = replay_lib.make_replay(config.buffer_rows, config.batch_size, config.n_step, config.prioritized,
                                     config.priority_eps, config.actual_total_steps)  # fmt: skip
@@ -136,7 +136,7 @@ def profile(config, n: int, repeats: int) -> dict:
 
 
 def trainer_eval(trainer, config):
-    from purejaxdqn.evaluation import make_evaluate
+    from purejaxdqn.algorithm.evaluation import make_evaluate
 
     return make_evaluate(trainer.network.apply, trainer.venv, config.num_eval_envs)
 

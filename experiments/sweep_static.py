@@ -19,8 +19,9 @@ import itertools
 import sys
 from pathlib import Path
 
-from purejaxdqn import cli, outputs, report, runner
-from purejaxdqn.run_options import RunOptions
+from purejaxdqn import cli
+from purejaxdqn.host import run_directory, report, runner
+from purejaxdqn.host.run_options import RunOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,12 +44,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # Validate every combination before compiling anything.
     try:
-        outputs.check_output_dir(args.output_dir, args.overwrite)
+        run_directory.check_output_dir(args.output_dir, args.overwrite)
         parsed = []
         for combo in combos:
             extra = [x for name, value in combo.items() for x in (f"--{name.replace('_', '-')}", value)]
             parsed.append(cli.parse_config([*shared, *extra]))
-    except (cli.UsageError, cli.ConfigError, outputs.OutputDirError) as err:
+    except (cli.UsageError, cli.ConfigError, run_directory.OutputDirError) as err:
         print(f"sweep_static: error: {err}", file=sys.stderr)
         return 2
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = report.format_table(report.mark_best(rows))
     print(table)
-    outputs.write_json(args.output_dir / "results.json", rows)
+    run_directory.write_json(args.output_dir / "results.json", rows)
     (args.output_dir / "results.md").write_text("```\n" + table + "\n```\n")
     return 0
 

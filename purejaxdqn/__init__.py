@@ -21,19 +21,19 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Config": "config", "ConfigError": "config", "HParams": "config", "PRESETS": "config",
     "from_preset": "config", "validate": "config",
-    "TrainState": "loop", "Trainer": "loop", "make_train": "loop", "make_trainer": "loop",
-    "Policy": "policy", "RunDirError": "policy", "load_policy": "policy",
-    "save_gif": "video", "render_episode": "video",
-    "RunOptions": "run_options",
+    "TrainState": "algorithm.loop", "Trainer": "algorithm.loop", "make_train": "algorithm.loop", "make_trainer": "algorithm.loop",
+    "Policy": "host.policy", "RunDirError": "host.policy", "load_policy": "host.policy",
+    "save_gif": "host.video", "render_episode": "host.video",
+    "RunOptions": "host.run_options",
 }  # fmt: skip
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
     from purejaxdqn.config import PRESETS, Config, ConfigError, HParams, from_preset, validate
-    from purejaxdqn.loop import TrainState, Trainer, make_train, make_trainer
-    from purejaxdqn.policy import Policy, RunDirError, load_policy
-    from purejaxdqn.run_options import RunOptions
-    from purejaxdqn.video import render_episode, save_gif
+    from purejaxdqn.algorithm.loop import TrainState, Trainer, make_train, make_trainer
+    from purejaxdqn.host.policy import Policy, RunDirError, load_policy
+    from purejaxdqn.host.run_options import RunOptions
+    from purejaxdqn.host.video import render_episode, save_gif
 
 
 def __getattr__(name: str):

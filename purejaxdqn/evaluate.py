@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     read). As a process's command line (`argv` None) nothing follows its error line."""
     status = _main(argv)
     if status and argv is None:
-        from purejaxdqn.progress import mute_stderr
+        from purejaxdqn.host.progress import mute_stderr
 
         mute_stderr()
     return status
@@ -59,9 +59,9 @@ def _main(argv: list[str] | None) -> int:
 
     import numpy as np
 
-    from purejaxdqn import runner
-    from purejaxdqn.checkpointing import CheckpointError, quiet_logs
-    from purejaxdqn.policy import RunDirError, load_policy
+    from purejaxdqn.host import runner
+    from purejaxdqn.host.checkpointing import CheckpointError, quiet_logs
+    from purejaxdqn.host.policy import RunDirError, load_policy
 
     quiet_logs()
     try:
@@ -69,7 +69,7 @@ def _main(argv: list[str] | None) -> int:
     except (RunDirError, CheckpointError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    from purejaxdqn import memory
+    from purejaxdqn.host import memory
 
     try:  # the episodes all run at once: refuse what cannot fit instead of crashing in XLA
         memory.check(runner.eval_working_bytes(policy.config.replace(num_eval_envs=args.episodes)), 1)
@@ -88,7 +88,7 @@ def _main(argv: list[str] | None) -> int:
         f"min {returns.min():.1f}, max {returns.max():.1f})"
     )
     if args.gif is not None:
-        from purejaxdqn.video import render_episode, save_gif
+        from purejaxdqn.host.video import render_episode, save_gif
 
         frames, episode_return = render_episode(policy, seed=args.seed, max_frames=args.max_frames)
         save_gif(frames, args.gif)

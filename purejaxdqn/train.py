@@ -4,7 +4,7 @@ from the command line (options: purejaxdqn/cli.py)."""
 import os
 import sys
 
-from purejaxdqn.progress import early_status, mute_stderr
+from purejaxdqn.host.progress import early_status, mute_stderr
 
 
 def main() -> int:

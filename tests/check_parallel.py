@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from purejaxdqn import Config, learner, parallel, runner
-from purejaxdqn.run_options import RunOptions
-from purejaxdqn.networks import QNetwork
-from purejaxdqn.replay import Batch, Transition, one_step_batch
+from purejaxdqn import Config
+from purejaxdqn.algorithm import learner, parallel
+from purejaxdqn.host import memory, runner
+from purejaxdqn.host.run_options import RunOptions
+from purejaxdqn.algorithm.networks import QNetwork
+from purejaxdqn.algorithm.replay import Batch, Transition, one_step_batch
 
 assert jax.device_count() == 8, "run through tests/test_parallel.py (needs 8 forced CPU devices)"
 
@@ -170,9 +172,9 @@ def test_prioritized_weights_are_normalized_over_the_global_batch():
     """Data-parallel prioritized replay: importance weights of every shard are divided by the max
     weight of the whole (global) batch, as one device with the whole batch would: a NumPy
     reference on shards whose priorities differ by a factor of 100."""
-    from purejaxdqn import prioritized
-    from purejaxdqn.replay import init as replay_init
-    from purejaxdqn.replay import sample_batch
+    from purejaxdqn.algorithm import prioritized
+    from purejaxdqn.algorithm.replay import init as replay_init
+    from purejaxdqn.algorithm.replay import sample_batch
 
     n, rows, envs, batch, beta = 2, 16, 2, 8, 0.6
     example = Transition(jnp.zeros((envs, 4)), jnp.zeros(envs, jnp.int32), jnp.zeros(envs), jnp.zeros((envs, 4)),
@@ -214,8 +216,8 @@ RESUME_RUN = [
 
 
 def saved_state(run_dir, step):
-    from purejaxdqn import checkpointing
-    from purejaxdqn.policy import read_run_config
+    from purejaxdqn.host import checkpointing
+    from purejaxdqn.host.policy import read_run_config
 
     saved = read_run_config(run_dir)
     return jax.device_get(checkpointing.restore(run_dir, step, runner.abstract_state(saved["config"], saved["runs"])))
@@ -228,7 +230,8 @@ def test_resume_regroups_the_runs_axis_but_keeps_the_data_axis(tmp_path, capsys)
     other batch sizes). Another data axis is refused in one line."""
     import shutil
 
-    from purejaxdqn import cli, outputs
+    from purejaxdqn import cli
+    from purejaxdqn.host import run_directory
 
     whole = tmp_path / "whole"
     assert cli.main([*RESUME_RUN, "--mesh-runs", "2", "--output-dir", str(whole)]) == 0
@@ -237,9 +240,9 @@ def test_resume_regroups_the_runs_axis_but_keeps_the_data_axis(tmp_path, capsys)
         run_dir = tmp_path / f"on{runs}"
         shutil.copytree(whole, run_dir)
         for step in (2, 3):
-            shutil.rmtree(run_dir / outputs.CHECKPOINT_DIR / str(step))
+            shutil.rmtree(run_dir / run_directory.CHECKPOINT_DIR / str(step))
         assert cli.main(["--resume", str(run_dir), "--mesh-runs", str(runs), "--mesh-model", str(model)]) == 0
-        summary = json.loads((run_dir / outputs.SUMMARY_FILE).read_text())
+        summary = json.loads((run_dir / run_directory.SUMMARY_FILE).read_text())
         assert summary["mesh"] == {"runs": runs, "data": 1, **({"model": model} if model > 1 else {})}
         assert summary["resumed_from_chunk"] == 1
         resumed = saved_state(run_dir, 3)
@@ -282,7 +285,7 @@ def test_model_axis_shards_hidden_layers_and_matches_the_unsharded_run(runs_, da
     """--mesh-model: hidden kernels (and Adam moments) are split over the model axis, columns
     then rows, and the run gives the unsharded run's losses, evaluations and parameters (float
     tolerance); its checkpoint restores onto one device."""
-    from purejaxdqn import checkpointing
+    from purejaxdqn.host import checkpointing
 
     base, num_runs = (runs_, data), max(2, runs_)
     runs = runner.make_runs(WIDE, num_runs)
@@ -295,7 +298,7 @@ def test_model_axis_shards_hidden_layers_and_matches_the_unsharded_run(runs_, da
     assert kernel_shard_shapes(split.state.best.params) == kernel_shard_shapes(split.state.learner.params)
     # the memory check's per-device estimate is what a device really holds (shared counters aside)
     held = sum(x.addressable_shards[0].data.nbytes for x in jax.tree.leaves(split.state))
-    estimate = parallel.device_state_bytes(runner._one_run_state(WIDE), parallel.MeshShape(*base, model), 2) * per_device_runs
+    estimate = memory.device_state_bytes(runner._one_run_state(WIDE), parallel.MeshShape(*base, model), 2) * per_device_runs
     assert 0 <= estimate - held <= 64 * per_device_runs, (estimate, held)
     assert split.state.learner.params["params"]["Dense_2"]["kernel"].addressable_shards[0].data.shape[1:] == (32, 2)
     assert split.summary["mesh"] == {"runs": base[0], "data": base[1], "model": model}

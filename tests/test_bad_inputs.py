@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from purejaxdqn import Config, ConfigError, cli, evaluate, from_preset, load_policy, make_train, make_trainer, outputs
-from purejaxdqn import RunDirError, runner, validate
-from purejaxdqn.run_options import RunOptions
+from purejaxdqn import Config, ConfigError, cli, evaluate, from_preset, load_policy, make_train, make_trainer
+from purejaxdqn.host import run_directory
+from purejaxdqn import RunDirError, validate
+from purejaxdqn.host import runner
+from purejaxdqn.host.run_options import RunOptions
 
 from tiny import TINY
 
@@ -33,7 +35,7 @@ def finished(tmp_path_factory):
 # ---------------------------------------------------------------- ways to damage a run directory
 def edit_config(change):
     def setup(run: Path):
-        path = run / outputs.CONFIG_FILE
+        path = run / run_directory.CONFIG_FILE
         saved = json.loads(path.read_text())
         change(saved)
         path.write_text(json.dumps(saved))
@@ -72,14 +74,14 @@ def write(name: str, data: bytes):
 
 def truncate_checkpoint(run: Path):
     """Cut every array file of the newest checkpoint in half, as a full disk or a bad copy might."""
-    for path in (run / outputs.CHECKPOINT_DIR / "3").rglob("*"):
+    for path in (run / run_directory.CHECKPOINT_DIR / "3").rglob("*"):
         if path.is_file() and path.parent.name == "d":
             path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
 
 
 def garbage_checkpoint_metadata(run: Path):
     for step in ("1", "2", "3"):
-        (run / outputs.CHECKPOINT_DIR / step / "_CHECKPOINT_METADATA").write_text("{garbage")
+        (run / run_directory.CHECKPOINT_DIR / step / "_CHECKPOINT_METADATA").write_text("{garbage")
 
 
 def read_only(name: str):
@@ -197,9 +199,9 @@ CASES = [
     ("resume-preset", "resume", ["--preset", "cartpole"], "--preset", None, {}),
     ("resume-other-data-axis", "resume", ["--mesh-data", "2"], "--mesh-data: the run was made with --mesh-data 1", None, {}),
     ("resume-runs-axis-too-big", "resume", ["--mesh-runs", "2"], "needs 2 devices", None, {}),
-    ("resume-config-not-json", "resume", [], "damaged", write(outputs.CONFIG_FILE, b"{not json"), {}),
-    ("resume-config-unreadable", "resume", [], "damaged", write(outputs.CONFIG_FILE, b"\xff\xfe\x00garbage"), {}),
-    ("resume-config-a-list", "resume", [], "not a JSON object", write(outputs.CONFIG_FILE, b"[1, 2]"), {}),
+    ("resume-config-not-json", "resume", [], "damaged", write(run_directory.CONFIG_FILE, b"{not json"), {}),
+    ("resume-config-unreadable", "resume", [], "damaged", write(run_directory.CONFIG_FILE, b"\xff\xfe\x00garbage"), {}),
+    ("resume-config-a-list", "resume", [], "not a JSON object", write(run_directory.CONFIG_FILE, b"[1, 2]"), {}),
     ("resume-saved-env-unknown", "resume", [], "--env-id", set_key("config", "env_id", "NoSuchEnv-v0"), {}),
     ("resume-saved-widths-text", "resume", [], "--widths", set_key("config", "widths", "abc"), {}),
     ("resume-saved-widths-negative", "resume", [], "--widths", set_key("config", "widths", [-4]), {}),
@@ -214,9 +216,9 @@ CASES = [
     ("resume-multi-host-on-one", "resume", [], "--num-processes: ", set_key("processes", 2), {}),
     ("resume-on-more-processes", "resume", ["--coordinator-address", "127.0.0.1:9", "--num-processes", "2", "--process-id", "1"],
      "resumed by 2", None, {}),
-    ("resume-metrics-garbage", "resume", [], "metrics.jsonl line 1", write(outputs.METRICS_FILE, b"garbage\n{}\n"), {}),
-    ("resume-metrics-no-chunk", "resume", [], "metrics.jsonl line 2", write(outputs.METRICS_FILE, b'{"chunk": 0}\n[1]\n{"chunk": 1}\n'), {}),
-    ("resume-evals-garbage", "resume", [], "evals.jsonl line 1", write(outputs.EVALS_FILE, b'{"env_steps": "x"}\n{}\n'), {}),
+    ("resume-metrics-garbage", "resume", [], "metrics.jsonl line 1", write(run_directory.METRICS_FILE, b"garbage\n{}\n"), {}),
+    ("resume-metrics-no-chunk", "resume", [], "metrics.jsonl line 2", write(run_directory.METRICS_FILE, b'{"chunk": 0}\n[1]\n{"chunk": 1}\n'), {}),
+    ("resume-evals-garbage", "resume", [], "evals.jsonl line 1", write(run_directory.EVALS_FILE, b'{"env_steps": "x"}\n{}\n'), {}),
     ("resume-truncated-checkpoint", "resume", [], "cannot be restored", truncate_checkpoint, {"compiles": True}),
     ("resume-shape-mismatch", "resume", [], "cannot be restored", set_key("config", "widths", [32]), {"compiles": True}),
     # evaluate
@@ -232,13 +234,13 @@ CASES = [
     ("evaluate-gif-not-gif", "evaluate", ["{run}", "--gif", "{tmp}/x.png"], "--gif", None, {}),
     ("evaluate-gif-no-dir", "evaluate", ["{run}", "--gif", "{tmp}/nowhere/x.gif"], "--gif", None, {}),
     ("evaluate-max-frames-0", "evaluate", ["{run}", "--gif", "{tmp}/x.gif", "--max-frames", "0"], "--max-frames", None, {}),
-    ("evaluate-config-not-json", "evaluate", ["{run}"], "damaged", write(outputs.CONFIG_FILE, b"{not json"), {}),
-    ("evaluate-config-unreadable", "evaluate", ["{run}"], "damaged", write(outputs.CONFIG_FILE, b"\xff\xfe\x00"), {}),
+    ("evaluate-config-not-json", "evaluate", ["{run}"], "damaged", write(run_directory.CONFIG_FILE, b"{not json"), {}),
+    ("evaluate-config-unreadable", "evaluate", ["{run}"], "damaged", write(run_directory.CONFIG_FILE, b"\xff\xfe\x00"), {}),
     ("evaluate-saved-env-unknown", "evaluate", ["{run}"], "--env-id", set_key("config", "env_id", "Nope-v0"), {}),
     ("evaluate-saved-widths-text", "evaluate", ["{run}"], "--widths", set_key("config", "widths", "abc"), {}),
     ("evaluate-saved-loss-unknown", "evaluate", ["{run}"], "--loss", set_key("config", "loss", "l1"), {}),
     ("evaluate-missing-key", "evaluate", ["{run}"], "gamma: missing", drop_key("config", "gamma"), {}),
-    ("evaluate-no-checkpoint", "evaluate", ["{run}"], "no checkpoints", lambda run: shutil.rmtree(run / outputs.CHECKPOINT_DIR), {}),
+    ("evaluate-no-checkpoint", "evaluate", ["{run}"], "no checkpoints", lambda run: shutil.rmtree(run / run_directory.CHECKPOINT_DIR), {}),
     ("evaluate-truncated-checkpoint", "evaluate", ["{run}"], "cannot be restored", truncate_checkpoint, {}),
     ("evaluate-shape-mismatch", "evaluate", ["{run}"], "cannot be restored", set_key("config", "widths", [32]), {}),
     # the Python API
@@ -253,7 +255,7 @@ CASES = [
     ("api-load-policy-missing", "api", lambda p: load_policy(p["tmp"] / "missing"), "not a directory", None, {"raises": RunDirError}),
     ("api-load-policy-run", "api", lambda p: load_policy(p["run"], run=3), "run 3", None, {"raises": RunDirError}),
     ("api-train-runs-not-empty", "api", lambda p: runner.train_runs(from_preset("cartpole"), *runner.make_runs(from_preset("cartpole")), RunOptions(output_dir=p["run"])),
-     "--overwrite", None, {"raises": outputs.OutputDirError}),
+     "--overwrite", None, {"raises": run_directory.OutputDirError}),
 ]  # fmt: skip
 assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
 

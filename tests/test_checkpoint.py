@@ -17,8 +17,9 @@ import jax
 import numpy as np
 import pytest
 
-from purejaxdqn import checkpointing, cli, outputs, runner
-from purejaxdqn.policy import load_policy, read_run_config
+from purejaxdqn.host import checkpointing, run_directory, runner
+from purejaxdqn import cli
+from purejaxdqn.host.policy import load_policy, read_run_config
 
 # Many small chunks, a checkpoint after each: a kill lands mid-run, maybe mid-save.
 RUN = [
@@ -41,7 +42,7 @@ def full_state(run_dir: Path):
 
 
 def rows_without_timing(path: Path):
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in outputs.read_jsonl(path)]
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in run_directory.read_jsonl(path)]
 
 
 def assert_states_bitwise_equal(a, b):
@@ -84,8 +85,8 @@ def test_killed_run_resumes_to_the_bit_identical_end(tmp_path):
     step_b, state_b = full_state(killed)
     assert step_a == step_b == 40
     assert_states_bitwise_equal(state_a, state_b)
-    assert rows_without_timing(whole / outputs.METRICS_FILE) == rows_without_timing(killed / outputs.METRICS_FILE)
-    assert rows_without_timing(whole / outputs.EVALS_FILE) == rows_without_timing(killed / outputs.EVALS_FILE)
+    assert rows_without_timing(whole / run_directory.METRICS_FILE) == rows_without_timing(killed / run_directory.METRICS_FILE)
+    assert rows_without_timing(whole / run_directory.EVALS_FILE) == rows_without_timing(killed / run_directory.EVALS_FILE)
     assert load_policy(whole, run=1).params is not None
 
 
@@ -171,7 +172,7 @@ def test_trained_cartpole_policy_balances_the_pole_in_a_plain_python_loop(tmp_pa
     run_dir = tmp_path / "cartpole"
     assert cli.main(["--output-dir", str(run_dir), "--checkpoint-every", "0"]) == 0
     act = load_policy(run_dir)
-    assert json.loads((run_dir / outputs.SUMMARY_FILE).read_text())["final_eval_return_mean"][0] >= 475
+    assert json.loads((run_dir / run_directory.SUMMARY_FILE).read_text())["final_eval_return_mean"][0] >= 475
     env, params = gymnax.make("CartPole-v1")
     step = jax.jit(env.step)
     returns = []

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from purejaxdqn import cli, outputs, runner
+from purejaxdqn import cli
+from purejaxdqn.host import run_directory, runner
 from purejaxdqn.config import PRESETS
 
 from tiny import TINY
@@ -34,15 +35,15 @@ def test_cli_end_to_end_tiny_budget(tmp_path):
     assert proc.stderr.strip() == "" or "Traceback" not in proc.stderr  # not a terminal: no progress bar
     assert "steps/s | eval" not in proc.stderr
 
-    saved = json.loads((out / outputs.CONFIG_FILE).read_text())
+    saved = json.loads((out / run_directory.CONFIG_FILE).read_text())
     assert saved["config"]["total_steps"] == 3000 and saved["config"]["widths"] == [16]
-    metrics = outputs.read_jsonl(out / outputs.METRICS_FILE)
+    metrics = run_directory.read_jsonl(out / run_directory.METRICS_FILE)
     assert [m["chunk"] for m in metrics] == [0, 1, 2]
     assert metrics[-1]["env_steps"] == 3000
     assert metrics[-1]["updates"] == (3000 - 500) // 10 + 1  # an update at every multiple of 10 from 500
-    evals = outputs.read_jsonl(out / outputs.EVALS_FILE)
+    evals = run_directory.read_jsonl(out / run_directory.EVALS_FILE)
     assert [e["env_steps"] for e in evals] == [1000, 2000, 3000]
-    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    summary = json.loads((out / run_directory.SUMMARY_FILE).read_text())
     for key in ("compile_s", "run_s", "env_steps_per_s", "updates_per_s", "final_eval_return_mean"):
         assert key in summary
     assert summary["final_eval_return_mean"][0] == evals[-1]["eval_return_mean"]
@@ -79,27 +80,27 @@ def test_existing_output_dir_is_refused_and_untouched(tmp_path, capsys, monkeypa
     monkeypatch.setattr(runner, "train_runs", lambda *a, **k: pytest.fail("training started"))
     out = tmp_path / "old"
     out.mkdir()
-    (out / outputs.SUMMARY_FILE).write_text("precious")
+    (out / run_directory.SUMMARY_FILE).write_text("precious")
     (out / "notes.txt").write_text("mine")
     assert cli.main(["--output-dir", str(out)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--overwrite" in err
-    assert (out / outputs.SUMMARY_FILE).read_text() == "precious"
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", outputs.SUMMARY_FILE]
+    assert (out / run_directory.SUMMARY_FILE).read_text() == "precious"
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", run_directory.SUMMARY_FILE]
 
 
 def test_overwrite_replaces_only_run_files(tmp_path):
     """--overwrite replaces the run files and leaves the user's other files alone."""
     out = tmp_path / "old"
     out.mkdir()
-    (out / outputs.SUMMARY_FILE).write_text("stale")
-    (out / outputs.METRICS_FILE).write_text('{"stale": true}\n')
+    (out / run_directory.SUMMARY_FILE).write_text("stale")
+    (out / run_directory.METRICS_FILE).write_text('{"stale": true}\n')
     (out / "notes.txt").write_text("mine")
     proc = run_module([*TINY, "--output-dir", str(out), "--overwrite"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (out / "notes.txt").read_text() == "mine"
-    assert json.loads((out / outputs.SUMMARY_FILE).read_text())["num_runs"] == 1
-    assert all("stale" not in row for row in outputs.read_jsonl(out / outputs.METRICS_FILE))
+    assert json.loads((out / run_directory.SUMMARY_FILE).read_text())["num_runs"] == 1
+    assert all("stale" not in row for row in run_directory.read_jsonl(out / run_directory.METRICS_FILE))
 
 
 def test_preset_defaults_and_overrides():

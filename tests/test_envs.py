@@ -10,7 +10,7 @@ import pytest
 
 from purejaxdqn import environments
 from purejaxdqn.config import Config
-from purejaxdqn.loop import make_trainer
+from purejaxdqn.algorithm.loop import make_trainer
 
 THETA_LIMIT = 12 * 2 * np.pi / 360  # 0.2094...
 X_LIMIT = 2.4

@@ -18,7 +18,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from purejaxdqn import checkpointing, cli, load_policy, outputs
+from purejaxdqn.host import checkpointing, run_directory
+from purejaxdqn import cli, load_policy
 
 from tiny import TINY
 
@@ -28,11 +29,11 @@ LONG = [*TINY, "--total-steps", "40000", "--num-chunks", "40", "--eval-every", "
 
 
 def steps(run_dir: Path) -> list[int]:
-    return sorted(int(p.name) for p in (run_dir / outputs.CHECKPOINT_DIR).iterdir() if p.name.isdigit())
+    return sorted(int(p.name) for p in (run_dir / run_directory.CHECKPOINT_DIR).iterdir() if p.name.isdigit())
 
 
 def chunks(run_dir: Path) -> list[int]:
-    return [row["chunk"] for row in outputs.read_jsonl(run_dir / outputs.METRICS_FILE)]
+    return [row["chunk"] for row in run_directory.read_jsonl(run_dir / run_directory.METRICS_FILE)]
 
 
 def tree_hash(root: Path) -> dict[str, str]:
@@ -74,7 +75,7 @@ def test_overwrite_replaces_the_whole_previous_run_checkpoints_included(finished
     new = load_policy(out).params
     assert not all(np.array_equal(a, b) for a, b in zip(jax_leaves(old), jax_leaves(new)))
     assert chunks(out) == [0, 1] and (out / "notes.txt").read_text() == "mine"
-    assert len(outputs.read_jsonl(out / outputs.SEGMENTS_FILE)) == 1
+    assert len(run_directory.read_jsonl(out / run_directory.SEGMENTS_FILE)) == 1
 
 
 def jax_leaves(tree):
@@ -116,7 +117,7 @@ def test_a_locked_run_directory_is_refused_and_untouched(finished, tmp_path, cap
     out = tmp_path / "run"
     shutil.copytree(finished, out)
     before = tree_hash(tmp_path)
-    lock = outputs.lock_run_dir(out, create=False)  # as a running training process holds it
+    lock = run_directory.lock_run_dir(out, create=False)  # as a running training process holds it
     try:
         for argv in (["--resume", str(out)], [*TINY, "--output-dir", str(out), "--overwrite"]):
             assert cli.main(argv) == 2
@@ -133,7 +134,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_over(tmp_p
     --resume starts over from the saved config.json, says so, and drops the partial logs."""
     out = tmp_path / "run"
     proc = start([*LONG, "--checkpoint-min-interval", "600", "--output-dir", str(out)], tmp_path)
-    wait_for(lambda: (out / outputs.METRICS_FILE).exists() and len(chunks(out)) >= 2, proc)
+    wait_for(lambda: (out / run_directory.METRICS_FILE).exists() and len(chunks(out)) >= 2, proc)
     proc.kill()
     proc.wait()
     assert not steps(out)
@@ -144,7 +145,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_over(tmp_p
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "no complete checkpoint" in resumed.stdout and "starting it over from scratch" in resumed.stdout
     assert chunks(out) == list(range(40)) and partial >= 2
-    assert [e["env_steps"] for e in outputs.read_jsonl(out / outputs.EVALS_FILE)] == list(range(4000, 40001, 4000))
+    assert [e["env_steps"] for e in run_directory.read_jsonl(out / run_directory.EVALS_FILE)] == list(range(4000, 40001, 4000))
     assert steps(out)[-1] == 40
 
 
@@ -153,8 +154,8 @@ def test_kill_during_a_save_resumes_from_the_previous_one_and_clears_the_partial
     from the newest complete checkpoint and removes it."""
     out = tmp_path / "run"
     shutil.copytree(finished, out)
-    shutil.rmtree(out / outputs.CHECKPOINT_DIR / "3")
-    partial = out / outputs.CHECKPOINT_DIR / "3.orbax-checkpoint-tmp-1764000000000000"
+    shutil.rmtree(out / run_directory.CHECKPOINT_DIR / "3")
+    partial = out / run_directory.CHECKPOINT_DIR / "3.orbax-checkpoint-tmp-1764000000000000"
     (partial / "state").mkdir(parents=True)
     (partial / "state" / "junk").write_bytes(b"\x00" * 100)
     assert cli.main(["--resume", str(out)]) == 0
@@ -167,16 +168,16 @@ def test_kill_after_the_last_save_resume_writes_the_summary(finished, tmp_path, 
     completes the directory, with the first process's timings kept."""
     out = tmp_path / "run"
     shutil.copytree(finished, out)
-    first = json.loads((out / outputs.SUMMARY_FILE).read_text())
-    (out / outputs.SUMMARY_FILE).unlink()
-    (out / outputs.CURVES_FILE).unlink()
+    first = json.loads((out / run_directory.SUMMARY_FILE).read_text())
+    (out / run_directory.SUMMARY_FILE).unlink()
+    (out / run_directory.CURVES_FILE).unlink()
     assert cli.main(["--resume", str(out)]) == 0
-    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    summary = json.loads((out / run_directory.SUMMARY_FILE).read_text())
     assert summary["final_eval_return_mean"] == first["final_eval_return_mean"]
     assert summary["segments"] == 2 and summary["resumed_from_chunk"] == 3
     assert summary["compile_s"] > first["compile_s"]  # both processes' compiles
-    assert summary["run_s"] == pytest.approx(sum(r["chunk_s"] for r in outputs.read_jsonl(out / outputs.METRICS_FILE)) + summary["this_segment"]["run_s"])
-    assert (out / outputs.CURVES_FILE).exists() and chunks(out) == [0, 1, 2]
+    assert summary["run_s"] == pytest.approx(sum(r["chunk_s"] for r in run_directory.read_jsonl(out / run_directory.METRICS_FILE)) + summary["this_segment"]["run_s"])
+    assert (out / run_directory.CURVES_FILE).exists() and chunks(out) == [0, 1, 2]
 
 
 def test_resume_keeps_the_runs_own_checkpoint_cadence(finished, tmp_path):
@@ -185,8 +186,8 @@ def test_resume_keeps_the_runs_own_checkpoint_cadence(finished, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(finished, out)
     for step in ("2", "3"):
-        shutil.rmtree(out / outputs.CHECKPOINT_DIR / step)
-    assert json.loads((out / outputs.CONFIG_FILE).read_text())["checkpoint"] == {"every": 1, "min_interval_s": 0.0, "keep": 3}
+        shutil.rmtree(out / run_directory.CHECKPOINT_DIR / step)
+    assert json.loads((out / run_directory.CONFIG_FILE).read_text())["checkpoint"] == {"every": 1, "min_interval_s": 0.0, "keep": 3}
     assert cli.main(["--resume", str(out)]) == 0
     assert steps(out) == [1, 2, 3]
 
@@ -198,7 +199,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_intact_checkpoint(tmp_p
     real_open, calls = pathlib.Path.open, []
 
     def open_or_full(self, mode="r", *args, **kwargs):
-        if self.name == outputs.METRICS_FILE and "a" in mode:
+        if self.name == run_directory.METRICS_FILE and "a" in mode:
             calls.append(1)
             if len(calls) == 2:
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -230,7 +231,7 @@ def test_a_signal_stops_with_one_line_and_a_resumable_directory(tmp_path, capsys
     second process on the same directory is refused; --resume then ends the run unmixed."""
     out = tmp_path / "run"
     proc = start([*LONG, "--output-dir", str(out)], tmp_path)
-    wait_for(lambda: (out / outputs.CHECKPOINT_DIR).exists() and len(steps(out)) >= 1, proc)
+    wait_for(lambda: (out / run_directory.CHECKPOINT_DIR).exists() and len(steps(out)) >= 1, proc)
     assert cli.main(["--resume", str(out)]) == 2  # a second process on the same directory
     assert "in use by another training process" in capsys.readouterr().err
     proc.send_signal(sig)
@@ -243,4 +244,4 @@ def test_a_signal_stops_with_one_line_and_a_resumable_directory(tmp_path, capsys
         assert chunks(out) == list(range(40)) and steps(out)[-1] == 40
     else:
         checkpointing.latest_step(out)
-        outputs.check_logs(out)
+        run_directory.check_logs(out)

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxdqn import learner, losses, schedules
+from purejaxdqn.algorithm import learner, losses, schedules
 from purejaxdqn.config import Config
-from purejaxdqn.networks import QNetwork
-from purejaxdqn.replay import Transition, one_step_batch
+from purejaxdqn.algorithm.networks import QNetwork
+from purejaxdqn.algorithm.replay import Transition, one_step_batch
 
 GAMMAS = (0.0, 0.5, 0.9, 0.99, 1.0)
 
@@ -324,7 +324,7 @@ def test_nstep_needs_a_complete_window_before_the_first_update():
 def test_final_eval_is_recorded_when_the_last_step_crosses_an_eval_boundary():
     """num_envs not dividing eval_every, and the last vectorized step crossing a boundary: the
     eval log has no empty (NaN) slot and its last entry is the end of the run."""
-    from purejaxdqn.loop import make_trainer, num_evals
+    from purejaxdqn.algorithm.loop import make_trainer, num_evals
 
     config = Config(num_envs=64, total_steps=3000, num_chunks=1, eval_every=1000, learning_starts=500,
                     batch_size=32, buffer_size=640, widths=(8,), num_eval_envs=2)  # fmt: skip
@@ -356,7 +356,7 @@ def test_eval_epsilon_takes_random_actions_at_the_rate_asked(epsilon):
     with probability epsilon / 2 (binomial check over 200 episodes x 100 steps), and the
     episodes of this deterministic env differ only when epsilon > 0."""
     from purejaxdqn.environments import VecEnv
-    from purejaxdqn.evaluation import make_episode_returns
+    from purejaxdqn.algorithm.evaluation import make_episode_returns
 
     episodes, limit = 200, 100
     venv = VecEnv(_ActionCounter(limit), None, episodes, 2, (1,), jnp.float32, limit)

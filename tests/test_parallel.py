@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from test_checkpoint import assert_states_bitwise_equal, full_state, rows_without_timing
 
-from purejaxdqn import checkpointing, cli, outputs, runner
+from purejaxdqn.host import checkpointing, run_directory, runner
+from purejaxdqn import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -58,7 +59,7 @@ def test_data_parallel_over_4_devices_solves_cartpole(tmp_path):
     proc = train_cli(["--mesh-data", "4", "--num-envs", "8", "--num-eval-envs", "8", "--output-dir", str(out)], 4, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 (runs) x 4 (data)" in proc.stdout
-    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    summary = json.loads((out / run_directory.SUMMARY_FILE).read_text())
     assert summary["mesh"] == {"runs": 1, "data": 4}
     assert summary["final_eval_return_mean"][0] >= 475, summary["final_eval_return_mean"]
 
@@ -103,15 +104,15 @@ def test_two_processes_on_localhost_run_one_program(tmp_path):
     for p, (stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stderr[-3000:]
     assert "2 process(es)" in results[0][0] and "final eval" not in results[1][0]
-    assert (out / outputs.SUMMARY_FILE).exists() and not (tmp_path / "runs").exists()
-    summary = json.loads((out / outputs.SUMMARY_FILE).read_text())
+    assert (out / run_directory.SUMMARY_FILE).exists() and not (tmp_path / "runs").exists()
+    summary = json.loads((out / run_directory.SUMMARY_FILE).read_text())
     assert summary["processes"] == 2 and summary["mesh"] == {"runs": 1, "data": 4}
 
     single = tmp_path / "single"
     proc = train_cli([*TINY, "--mesh-data", "4", "--output-dir", str(single)], 4, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    multi_rows = outputs.read_jsonl(out / outputs.METRICS_FILE)
-    single_rows = outputs.read_jsonl(single / outputs.METRICS_FILE)
+    multi_rows = run_directory.read_jsonl(out / run_directory.METRICS_FILE)
+    single_rows = run_directory.read_jsonl(single / run_directory.METRICS_FILE)
     for a, b in zip(multi_rows, single_rows):
         assert a["env_steps"] == b["env_steps"] and a["updates"] == b["updates"]
         assert a["episodes"] == b["episodes"]  # gathered from both hosts' envs
@@ -163,7 +164,7 @@ def test_two_processes_write_their_shards_into_one_run_directory(two_process_run
     assert sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir()) == [29, 30]
     state_dir = run_dir / "checkpoints" / "30" / "state"
     assert (state_dir / "ocdbt.process_0").is_dir() and (state_dir / "ocdbt.process_1").is_dir()
-    assert json.loads((run_dir / outputs.CONFIG_FILE).read_text())["processes"] == 2
+    assert json.loads((run_dir / run_directory.CONFIG_FILE).read_text())["processes"] == 2
     step, state = full_state(run_dir)
     assert step == 30 and int(state.env_steps) == 30000
     kernel = np.asarray(jax.tree.leaves(state.learner.params)[-1])
@@ -191,7 +192,7 @@ def test_two_processes_killed_mid_run_resume_to_the_bit_identical_end(two_proces
     (step_a, state_a), (step_b, state_b) = full_state(two_process_run), full_state(killed)
     assert step_a == step_b == 30
     assert_states_bitwise_equal(state_a, state_b)
-    for name in (outputs.METRICS_FILE, outputs.EVALS_FILE):
+    for name in (run_directory.METRICS_FILE, run_directory.EVALS_FILE):
         assert rows_without_timing(two_process_run / name) == rows_without_timing(killed / name)
 
 
@@ -230,7 +231,7 @@ def test_missing_peer_aborts_instead_of_hanging(tmp_path):
         cwd=tmp_path, env=env_with_devices(1), capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert proc.returncode != 0
-    assert not (tmp_path / "x" / outputs.SUMMARY_FILE).exists()
+    assert not (tmp_path / "x" / run_directory.SUMMARY_FILE).exists()
 
 
 BAD = [

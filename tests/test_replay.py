@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn import replay
+from purejaxdqn.algorithm import replay
 
 NUM_ENVS, ROWS, OBS_DIM = 3, 8, 2
 

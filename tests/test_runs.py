@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxdqn import Config, cli, make_train, memory, outputs, report, runner
+from purejaxdqn import Config, cli, make_train
+from purejaxdqn.host import memory, run_directory, report, runner
 
 # Short enough that a few low-bit differences between vmapped and single programs cannot
 # flip a greedy action and fork the trajectory; long enough for ~150 updates.
@@ -154,11 +155,11 @@ def test_cli_seeds_times_sweep_writes_table_plot_and_per_run_rows(tmp_path, caps
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     assert "4 runs (2 settings x 2 seeds)" in text and "IQM" in text and "lr=0.0003" in text
-    assert (out / outputs.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    metrics = outputs.read_jsonl(out / outputs.METRICS_FILE)
+    assert (out / run_directory.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = run_directory.read_jsonl(out / run_directory.METRICS_FILE)
     assert len(metrics) == 2 * 4
     assert {(m["lr"], m["seed"]) for m in metrics} == {(1e-3, 0), (1e-3, 1), (3e-4, 0), (3e-4, 1)}
-    evals = outputs.read_jsonl(out / outputs.EVALS_FILE)
+    evals = run_directory.read_jsonl(out / run_directory.EVALS_FILE)
     assert len(evals) == 2 * 4 and all("lr" in e and "run" in e for e in evals)
 
 
@@ -166,7 +167,7 @@ def test_run_options_drive_the_command_line_checkpoint_options():
     """RunOptions is the one source of the checkpoint cadence: the command line's options, their
     defaults and the cadence saved in config.json all come from its fields."""
     from purejaxdqn import RunOptions
-    from purejaxdqn.run_options import CADENCE_FIELDS, cadence_defaults
+    from purejaxdqn.host.run_options import CADENCE_FIELDS, cadence_defaults
 
     parser = cli.build_parser()
     for field in CADENCE_FIELDS:
@@ -184,7 +185,7 @@ def test_keep_best_holds_the_parameters_of_the_best_eval_and_changes_nothing_els
     of ties), its env step and mean; the run itself (evals, parameters) is bit-identical to the
     same run without it. Evals fall on chunk ends here, so each chunk's end parameters are the
     ones evaluated."""
-    from purejaxdqn.loop import make_trainer
+    from purejaxdqn.algorithm.loop import make_trainer
 
     config = SHORT.replace(total_steps=3000, eval_every=500, num_chunks=6, keep_best=True)
     trainer = make_trainer(config)

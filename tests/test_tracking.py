@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from purejaxdqn import cli, outputs, runner, tracking
+from purejaxdqn import cli
+from purejaxdqn.host import run_directory, runner, tracking
 
 from tiny import TINY
 
@@ -24,7 +25,7 @@ def tracked(tmp_path_factory):
         args = [*TINY, "--num-seeds", "2", "--log", "tensorboard,wandb", "--wandb-mode", "offline",
                 "--wandb-project", "test", "--output-dir", str(root / "run")]  # fmt: skip
         assert cli.main(args) == 0
-    summary = json.loads((root / "run" / outputs.SUMMARY_FILE).read_text())
+    summary = json.loads((root / "run" / run_directory.SUMMARY_FILE).read_text())
     assert summary["logging_s"] > 0 and summary["run_s"] > 0
     return root
 
@@ -40,10 +41,10 @@ def read_scalars(path):
 def test_tensorboard_event_files_read_back(tracked):
     """One subdirectory per run; the CleanRL-style tags hold the JSONL values at their env steps."""
     run_dir = tracked / "run"
-    board = run_dir / outputs.TENSORBOARD_DIR
+    board = run_dir / run_directory.TENSORBOARD_DIR
     assert sorted(p.name for p in board.iterdir()) == ["run-0_seed-0", "run-1_seed-1"]
-    evals = outputs.read_jsonl(run_dir / outputs.EVALS_FILE)
-    metrics = outputs.read_jsonl(run_dir / outputs.METRICS_FILE)
+    evals = run_directory.read_jsonl(run_dir / run_directory.EVALS_FILE)
+    metrics = run_directory.read_jsonl(run_dir / run_directory.METRICS_FILE)
     for run in (0, 1):
         acc, scalars = read_scalars(board / f"run-{run}_seed-{run}")
         for tag in ("charts/episodic_return", "charts/eval_return", "charts/epsilon", "charts/SPS",
@@ -105,8 +106,8 @@ def test_missing_sink_package_is_one_line_before_anything(tmp_path, capsys, monk
 
 def test_overwrite_clears_old_tensorboard_series(tmp_path):
     """--overwrite must not leave the old run's event files to mix with the new run's series."""
-    (tmp_path / outputs.TENSORBOARD_DIR / "run-0_seed-0").mkdir(parents=True)
-    (tmp_path / outputs.TENSORBOARD_DIR / "run-0_seed-0" / "events.out.tfevents.1").write_bytes(b"old")
+    (tmp_path / run_directory.TENSORBOARD_DIR / "run-0_seed-0").mkdir(parents=True)
+    (tmp_path / run_directory.TENSORBOARD_DIR / "run-0_seed-0" / "events.out.tfevents.1").write_bytes(b"old")
     (tmp_path / "notes.txt").write_text("mine")
-    outputs.clear_previous_run(tmp_path)
+    run_directory.clear_previous_run(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from purejaxdqn import Config, from_preset, make_train, runner
+from purejaxdqn import Config, from_preset, make_train
+from purejaxdqn.host import runner
 
 # 7 envs do not divide the update (10), eval (700) or target intervals: crossing-based checks.
 SMALL = Config(

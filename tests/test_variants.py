@@ -9,10 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxdqn import Config, cli, distributional, from_preset, learner, memory, prioritized, replay, runner
+from purejaxdqn import Config, cli, from_preset
+from purejaxdqn.algorithm import distributional, learner, prioritized, replay
+from purejaxdqn.host import memory, runner
 from purejaxdqn.environments import make_vec_env
-from purejaxdqn.loop import make_trainer
-from purejaxdqn.networks import QNetwork
+from purejaxdqn.algorithm.loop import make_trainer
+from purejaxdqn.algorithm.networks import QNetwork
 from test_variants_math import np_c51_project  # the NumPy C51 projection reference
 
 NUM_ENVS, ROWS = 3, 11
@@ -274,7 +276,7 @@ def test_patch_convolution_equals_flax_conv():
     """Conv3x3 (patches @ kernel) computes what nn.Conv(16, (3, 3), padding='VALID') does."""
     import flax.linen as nn
 
-    from purejaxdqn.networks import Conv3x3
+    from purejaxdqn.algorithm.networks import Conv3x3
 
     x = jax.random.uniform(jax.random.key(0), (5, 10, 10, 4))
     ours = Conv3x3(16)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxdqn import distributional, nstep, prioritized
+from purejaxdqn.algorithm import distributional, nstep, prioritized
 
 
 # ----------------------------------------------------------------------------- references

@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxdqn import Config, ConfigError, Policy, cli, evaluate, memory, outputs, progress, report, runner
+from purejaxdqn import Config, ConfigError, Policy, cli, evaluate
+from purejaxdqn.host import memory, run_directory, progress, report, runner
 from purejaxdqn.environments import env_from_config
-from purejaxdqn.networks import make_network
-from purejaxdqn.policy import RunDirError, load_policy
+from purejaxdqn.algorithm.networks import make_network
+from purejaxdqn.host.policy import RunDirError, load_policy
 
 from tiny import TINY
 
@@ -78,7 +79,7 @@ def test_status_can_come_before_jax_is_imported(monkeypatch, capsys):
 def test_nothing_follows_the_error_line_of_a_failed_command():
     """A failed restore can leave reads that print tracebacks seconds later, from Python or C++;
     after mute_stderr neither reaches the user (sys.stderr or file descriptor 2)."""
-    code = ("import os, sys; from purejaxdqn.progress import mute_stderr; print('error: one line', file=sys.stderr); "
+    code = ("import os, sys; from purejaxdqn.host.progress import mute_stderr; print('error: one line', file=sys.stderr); "
             "mute_stderr(); print('Traceback', file=sys.stderr); os.write(2, b'C++ says')")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stderr == "error: one line\n"
@@ -87,8 +88,8 @@ def test_nothing_follows_the_error_line_of_a_failed_command():
 def test_rerun_from_config_with_overrides(finished, tmp_path):
     """--config (dir or config.json) is the base; explicit options win; the sweep of an
     overridden setting is dropped; seeds and the rest carry over."""
-    saved = json.loads((finished / outputs.CONFIG_FILE).read_text())
-    for source in (finished, finished / outputs.CONFIG_FILE):
+    saved = json.loads((finished / run_directory.CONFIG_FILE).read_text())
+    for source in (finished, finished / run_directory.CONFIG_FILE):
         parsed = cli.parse_config(["--config", str(source), "--seed", "7"])
         assert parsed.config.to_dict() == {**saved["config"], "seed": 7}
         assert parsed.num_seeds == 2 and parsed.sweep == {"lr": [1e-3, 3e-4]}
@@ -96,7 +97,7 @@ def test_rerun_from_config_with_overrides(finished, tmp_path):
     assert parsed.config.lr == 5e-4 and parsed.sweep == {} and parsed.num_seeds == 1
     out = tmp_path / "again"
     assert cli.main(["--config", str(finished), "--seed", "7", "--num-seeds", "1", "--output-dir", str(out)]) == 0
-    rerun = json.loads((out / outputs.CONFIG_FILE).read_text())
+    rerun = json.loads((out / run_directory.CONFIG_FILE).read_text())
     assert rerun["config"]["seed"] == 7 and rerun["rerun_of"] == str(finished) and len(rerun["runs"]) == 2
 
 
@@ -140,7 +141,7 @@ def test_keep_best_is_offered_beside_the_final_policy(finished, tmp_path, capsys
     refuses best in one line."""
     run_dir = tmp_path / "best"
     assert cli.main([*TINY, "--num-seeds", "2", "--keep-best", "--output-dir", str(run_dir)]) == 0
-    evals = [r for r in outputs.read_jsonl(run_dir / outputs.EVALS_FILE) if r["run"] == 1]
+    evals = [r for r in run_directory.read_jsonl(run_dir / run_directory.EVALS_FILE) if r["run"] == 1]
     top = max(evals, key=lambda r: r["eval_return_mean"])  # max() keeps the first of ties, as the run does
     best = load_policy(run_dir, run=1, best=True)
     assert best.best_eval == (top["env_steps"], pytest.approx(top["eval_return_mean"]))
@@ -187,13 +188,13 @@ def test_curves_markers_band_label_and_training_returns(finished):
     _, ax = plt.subplots()
     report._plot_panel(ax, np.arange(50), np.zeros((1, 50)), runs[:1], [{}])
     assert ax.lines[0].get_marker() in (None, "None", "")
-    rows = outputs.read_jsonl(finished / outputs.METRICS_FILE)
+    rows = run_directory.read_jsonl(finished / run_directory.METRICS_FILE)
     steps, returns = report.training_returns(rows, 4)
     assert list(steps) == [1000, 2000, 3000] and returns.shape == (4, 3)
     for row in rows:
         if row["train_return"] is not None:
             assert returns[row["run"], list(steps).index(row["env_steps"])] == pytest.approx(row["train_return"])
-    assert (finished / outputs.CURVES_FILE).stat().st_size > 0
+    assert (finished / run_directory.CURVES_FILE).stat().st_size > 0
     plt.close("all")
 
 

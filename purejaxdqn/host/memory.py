@@ -14,6 +14,8 @@ import os
 import jax
 import numpy as np
 
+from purejaxdqn.algorithm.parallel import DATA, MeshShape, model_spec, state_specs
+
 # Working memory beyond the donated state: temporaries of one iteration and XLA's own needs.
 STATE_FACTOR = 1.15
 FIXED_OVERHEAD_BYTES = 256 * 2**20
@@ -67,3 +69,19 @@ def check(per_run_state_bytes: int, num_runs: int, available: int | None = None)
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB"
+
+
+def device_state_bytes(one_state, mesh_shape: MeshShape, num_hidden: int) -> int:
+    """Bytes of one run's state (`jax.eval_shape` of init) held by each device of its mesh:
+    the env-axis leaves (`state_specs`) split over "data", the hidden layers of the learner's
+    parameter trees (`model_spec`) over "model", everything else whole."""
+    batched_specs = state_specs(one_state)
+
+    def device_bytes(path, x, spec):
+        split = mesh_shape.data if DATA in tuple(spec) else 1
+        if path and getattr(path[0], "name", None) in ("learner", "best") and model_spec(path, num_hidden) is not None:
+            split *= mesh_shape.model
+        return leaf_bytes(x) // split
+
+    sizes = jax.tree_util.tree_map_with_path(device_bytes, one_state, batched_specs)
+    return sum(jax.tree.leaves(sizes))

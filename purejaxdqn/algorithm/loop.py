@@ -22,13 +22,13 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from purejaxdqn import learner as learner_lib
-from purejaxdqn import replay as replay_lib
+from purejaxdqn.algorithm import learner as learner_lib
+from purejaxdqn.algorithm import replay as replay_lib
 from purejaxdqn.config import Config, HParams
 from purejaxdqn.environments import VecEnv, env_from_config
-from purejaxdqn.evaluation import make_evaluate
-from purejaxdqn.networks import QNetwork, make_network
-from purejaxdqn.schedules import linear_epsilon, multiples_crossed
+from purejaxdqn.algorithm.evaluation import make_evaluate
+from purejaxdqn.algorithm.networks import QNetwork, make_network
+from purejaxdqn.algorithm.schedules import linear_epsilon, multiples_crossed
 
 
 class ChunkStats(NamedTuple):
@@ -128,7 +128,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     (`parallel.tensor_parallel`); the values computed are the same.
     """
     from purejaxdqn.config import validate
-    from purejaxdqn.parallel import tensor_parallel
+    from purejaxdqn.algorithm.parallel import tensor_parallel
 
     validate(config)  # the Python API refuses bad settings like the command line does
     c = config

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from purejaxdqn.distributional import mean_q, support
+from purejaxdqn.algorithm.distributional import mean_q, support
 
 
 class Conv3x3(nn.Module):

@@ -31,8 +31,8 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
-from purejaxdqn import parallel
-from purejaxdqn.outputs import CHECKPOINT_DIR
+from purejaxdqn.host import distributed
+from purejaxdqn.host.run_directory import CHECKPOINT_DIR
 
 PARTIAL_MARK = ".orbax-checkpoint-tmp"  # orbax's name for a save not yet complete
 
@@ -55,15 +55,15 @@ def manager(run_dir: Path, keep: int = 3, create: bool = True) -> ocp.Checkpoint
     Saves are asynchronous: `save` returns once the arrays are copied off the device, so the
     next chunk may reuse (donate) their buffers while the files are written in the background.
     Multi-host, a manager that creates (saves) spans all processes and waits at most
-    `parallel.barrier_timeout_s()` for them; one that only reads (`create=False`) is this
+    `distributed.barrier_timeout_s()` for them; one that only reads (`create=False`) is this
     process's own.
     """
     directory = (Path(run_dir) / CHECKPOINT_DIR).absolute()
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=True)
-    if parallel.multi_host():
+    if distributed.multi_host():
         me = jax.process_index()
         options = dataclasses.replace(options, **(
-            {"async_options": ocp.AsyncOptions(timeout_secs=parallel.barrier_timeout_s())} if create else
+            {"async_options": ocp.AsyncOptions(timeout_secs=distributed.barrier_timeout_s())} if create else
             {"multiprocessing_options": ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})}
         ))  # fmt: skip
     return ocp.CheckpointManager(directory, options=options)
@@ -99,7 +99,7 @@ def finish(mngr: ocp.CheckpointManager) -> None:
 def _raise_lost_peer(err: Exception) -> None:
     """Multi-host, a save's barrier or collective that fails means another process died or
     stopped answering, not that this one could not write: let JAX's error through as it is."""
-    if parallel.failed_collective(err):
+    if distributed.failed_collective(err):
         raise err
 
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from purejaxdqn import outputs
+from purejaxdqn.host import run_directory
 
 # metrics.jsonl / evals.jsonl key -> scalar name shared by every scalar sink.
 SCALARS = {
@@ -99,8 +99,8 @@ class JsonlSink(Sink):
         self.run_dir = Path(run_dir)
 
     def log(self, metric_rows, eval_rows):
-        outputs.append_jsonl(self.run_dir / outputs.METRICS_FILE, metric_rows)
-        outputs.append_jsonl(self.run_dir / outputs.EVALS_FILE, eval_rows)
+        run_directory.append_jsonl(self.run_dir / run_directory.METRICS_FILE, metric_rows)
+        run_directory.append_jsonl(self.run_dir / run_directory.EVALS_FILE, eval_rows)
 
 
 class TensorBoardSink(Sink):
@@ -109,7 +109,7 @@ class TensorBoardSink(Sink):
     def __init__(self, run_dir: Path, runs: list[dict], hparams: dict):
         from tensorboardX import SummaryWriter
 
-        root = Path(run_dir) / outputs.TENSORBOARD_DIR
+        root = Path(run_dir) / run_directory.TENSORBOARD_DIR
         self.writers = {r["run"]: SummaryWriter(str(root / run_label(r))) for r in runs}
         for r in runs:
             table = "\n".join(f"|{k}|{v}|" for k, v in {**hparams, **r}.items())
@@ -201,7 +201,7 @@ def where(spec: TrackingSpec, run_dir: Path, num_runs: int) -> list[str]:
     """One line per tracker for the end of a run: where its data went and how to look at it."""
     lines = []
     if "tensorboard" in spec.log:
-        lines.append(f"tensorboard: {num_runs} run(s); view with `tensorboard --logdir {Path(run_dir) / outputs.TENSORBOARD_DIR}`")
+        lines.append(f"tensorboard: {num_runs} run(s); view with `tensorboard --logdir {Path(run_dir) / run_directory.TENSORBOARD_DIR}`")
     if "wandb" in spec.log:
         place = wandb_dir(run_dir) / "wandb"
         mode = spec.wandb_mode or os.environ.get("WANDB_MODE") or "online"

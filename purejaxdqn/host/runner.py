@@ -19,13 +19,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn import checkpointing, interrupts, memory, outputs, parallel, provenance, report, tracking
+from purejaxdqn.host import checkpointing, distributed, interrupts, memory, provenance, report, run_directory, tracking
+from purejaxdqn.algorithm import parallel
 from purejaxdqn.config import Config, ConfigError, HParams
 from purejaxdqn.environments import env_from_config
-from purejaxdqn.loop import TrainState, make_trainer, run_axes
-from purejaxdqn.progress import ProgressBar, runs_text
-from purejaxdqn.run_options import RunOptions
-from purejaxdqn.schedules import linear_epsilon
+from purejaxdqn.algorithm.loop import TrainState, make_trainer, run_axes
+from purejaxdqn.host.progress import ProgressBar, runs_text
+from purejaxdqn.host.run_options import RunOptions
+from purejaxdqn.algorithm.schedules import linear_epsilon
 
 
 @dataclasses.dataclass
@@ -154,7 +155,7 @@ def train_runs(
 
     Before compiling: checks the memory estimate (raises memory.OutOfMemoryError); only then,
     with an output dir (written by this process: `write_outputs`), creates and locks it
-    (outputs.RunDirBusyError if another process holds it), clears a previous run there
+    (run_directory.RunDirBusyError if another process holds it), clears a previous run there
     (`overwrite`: run files and checkpoints) and writes config.json (`meta` is stored beside
     the config, with the provenance of `command`). With an output dir, the full state is
     checkpointed every `checkpoint_every` chunks (0: only at the end; None: never), but not
@@ -176,13 +177,13 @@ def train_runs(
     mesh_shape = mesh_shape or parallel.MeshShape(1, 1)
     # One device's share of a run: its data shard of envs and replay, its model shard of the
     # hidden layers, its part of the eval episodes.
-    device_run_bytes = (parallel.device_state_bytes(_one_run_state(config), mesh_shape, len(config.widths))
+    device_run_bytes = (memory.device_state_bytes(_one_run_state(config), mesh_shape, len(config.widths))
                         + eval_working_bytes(config) // mesh_shape.data)  # fmt: skip
     estimate = memory.check(device_run_bytes, len(runs) // mesh_shape.runs, available_memory)
     if options.writing and not options.resume:
-        outputs.check_output_dir(options.output_dir, options.overwrite)
+        run_directory.check_output_dir(options.output_dir, options.overwrite)
     # Every check above has passed: only now is anything created, locked, removed or written.
-    lock = outputs.lock_run_dir(options.output_dir, create=not options.resume) if options.writing else None
+    lock = run_directory.lock_run_dir(options.output_dir, create=not options.resume) if options.writing else None
     try:
         return _train_locked(config, runs, settings, options, meta, progress, mesh_shape, estimate, t_begin)
     finally:
@@ -195,19 +196,19 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
     """train_runs once the memory check has passed and the run directory is locked."""
     output_dir, writing, resume = options.output_dir, options.writing, options.resume
     if writing and not resume:
-        outputs.check_output_dir(output_dir, options.overwrite)  # again, now that no other process can race us
-        outputs.clear_previous_run(output_dir)
-        outputs.write_json(
-            output_dir / outputs.CONFIG_FILE,
+        run_directory.check_output_dir(output_dir, options.overwrite)  # again, now that no other process can race us
+        run_directory.clear_previous_run(output_dir)
+        run_directory.write_json(
+            output_dir / run_directory.CONFIG_FILE,
             {**(meta or {}), "config": config.to_dict(), "settings": settings, "runs": runs,
              "mesh": mesh_shape.as_dict(), "processes": jax.process_count(),
              "provenance": provenance.collect(options.command)},
         )  # fmt: skip
     if writing and resume:
-        outputs.check_logs(output_dir)
+        run_directory.check_logs(output_dir)
         checkpointing.remove_partial(output_dir)
-    parallel.sync("purejaxdqn: run directory ready")  # multi-host: the others wait for process 0 to clear or clean it
-    start_chunk = parallel.main_value(resume_point(output_dir)) if resume else 0
+    distributed.sync("purejaxdqn: run directory ready")  # multi-host: the others wait for process 0 to clear or clean it
+    start_chunk = distributed.main_value(resume_point(output_dir)) if resume else 0
     saving = output_dir is not None and options.checkpoint_every is not None
     ckpt = checkpointing.manager(output_dir, options.keep_checkpoints) if saving else None
 
@@ -224,18 +225,18 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
     else:
         state = program.init(program.seeds, hp)
     if resume:  # drop rows written after the checkpoint (all of them when starting over)
-        env_steps = int(parallel.fetch(state.env_steps))  # a collective: every process takes part
+        env_steps = int(distributed.fetch(state.env_steps))  # a collective: every process takes part
         if writing:
-            outputs.truncate_after(output_dir, start_chunk - 1, env_steps)
+            run_directory.truncate_after(output_dir, start_chunk - 1, env_steps)
     if writing:
-        outputs.append_jsonl(output_dir / outputs.SEGMENTS_FILE, [
+        run_directory.append_jsonl(output_dir / run_directory.SEGMENTS_FILE, [
             {"start_chunk": start_chunk, "compile_s": program.compile_s, "provenance": provenance.collect(options.command)}
         ])  # fmt: skip
     state = jax.block_until_ready(state)
     init_s = time.perf_counter() - t_init
 
     t_run = time.perf_counter() - init_s
-    evals = parallel.fetch(state.evals)
+    evals = distributed.fetch(state.evals)
     eval_seen = int((evals.step[0] > 0).sum())
     save_s = 0.0
     last_save = time.perf_counter()  # the run's start counts as a save for the interval
@@ -247,7 +248,7 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
         for chunk in range(start_chunk, config.num_chunks):
             t_chunk = time.perf_counter()
             state = program.run_chunk(state, hp)
-            env_steps, updates, stats, evals = parallel.fetch(
+            env_steps, updates, stats, evals = distributed.fetch(
                 (state.env_steps, state.learner.updates, state.stats, state.evals)
             )
             chunk_s = time.perf_counter() - t_chunk
@@ -263,7 +264,7 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
             _stop_if_nonfinite(stats, runs, chunk)
             due = bool(options.checkpoint_every) and (chunk + 1) % options.checkpoint_every == 0
             if due and options.checkpoint_min_interval_s:  # a clock: multi-host, process 0's decides for all
-                due = parallel.main_value(time.perf_counter() - last_save >= options.checkpoint_min_interval_s)
+                due = distributed.main_value(time.perf_counter() - last_save >= options.checkpoint_min_interval_s)
             if ckpt is not None and (due or chunk + 1 == config.num_chunks):
                 t_save = last_save = time.perf_counter()
                 with interrupts.deferred():
@@ -274,7 +275,7 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
                 progress.update(int(env_steps), steps_per_s, float(np.mean(latest)) if latest else None)
         jax.block_until_ready(state)
     except BaseException as err:
-        if parallel.multi_host() and not isinstance(err, NonFiniteError):
+        if distributed.multi_host() and not isinstance(err, NonFiniteError):
             ckpt = None  # a peer may be gone: its pending save cannot complete; the earlier ones are intact
         raise
     finally:
@@ -291,7 +292,7 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
     if progress is not None:
         progress.close()
 
-    evals, final_updates = parallel.fetch((state.evals, state.learner.updates))
+    evals, final_updates = distributed.fetch((state.evals, state.learner.updates))
     timing = _whole_run_timing(output_dir if writing and resume else None, start_chunk, program.compile_s, run_s)
     total_steps = config.actual_total_steps * len(runs)
     summary = {
@@ -319,11 +320,11 @@ def _train_locked(config, runs, settings, options: RunOptions, meta, progress, m
     table = report.summarize(runs, evals.mean, settings)
     summary["settings"] = table
     if writing:
-        outputs.write_json(output_dir / outputs.SUMMARY_FILE, summary)
+        run_directory.write_json(output_dir / run_directory.SUMMARY_FILE, summary)
         report.plot_curves(
-            output_dir / outputs.CURVES_FILE, evals.step[0], evals.mean, runs, settings,
+            output_dir / run_directory.CURVES_FILE, evals.step[0], evals.mean, runs, settings,
             title=f"{config.env_id} ({runs_text(len(runs))})",
-            train=report.training_returns(outputs.read_jsonl(output_dir / outputs.METRICS_FILE), len(runs)),
+            train=report.training_returns(run_directory.read_jsonl(output_dir / run_directory.METRICS_FILE), len(runs)),
         )  # fmt: skip
     return RunResult(
         config=config,
@@ -353,8 +354,8 @@ def _whole_run_timing(run_dir: Path | None, start_chunk: int, compile_s: float, 
     chunks done before `start_chunk` from metrics.jsonl; this segment's own figures are kept too."""
     if run_dir is None:
         return {"compile_s": compile_s, "run_s": run_s}
-    segments = outputs.read_jsonl(run_dir / outputs.SEGMENTS_FILE)
-    earlier = {row["chunk"]: row.get("chunk_s", 0.0) for row in outputs.read_jsonl(run_dir / outputs.METRICS_FILE)
+    segments = run_directory.read_jsonl(run_dir / run_directory.SEGMENTS_FILE)
+    earlier = {row["chunk"]: row.get("chunk_s", 0.0) for row in run_directory.read_jsonl(run_dir / run_directory.METRICS_FILE)
                if row["chunk"] < start_chunk}  # fmt: skip
     return {
         "compile_s": sum(row.get("compile_s", 0.0) for row in segments),

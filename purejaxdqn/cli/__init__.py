@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from purejaxdqn import __version__, tracking
+from purejaxdqn import __version__
+from purejaxdqn.host import tracking
 from purejaxdqn.config import HPARAM_DTYPES, PRESETS, SEED_LIMIT, Config, ConfigError, from_preset, preset_names, validate
-from purejaxdqn.run_options import CADENCE_FIELDS, RunOptions, cadence_defaults, option_dest
+from purejaxdqn.host.run_options import CADENCE_FIELDS, RunOptions, cadence_defaults, option_dest
 from purejaxdqn.environments import SUPPORTED_ENV_IDS
 
 PROG = "python -m purejaxdqn.train"  # also installed as the `purejaxdqn-train` console script
@@ -273,7 +274,7 @@ def _help_defaults(argv: list[str]) -> tuple[Config, str]:
 
 def _read_base(path: Path) -> dict:
     """--config: a run directory or a run's config.json, checked like a new config."""
-    from purejaxdqn import policy
+    from purejaxdqn.host import policy
 
     try:
         return policy.read_run_config(path) if path.is_dir() else policy.read_config_file(path)
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     As a process's command line (`argv` None) it splits a CPU into one device per core; called
     from Python with an `argv` it leaves the caller's JAX devices alone unless --cpu-devices is
     given."""
-    from purejaxdqn import interrupts
+    from purejaxdqn.host import interrupts
 
     state: dict = {"own_process": argv is None}  # and, once known, the run directory for the resume hint
     argv = sys.argv[1:] if argv is None else argv
@@ -419,9 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: stopped by {err.name}; {_resume_hint(state.get('output_dir'))}", file=sys.stderr)
         return err.exit_code
     except Exception as err:
-        from purejaxdqn import checkpointing, parallel
+        from purejaxdqn.host import checkpointing, distributed
 
-        if not parallel.failed_collective(err):
+        if not distributed.failed_collective(err):
             raise
         print(f"{PROG}: error: a process of the multi-host run failed or stopped answering "
               f"({checkpointing.one_line(err).split('. ')[0]}); {_resume_hint(state.get('output_dir'))}", file=sys.stderr)  # fmt: skip
@@ -429,8 +430,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str], state: dict) -> int:
-    from purejaxdqn import checkpointing, hardware, memory, outputs, parallel, policy, report, runner
-    from purejaxdqn.progress import ProgressBar
+    from purejaxdqn.algorithm import parallel
+    from purejaxdqn.host import checkpointing, distributed, hardware, memory, policy, report, run_directory, runner
+    from purejaxdqn.host.progress import ProgressBar
 
     checkpointing.quiet_logs()
     try:
@@ -447,16 +449,16 @@ def _main(argv: list[str], state: dict) -> int:
         hardware.enable_compilation_cache(getattr(args, "compilation_cache", None))
         num_processes = _arg_or_env(args, "num_processes", "JAX_NUM_PROCESSES", int)
         plan = _resume_plan(parsed, num_processes or 1) if getattr(args, "resume", None) else _new_plan(parsed)
-        parallel.initialize_distributed(
+        distributed.initialize_distributed(
             coordinator, num_processes, _arg_or_env(args, "process_id", "JAX_PROCESS_ID", int),
             timeout_s=getattr(args, "distributed_timeout", 300),
         )  # fmt: skip
         import jax
 
-        if parallel.multi_host():  # one run directory: process 0's, which the others must name or leave out
+        if distributed.multi_host():  # one run directory: process 0's, which the others must name or leave out
             option, given = ("--resume", args.resume) if plan.resume else ("--output-dir", getattr(args, "output_dir", None))
-            own = plan.output_dir if parallel.is_main_process() else given
-            plan = plan._replace(output_dir=Path(parallel.same_run_dir(own and str(Path(own).absolute()), option)))
+            own = plan.output_dir if distributed.is_main_process() else given
+            plan = plan._replace(output_dir=Path(distributed.same_run_dir(own and str(Path(own).absolute()), option)))
         mesh_runs, mesh_data = getattr(args, "mesh_runs", None), getattr(args, "mesh_data", None)
         mesh_model = getattr(args, "mesh_model", None)
         if plan.resume:
@@ -468,14 +470,14 @@ def _main(argv: list[str], state: dict) -> int:
             plan.config, len(plan.runs), jax.device_count(), mesh_runs, mesh_data, auto_data=not on_cpu,
             model=mesh_model or 1,
         )  # fmt: skip
-        if parallel.multi_host() and mesh_shape.size != jax.device_count():
+        if distributed.multi_host() and mesh_shape.size != jax.device_count():
             raise ConfigError("--mesh-runs/--mesh-data", f"a multi-host run uses every device of every process: "
                               f"{jax.device_count()} devices, but the mesh has {mesh_shape.size}")  # fmt: skip
-    except (UsageError, ConfigError, outputs.OutputDirError, policy.RunDirError, checkpointing.CheckpointError) as err:
+    except (UsageError, ConfigError, run_directory.OutputDirError, policy.RunDirError, checkpointing.CheckpointError) as err:
         return _usage_error(err)
 
     config, runs = plan.config, plan.runs
-    main_process = parallel.is_main_process()
+    main_process = distributed.is_main_process()
     if plan.resume and plan.start_chunk == 0 and main_process:
         print(f"{plan.output_dir} has no complete checkpoint (stopped before its first save): "
               "starting it over from scratch with its saved config.json")  # fmt: skip
@@ -492,7 +494,7 @@ def _main(argv: list[str], state: dict) -> int:
         result = runner.train_runs(
             config, runs, plan.settings, options, meta=plan.meta, progress=progress, mesh_shape=mesh_shape
         )  # fmt: skip
-    except (memory.OutOfMemoryError, outputs.OutputDirError) as err:
+    except (memory.OutOfMemoryError, run_directory.OutputDirError) as err:
         state["output_dir"] = None  # refused before anything was written
         return _usage_error(err)
     except tracking.TrackingError as err:  # a tracker that could not start (W&B login, network, ...)
@@ -556,15 +558,15 @@ def resume_mesh(saved: dict, runs: int | None, data: int | None, model: int | No
 
 def _resume_hint(run_dir: Path | None) -> str:
     """Which checkpoint survived and how to continue, for a run that stopped early."""
-    from purejaxdqn import checkpointing, outputs, parallel
+    from purejaxdqn.host import checkpointing, distributed, run_directory
 
-    if run_dir is None or not (Path(run_dir) / outputs.CONFIG_FILE).is_file():
+    if run_dir is None or not (Path(run_dir) / run_directory.CONFIG_FILE).is_file():
         return "nothing was written"
     try:
         step = checkpointing.latest_step(run_dir)
     except checkpointing.CheckpointError:
         return f"no checkpoint was complete yet; `{PROG} --resume {run_dir}` starts the run over"
-    where = " on every process (its own --process-id, the same --num-processes)" if parallel.multi_host() else ""
+    where = " on every process (its own --process-id, the same --num-processes)" if distributed.multi_host() else ""
     return f"checkpoint {step} (after chunk {step}) is intact; continue with `{PROG} --resume {run_dir}`{where}"
 
 
@@ -576,11 +578,11 @@ def _checkpoint_options(args: argparse.Namespace, saved: dict | None = None) -> 
 
 
 def _new_plan(parsed: Parsed) -> Plan:
-    from purejaxdqn import outputs, runner
+    from purejaxdqn.host import run_directory, runner
 
     args = parsed.args
-    output_dir = getattr(args, "output_dir", None) or outputs.default_output_dir(parsed.config.env_id)
-    outputs.check_output_dir(output_dir, getattr(args, "overwrite", False))
+    output_dir = getattr(args, "output_dir", None) or run_directory.default_output_dir(parsed.config.env_id)
+    run_directory.check_output_dir(output_dir, getattr(args, "overwrite", False))
     runs, settings = runner.make_runs(parsed.config, parsed.num_seeds, parsed.sweep)
     checkpoint = _checkpoint_options(args)
     meta = {"preset": parsed.preset, "num_seeds": parsed.num_seeds, "sweep": parsed.sweep, "checkpoint": checkpoint}
@@ -593,7 +595,7 @@ def _resume_plan(parsed: Parsed, num_processes: int) -> Plan:
     """Continue the run in --resume DIR with its saved settings, on as many processes as it was
     made with (each restores its own shards); options that differ are refused. Reads only: the
     saved config is validated like a new one, the logs are checked."""
-    from purejaxdqn import outputs, policy
+    from purejaxdqn.host import run_directory, policy
 
     args = parsed.args
     run_dir = Path(args.resume)
@@ -604,7 +606,7 @@ def _resume_plan(parsed: Parsed, num_processes: int) -> Plan:
     if saved.get("processes", 1) != num_processes:
         raise ConfigError("--num-processes", f"{run_dir} was made by {saved.get('processes', 1)} process(es), "
                           f"resumed by {num_processes}: resume it with as many (each restores its own shards)")  # fmt: skip
-    outputs.check_logs(run_dir)
+    run_directory.check_logs(run_dir)
     config = saved["config"]
     given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(Config)}}
     differ = [f"{k} (saved {getattr(config, k)!r}, given {v!r})" for k, v in given.items() if getattr(config, k) != v]
@@ -623,10 +625,10 @@ def _resume_plan(parsed: Parsed, num_processes: int) -> Plan:
 def _resume_start(plan: Plan) -> Plan:
     """A resumed plan with the checkpoint it continues from (0: none was complete, start over).
     Read once `jax.distributed` has started: orbax starts JAX's backends, which must come after."""
-    from purejaxdqn import checkpointing, outputs, runner
+    from purejaxdqn.host import checkpointing, run_directory, runner
 
     start_chunk = runner.resume_point(plan.output_dir)
-    if start_chunk == 0 and (plan.output_dir / outputs.SUMMARY_FILE).exists():
+    if start_chunk == 0 and (plan.output_dir / run_directory.SUMMARY_FILE).exists():
         raise checkpointing.NoCheckpointError(f"{plan.output_dir} finished but has no checkpoint left to resume from")
     return plan._replace(start_chunk=start_chunk)
 

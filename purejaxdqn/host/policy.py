@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn import checkpointing, outputs
+from purejaxdqn.host import checkpointing, run_directory
 from purejaxdqn.config import Config, ConfigError, validate
 from purejaxdqn.environments import env_from_config
-from purejaxdqn.evaluation import make_episode_returns
-from purejaxdqn.loop import BestParams
-from purejaxdqn.networks import QNetwork, make_network
+from purejaxdqn.algorithm.evaluation import make_episode_returns
+from purejaxdqn.algorithm.loop import BestParams
+from purejaxdqn.algorithm.networks import QNetwork, make_network
 
 
 class RunDirError(ValueError):
@@ -34,9 +34,9 @@ def read_run_config(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir} is not a directory")
-    if not (run_dir / outputs.CONFIG_FILE).is_file():
-        raise RunDirError(f"{run_dir} is not a purejaxdqn run directory (no {outputs.CONFIG_FILE})")
-    return read_config_file(run_dir / outputs.CONFIG_FILE)
+    if not (run_dir / run_directory.CONFIG_FILE).is_file():
+        raise RunDirError(f"{run_dir} is not a purejaxdqn run directory (no {run_directory.CONFIG_FILE})")
+    return read_config_file(run_dir / run_directory.CONFIG_FILE)
 
 
 def read_config_file(path: Path) -> dict:

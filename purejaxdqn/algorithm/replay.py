@@ -23,8 +23,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from purejaxdqn import prioritized
-from purejaxdqn.nstep import nstep_return
+from purejaxdqn.algorithm import prioritized
+from purejaxdqn.algorithm.nstep import nstep_return
 
 
 class Transition(NamedTuple):

@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from purejaxdqn import distributional, losses
+from purejaxdqn.algorithm import distributional, losses
 from purejaxdqn.config import Config, HParams
-from purejaxdqn.replay import Batch
-from purejaxdqn.schedules import multiples_crossed
+from purejaxdqn.algorithm.replay import Batch
+from purejaxdqn.algorithm.schedules import multiples_crossed
 
 
 class LearnerState(NamedTuple):

@@ -77,7 +77,7 @@ def model_memory_rows(devices: list[int], widths: str, force_devices: int | None
     def per_device(tree) -> int:
         return sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
-    config = cli.parse_config([*WORKLOAD, "--widths", widths]).config
+    config = cli.make_plan([*WORKLOAD, "--widths", widths]).config
     runs, _ = runner.make_runs(config)
     rows = []
     for n in devices:

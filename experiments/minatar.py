@@ -53,9 +53,8 @@ def train(game: str, variant: str, args, out: Path) -> dict:
     run_dir = out / f"{game}-{variant}"
     t0 = time.perf_counter()
     mesh = parallel.choose_mesh(config, len(runs), jax.device_count(), args.mesh_runs, 1)
-    options = RunOptions(output_dir=run_dir, overwrite=True, checkpoint_every=0)
-    result = runner.train_runs(config, runs, settings, options, mesh_shape=mesh,
-                               meta={"preset": presets, "num_seeds": args.num_seeds, "sweep": {}, "mesh": mesh._asdict()})  # fmt: skip
+    options = RunOptions(output_dir=run_dir, overwrite=True, checkpoint_every=0, preset=presets)
+    result = runner.train_runs(config, runs, settings, options, mesh_shape=mesh)
     rows = run_directory.read_jsonl(run_dir / run_directory.METRICS_FILE)
     steps = sorted({r["env_steps"] for r in rows})
     train_return = np.full((len(runs), len(steps)), np.nan)

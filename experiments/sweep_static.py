@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         parsed = []
         for combo in combos:
             extra = [x for name, value in combo.items() for x in (f"--{name.replace('_', '-')}", value)]
-            parsed.append(cli.parse_config([*shared, *extra]))
+            parsed.append(cli.make_plan([*shared, *extra]))
     except (cli.UsageError, cli.ConfigError, run_directory.OutputDirError) as err:
         print(f"sweep_static: error: {err}", file=sys.stderr)
         return 2
@@ -58,11 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     for combo, p in zip(combos, parsed):
         label = ", ".join(f"{k}={v}" for k, v in combo.items())
         run_dir = args.output_dir / "_".join(f"{k}={v}" for k, v in combo.items()).replace(",", "-")
-        runs, settings = runner.make_runs(p.config, p.num_seeds, p.sweep)
+        runs, settings = p.runs, p.settings
         print(f"[{label}] {len(runs)} runs: compiling and training...", flush=True)
         result = runner.train_runs(
-            p.config, runs, settings, RunOptions(output_dir=run_dir, overwrite=args.overwrite),
-            meta={"preset": p.preset, "static": combo, "sweep": p.sweep},
+            p.config, runs, settings, RunOptions(output_dir=run_dir, overwrite=args.overwrite, preset=p.preset),
         )  # fmt: skip
         s = result.summary
         print(f"  compile {s['compile_s']:.1f} s | run {s['run_s']:.1f} s | {s['env_steps_per_s']:,.0f} env steps/s")

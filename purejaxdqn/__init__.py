@@ -22,7 +22,7 @@ _EXPORTS = {
     "Config": "config", "ConfigError": "config", "HParams": "config", "PRESETS": "config",
     "from_preset": "config", "validate": "config",
     "TrainState": "algorithm.loop", "Trainer": "algorithm.loop", "make_train": "algorithm.loop", "make_trainer": "algorithm.loop",
-    "Policy": "host.policy", "RunDirError": "host.policy", "load_policy": "host.policy",
+    "Policy": "host.policy", "RunDirError": "host.run_directory", "load_policy": "host.policy",
     "save_gif": "host.video", "render_episode": "host.video",
     "RunOptions": "host.run_options",
 }  # fmt: skip
@@ -31,7 +31,8 @@ __all__ = list(_EXPORTS)
 if TYPE_CHECKING:
     from purejaxdqn.config import PRESETS, Config, ConfigError, HParams, from_preset, validate
     from purejaxdqn.algorithm.loop import TrainState, Trainer, make_train, make_trainer
-    from purejaxdqn.host.policy import Policy, RunDirError, load_policy
+    from purejaxdqn.host.policy import Policy, load_policy
+    from purejaxdqn.host.run_directory import RunDirError
     from purejaxdqn.host.run_options import RunOptions
     from purejaxdqn.host.video import render_episode, save_gif
 

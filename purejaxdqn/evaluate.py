@@ -2,15 +2,14 @@
 
 Loads the policy from the run's newest checkpoint (or `--step N`; parameters only) and plays N
 whole episodes (epsilon-greedy at the run's --eval-epsilon unless --epsilon) on the run's gymnax environment, vectorized and jitted; prints mean/std
-return. `--gif PATH` also draws one greedy episode as an animated GIF (purejaxdqn/video.py).
+return. `--gif PATH` also draws one greedy episode as an animated GIF (purejaxdqn/host/video.py).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-PROG = "python -m purejaxdqn.evaluate"
+from purejaxdqn.cli.parsers import EVALUATE_PROG as PROG
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,43 +24,45 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from purejaxdqn.cli import UsageError, _int, _Parser
+    from purejaxdqn.cli.parsers import UsageError
 
-    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="a run directory written by python -m purejaxdqn.train")
-    parser.add_argument("--episodes", type=_int, default=100, help="episodes to play (default: 100)")
-    parser.add_argument("--run", type=_int, default=0, help="which run of a multi-run directory (default: 0)")
-    parser.add_argument("--seed", type=_int, default=0, help="seed for the evaluation episodes (default: 0)")
-    parser.add_argument("--step", type=_int, help="the checkpoint to load: chunks done (default: the newest complete one)")
-    parser.add_argument("--best", action="store_true",
-                        help="the parameters of the run's best evaluation (a run trained with --keep-best), not the latest")
-    parser.add_argument("--epsilon", type=float, metavar="X",
-                        help="random-action probability while playing (default: the run's --eval-epsilon)")
-    parser.add_argument("--gif", type=Path, metavar="PATH", help="also write one greedy episode as an animated GIF")
-    parser.add_argument("--max-frames", type=_int, default=1000, help="--gif: longest episode drawn (default: 1000)")
     try:
-        args = parser.parse_args(argv)
-        if not 0 < args.episodes < 2**31:
-            raise UsageError(f"--episodes: must be a positive integer below 2**31, got {args.episodes}")
-        if not 0 <= args.seed < 2**32:
-            raise UsageError(f"--seed: must be an integer in [0, 2**32), got {args.seed}")
-        if args.step is not None and args.step < 1:
-            raise UsageError(f"--step: must be a positive checkpoint number, got {args.step}")
-        if args.epsilon is not None and not 0 <= args.epsilon <= 1:  # NaN fails too
-            raise UsageError(f"--epsilon: must be in [0, 1], got {args.epsilon}")
-        if not 0 < args.max_frames <= 100_000:
-            raise UsageError(f"--max-frames: must be in [1, 100000], got {args.max_frames}")
-        if args.gif is not None and (args.gif.suffix.lower() != ".gif" or not args.gif.parent.is_dir()):
-            raise UsageError(f"--gif: {args.gif} must be a .gif file in an existing directory")
+        args = _parse(argv)
     except UsageError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    return _evaluate(args)
 
+
+def _parse(argv: list[str] | None):
+    """The options, checked (UsageError naming the option)."""
+    from purejaxdqn.cli.parsers import UsageError, evaluate_parser
+    from purejaxdqn.config import INT32_LIMIT, SEED_LIMIT
+
+    args = evaluate_parser(__doc__.splitlines()[0]).parse_args(argv)
+    if not 0 < args.episodes < INT32_LIMIT:
+        raise UsageError(f"--episodes: must be a positive integer below 2**31, got {args.episodes}")
+    if not 0 <= args.seed < SEED_LIMIT:
+        raise UsageError(f"--seed: must be an integer in [0, 2**32), got {args.seed}")
+    if args.step is not None and args.step < 1:
+        raise UsageError(f"--step: must be a positive checkpoint number, got {args.step}")
+    if args.epsilon is not None and not 0 <= args.epsilon <= 1:  # NaN fails too
+        raise UsageError(f"--epsilon: must be in [0, 1], got {args.epsilon}")
+    if not 0 < args.max_frames <= 100_000:
+        raise UsageError(f"--max-frames: must be in [1, 100000], got {args.max_frames}")
+    if args.gif is not None and (args.gif.suffix.lower() != ".gif" or not args.gif.parent.is_dir()):
+        raise UsageError(f"--gif: {args.gif} must be a .gif file in an existing directory")
+    return args
+
+
+def _evaluate(args) -> int:
+    """Load the policy, play the episodes, print the returns (and draw the GIF)."""
     import numpy as np
 
     from purejaxdqn.host import runner
     from purejaxdqn.host.checkpointing import CheckpointError, quiet_logs
-    from purejaxdqn.host.policy import RunDirError, load_policy
+    from purejaxdqn.host.policy import load_policy
+    from purejaxdqn.host.run_directory import RunDirError
 
     quiet_logs()
     try:

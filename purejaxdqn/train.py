@@ -1,5 +1,5 @@
 """`python -m purejaxdqn.train` (or the `purejaxdqn-train` console script): train a DQN agent
-from the command line (options: purejaxdqn/cli.py)."""
+from the command line (options: purejaxdqn/cli/parsers.py)."""
 
 import os
 import sys

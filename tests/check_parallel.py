@@ -217,10 +217,10 @@ RESUME_RUN = [
 
 def saved_state(run_dir, step):
     from purejaxdqn.host import checkpointing
-    from purejaxdqn.host.policy import read_run_config
+    from purejaxdqn.host import run_directory
 
-    saved = read_run_config(run_dir)
-    return jax.device_get(checkpointing.restore(run_dir, step, runner.abstract_state(saved["config"], saved["runs"])))
+    saved = run_directory.read(run_dir)
+    return jax.device_get(checkpointing.restore(run_dir, step, runner.abstract_state(saved.config, saved.runs)))
 
 
 def test_resume_regroups_the_runs_axis_but_keeps_the_data_axis(tmp_path, capsys):

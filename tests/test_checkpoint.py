@@ -19,7 +19,7 @@ import pytest
 
 from purejaxdqn.host import checkpointing, run_directory, runner
 from purejaxdqn import cli
-from purejaxdqn.host.policy import load_policy, read_run_config
+from purejaxdqn.host.policy import load_policy
 
 # Many small chunks, a checkpoint after each: a kill lands mid-run, maybe mid-save.
 RUN = [
@@ -36,9 +36,9 @@ def cli_run(args, cwd, timeout=600):
 
 
 def full_state(run_dir: Path):
-    saved = read_run_config(run_dir)
+    saved = run_directory.read(run_dir)
     step = checkpointing.latest_step(run_dir)
-    return step, jax.device_get(checkpointing.restore(run_dir, step, runner.abstract_state(saved["config"], saved["runs"])))
+    return step, jax.device_get(checkpointing.restore(run_dir, step, runner.abstract_state(saved.config, saved.runs)))
 
 
 def rows_without_timing(path: Path):

@@ -52,7 +52,7 @@ def test_cli_end_to_end_tiny_budget(tmp_path):
 def test_cli_help_explains_every_option(capsys):
     """--help lists every Config setting with its explanation."""
     with pytest.raises(SystemExit) as exc:
-        cli.build_parser().parse_args(["--help"])
+        cli.train_parser().parse_args(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--env-id", "--preset", "--total-steps", "--seed", "--lr", "--gamma", "--double-dqn",
@@ -77,7 +77,7 @@ def test_unknown_env_lists_valid_ids(capsys):
 
 def test_existing_output_dir_is_refused_and_untouched(tmp_path, capsys, monkeypatch):
     """A non-empty --output-dir is refused (exit 2) and its files are left as they were."""
-    monkeypatch.setattr(runner, "train_runs", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(runner, "compile_program", lambda *a, **k: pytest.fail("training started"))
     out = tmp_path / "old"
     out.mkdir()
     (out / run_directory.SUMMARY_FILE).write_text("precious")
@@ -105,13 +105,13 @@ def test_overwrite_replaces_only_run_files(tmp_path):
 
 def test_preset_defaults_and_overrides():
     """No options: the cartpole preset on CartPole-v1; explicit options override the preset."""
-    config, preset, *_ = cli.parse_config([])
+    config, preset, *_ = cli.make_plan([])
     assert preset == "cartpole" and config.env_id == "CartPole-v1" and config.total_steps == 300_000 and not config.double_dqn
-    config, *_ = cli.parse_config(["--lr", "3e-4", "--widths", "32,32,32", "--double-dqn"])
+    config, *_ = cli.make_plan(["--lr", "3e-4", "--widths", "32,32,32", "--double-dqn"])
     assert config.lr == 3e-4 and config.widths == (32, 32, 32) and config.double_dqn is True
-    config, preset, *_ = cli.parse_config(["--env-id", "Acrobot-v1"])
+    config, preset, *_ = cli.make_plan(["--env-id", "Acrobot-v1"])
     assert preset == "acrobot" and config.widths == (256, 256)
-    config, *_ = cli.parse_config(["--total-steps", "5e5"])
+    config, *_ = cli.make_plan(["--total-steps", "5e5"])
     assert config.total_steps == 500_000
 
 

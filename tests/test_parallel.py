@@ -245,7 +245,7 @@ BAD = [
 
 @pytest.mark.parametrize("argv,text", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_mesh_and_host_options(argv, text, capsys, monkeypatch):
-    monkeypatch.setattr(runner, "train_runs", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(runner, "prepare", lambda *a, **k: pytest.fail("training started"))
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and text in err, err

@@ -82,7 +82,7 @@ def run_command(tokens: list[str], cwd: Path, defer_devices: bool = False, env: 
         if "--process-id" in args:
             # Two processes are run by tests/test_parallel.py (the same command shape); here the
             # example's options are checked, so a renamed or removed option fails this test.
-            cli.parse_config(args)
+            cli.make_plan(args)
             return "multi-host (options checked)", args
         if env or any(a.startswith("--mesh") for a in args):
             return "devices", args

@@ -140,7 +140,7 @@ SWEEP_ERRORS = [
 
 @pytest.mark.parametrize("argv,text", SWEEP_ERRORS, ids=[" ".join(a) for a, _ in SWEEP_ERRORS])
 def test_bad_sweeps_one_line_exit_2(argv, text, capsys, monkeypatch):
-    monkeypatch.setattr(runner, "train_runs", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(runner, "prepare", lambda *a, **k: pytest.fail("training started"))
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and text in err, err
@@ -169,7 +169,7 @@ def test_run_options_drive_the_command_line_checkpoint_options():
     from purejaxdqn import RunOptions
     from purejaxdqn.host.run_options import CADENCE_FIELDS, cadence_defaults
 
-    parser = cli.build_parser()
+    parser = cli.train_parser()
     for field in CADENCE_FIELDS:
         action = next(a for a in parser._actions if field.metadata["option"] in a.option_strings)
         assert f"(default: {field.default:g})" in action.help

@@ -207,14 +207,14 @@ def test_full_action_set_and_sticky_actions():
 
 
 def test_presets_stack_and_default_per_env():
-    assert cli.parse_config(["--env-id", "Breakout-MinAtar"]).preset == "breakout"
-    parsed = cli.parse_config(["--env-id", "Freeway-MinAtar", "--preset", "rainbow"])
+    assert cli.make_plan(["--env-id", "Breakout-MinAtar"]).preset == "breakout"
+    parsed = cli.make_plan(["--env-id", "Freeway-MinAtar", "--preset", "rainbow"])
     assert parsed.preset == "freeway,rainbow"
     c = parsed.config
     assert c.torso == "conv" and c.n_step == 3 and c.prioritized and c.distributional and c.dueling and c.double_dqn
-    c = cli.parse_config(["--preset", "space-invaders,original", "--n-step", "2"]).config
+    c = cli.make_plan(["--preset", "space-invaders,original", "--n-step", "2"]).config
     assert c.env_id == "SpaceInvaders-MinAtar" and c.full_action_set and c.sticky_actions == 0.1 and c.n_step == 2
-    c = cli.parse_config(["--preset", "freeway,original,minatar-paper"]).config
+    c = cli.make_plan(["--preset", "freeway,original,minatar-paper"]).config
     assert (c.optimizer, c.lr, c.num_envs, c.double_dqn, c.max_grad_norm) == ("rmsprop", 2.5e-4, 1, False, 0.0)
     assert c.full_action_set and c.torso == "conv" and c.total_steps == 1_000_000
 

@@ -90,10 +90,10 @@ def test_rerun_from_config_with_overrides(finished, tmp_path):
     overridden setting is dropped; seeds and the rest carry over."""
     saved = json.loads((finished / run_directory.CONFIG_FILE).read_text())
     for source in (finished, finished / run_directory.CONFIG_FILE):
-        parsed = cli.parse_config(["--config", str(source), "--seed", "7"])
+        parsed = cli.make_plan(["--config", str(source), "--seed", "7"])
         assert parsed.config.to_dict() == {**saved["config"], "seed": 7}
         assert parsed.num_seeds == 2 and parsed.sweep == {"lr": [1e-3, 3e-4]}
-    parsed = cli.parse_config(["--config", str(finished), "--lr", "5e-4", "--num-seeds", "1"])
+    parsed = cli.make_plan(["--config", str(finished), "--lr", "5e-4", "--num-seeds", "1"])
     assert parsed.config.lr == 5e-4 and parsed.sweep == {} and parsed.num_seeds == 1
     out = tmp_path / "again"
     assert cli.main(["--config", str(finished), "--seed", "7", "--num-seeds", "1", "--output-dir", str(out)]) == 0
@@ -202,7 +202,7 @@ def test_single_eval_point_warns(capsys, monkeypatch, tmp_path):
     def stop(*a, **k):
         raise memory.OutOfMemoryError("stopped here by the test")
 
-    monkeypatch.setattr(runner, "train_runs", stop)
+    monkeypatch.setattr(runner, "prepare", stop)
     cli.main([*TINY, "--eval-every", "5000", "--output-dir", str(tmp_path / "r")])
     assert "warning: --eval-every 5,000 is not below the run's 3,000 env steps" in capsys.readouterr().err
 
@@ -210,23 +210,23 @@ def test_single_eval_point_warns(capsys, monkeypatch, tmp_path):
 # ---------------------------------------------------------------- CLI details and package
 def test_help_shows_the_effective_preset_defaults_env_ids_and_version(capsys):
     with pytest.raises(SystemExit):
-        cli.parse_config(["--help"])
+        cli.make_plan(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "W1,W2,... hidden layer widths of the MLP Q-network (default: 120,84)" in text  # cartpole preset
     assert "Acrobot-v1, MountainCar-v0" in text and "Defaults shown: the 'cartpole' preset" in text
     for option in ("--log", "--wandb-project", "--wandb-entity", "--wandb-mode", "--config", "--version"):
         assert option in text
     with pytest.raises(SystemExit):
-        cli.parse_config(["--env-id", "Breakout-MinAtar", "--help"])
+        cli.make_plan(["--env-id", "Breakout-MinAtar", "--help"])
     assert "(default: conv)" in " ".join(capsys.readouterr().out.split())
     with pytest.raises(SystemExit) as exc:
-        cli.parse_config(["--version"])
+        cli.make_plan(["--version"])
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == "purejaxdqn 0.1.0"
 
 
 def test_static_sweep_error_does_not_need_a_checkout():
     with pytest.raises(ConfigError, match="run each setting as its own command, or experiments/sweep_static.py from a checkout"):
-        cli.parse_config(["--sweep", "widths=16,32"])
+        cli.make_plan(["--sweep", "widths=16,32"])
 
 
 def test_package_files():

@@ -46,7 +46,7 @@ class MeshShape(NamedTuple):
 
 
 def choose_mesh(
-    config: Config, num_runs: int, num_devices: int, runs: int | None = None, data: int | None = None,
+    config: Config, num_runs: int, num_devices: int, runs: int | None = None, data: int | None = None, *,
     auto_data: bool = True, model: int = 1,
 ) -> MeshShape:  # fmt: skip
     """The mesh to use, checked. Unset axes are chosen automatically: as many devices as divide

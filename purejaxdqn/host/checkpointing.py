@@ -32,8 +32,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from purejaxdqn.host import distributed
-from purejaxdqn.host.run_directory import CHECKPOINT_DIR
-
+CHECKPOINT_DIR = "checkpoints"  # in the run directory
 PARTIAL_MARK = ".orbax-checkpoint-tmp"  # orbax's name for a save not yet complete
 
 
@@ -49,7 +48,27 @@ class NoCheckpointError(CheckpointError):
     """The run directory has no complete checkpoint (yet)."""
 
 
-def manager(run_dir: Path, keep: int = 3, create: bool = True) -> ocp.CheckpointManager:
+class SavePolicy:
+    """When the chunk loop saves: every `every` chunks (0: only at the end), but not sooner than
+    `min_interval_s` after the previous save (the run's start counts as one), and always after
+    the last chunk. Multi-host, process 0's clock decides for all (a save is a collective)."""
+
+    def __init__(self, every: int, min_interval_s: float, num_chunks: int):
+        self.every, self.min_interval_s, self.num_chunks = every, min_interval_s, num_chunks
+        self.last = time.perf_counter()
+
+    def due(self, chunk: int) -> bool:
+        """Whether to save after chunk `chunk` (0-based); marks the save's start when it is."""
+        due = bool(self.every) and (chunk + 1) % self.every == 0
+        if due and self.min_interval_s:
+            due = distributed.main_value(time.perf_counter() - self.last >= self.min_interval_s)
+        if due or chunk + 1 == self.num_chunks:
+            self.last = time.perf_counter()
+            return True
+        return False
+
+
+def manager(run_dir: Path, keep: int | None, create: bool = True) -> ocp.CheckpointManager:
     """The checkpoint manager of a run directory; keeps the newest `keep` checkpoints.
 
     Saves are asynchronous: `save` returns once the arrays are copied off the device, so the
@@ -181,7 +200,7 @@ def _settle(stray: io.StringIO, quiet_s: float = 0.2, limit_s: float = 2.0) -> N
 
 @contextlib.contextmanager
 def _reading(run_dir: Path):
-    mngr = manager(run_dir, create=False)
+    mngr = manager(run_dir, keep=None, create=False)  # a reader deletes nothing
     try:
         yield mngr
     finally:

@@ -24,7 +24,8 @@ def fetch(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-_distributed = {"timeout_s": 300}  # as given to initialize_distributed
+DEFAULT_TIMEOUT_S = 300  # seconds to wait for the processes to join, and for one that stops answering
+_distributed = {"timeout_s": DEFAULT_TIMEOUT_S}  # as given to initialize_distributed
 
 
 def barrier_timeout_s() -> int:
@@ -34,7 +35,7 @@ def barrier_timeout_s() -> int:
 
 
 def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None,
-                           timeout_s: int = 300) -> None:  # fmt: skip
+                           timeout_s: int = DEFAULT_TIMEOUT_S) -> None:  # fmt: skip
     """Join a multi-host run through `jax.distributed.initialize` (JAX's own engine).
 
     Call before anything touches a device. All three settings or none; checked first.

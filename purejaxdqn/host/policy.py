@@ -8,73 +8,20 @@ returns (what `python -m purejaxdqn.evaluate` reports).
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache, partial
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn.host import checkpointing, run_directory
-from purejaxdqn.config import Config, ConfigError, validate
-from purejaxdqn.environments import env_from_config
 from purejaxdqn.algorithm.evaluation import make_episode_returns
 from purejaxdqn.algorithm.loop import BestParams
 from purejaxdqn.algorithm.networks import QNetwork, make_network
-
-
-class RunDirError(ValueError):
-    """A run directory that is missing, empty or unreadable."""
-
-
-def read_run_config(run_dir: Path) -> dict:
-    """The run's config.json (as written by the runner), checked; RunDirError otherwise."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir} is not a directory")
-    if not (run_dir / run_directory.CONFIG_FILE).is_file():
-        raise RunDirError(f"{run_dir} is not a purejaxdqn run directory (no {run_directory.CONFIG_FILE})")
-    return read_config_file(run_dir / run_directory.CONFIG_FILE)
-
-
-def read_config_file(path: Path) -> dict:
-    """A run's config.json (wherever it is now), checked like a new config; RunDirError otherwise."""
-    path = Path(path)
-    try:
-        saved = json.loads(path.read_text())
-    except OSError as err:
-        raise RunDirError(f"{path} cannot be read: {err.strerror or err}") from None
-    except ValueError as err:
-        raise RunDirError(f"{path} is damaged (not JSON: {err})") from None
-    try:
-        _check_saved(saved)
-        saved["config"] = Config.from_dict(saved["config"])
-        validate(saved["config"])  # exactly the checks a new run gets
-    except ConfigError as err:
-        raise RunDirError(f"{path} is damaged: {err}") from None
-    return saved
-
-
-def _check_saved(saved) -> None:
-    """The keys and shapes config.json must have beside the config; ConfigError otherwise."""
-    if not isinstance(saved, dict):
-        raise ConfigError("config.json", "is not a JSON object")
-    for key, kind in (("config", dict), ("runs", list), ("settings", list), ("mesh", dict)):  # what runner writes
-        if key not in saved:
-            raise ConfigError(key, "missing (no default is assumed)")
-        if not isinstance(saved[key], kind):
-            raise ConfigError(key, f"must be a {kind.__name__}, got {saved[key]!r}"[:200])
-    if not saved["runs"] or not all(isinstance(r, dict) and _is_int(r.get("seed")) for r in saved["runs"]):
-        raise ConfigError("runs", "must be a non-empty list of runs, each with an integer seed")
-    mesh = {"model": 1, **saved["mesh"]}  # "model" is written only when that axis was used
-    if not all(_is_int(mesh.get(k)) and mesh[k] > 0 for k in ("runs", "data", "model")):
-        raise ConfigError("mesh", f"must hold positive integers 'runs' and 'data' (and 'model'), got {saved['mesh']!r}")
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+from purejaxdqn.config import Config
+from purejaxdqn.environments import env_from_config
+from purejaxdqn.host import checkpointing, run_directory
+from purejaxdqn.host.run_directory import RunDirError
 
 
 class Policy(NamedTuple):
@@ -113,17 +60,19 @@ def _episode_returns(config: Config, network: QNetwork, episodes: int, epsilon: 
 
 @partial(jax.jit, static_argnums=0)
 def _greedy_actions(network, params, obs):
-    return jnp.argmax(network.apply(params, obs), axis=-1)
+    from purejaxdqn.algorithm.acting import greedy
+
+    return greedy(network.apply(params, obs))
 
 
 def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = False) -> Policy:
     """The greedy policy of run `run` (index into the batch of runs) at checkpoint `step`
     (default: the newest complete one). With `best` (a run trained with keep_best): the
     parameters of its best evaluation up to that checkpoint instead of the latest ones."""
-    saved = read_run_config(run_dir)
-    config = saved["config"]
-    if not 0 <= run < len(saved["runs"]):
-        raise RunDirError(f"run {run} is not in this run directory (it has {len(saved['runs'])} runs)")
+    record = run_directory.read(run_dir)
+    config, num_runs = record.config, len(record.runs)
+    if not 0 <= run < num_runs:
+        raise RunDirError(f"run {run} is not in this run directory (it has {num_runs} runs)")
     if best and not config.keep_best:
         raise RunDirError(f"{run_dir} was trained without --keep-best: it kept no best-evaluation parameters")
     if step is None:
@@ -135,12 +84,12 @@ def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = Fal
     one = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, *venv.obs_shape), venv.obs_dtype))
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct((len(saved["runs"]), *x.shape), x.dtype, sharding=device), one
+        lambda x: jax.ShapeDtypeStruct((num_runs, *x.shape), x.dtype, sharding=device), one
     )
     if not best:
         params = checkpointing.restore_params(run_dir, step, abstract)
         return Policy(config, jax.tree.map(lambda x: x[run], params), network, venv.obs_shape, step)
-    per_run = lambda dtype: jax.ShapeDtypeStruct((len(saved["runs"]),), dtype, sharding=device)  # noqa: E731
+    per_run = lambda dtype: jax.ShapeDtypeStruct((num_runs,), dtype, sharding=device)  # noqa: E731
     kept = checkpointing.restore_best(run_dir, step, BestParams(abstract, per_run(jnp.int32), per_run(jnp.float32)))
     if int(kept.step[run]) == 0:
         raise RunDirError(f"checkpoint {step} of {run_dir} comes before run {run}'s first evaluation: no best parameters yet")

@@ -87,7 +87,7 @@ def training_returns(metric_rows: list[dict], num_runs: int) -> tuple[np.ndarray
     return np.asarray(steps), returns
 
 
-def plot_curves(path: Path, eval_steps, eval_mean, runs: list[dict], settings: list[dict], title: str,
+def plot_curves(path: Path, eval_steps, eval_mean, runs: list[dict], settings: list[dict], *, title: str,
                 train: tuple | None = None) -> None:  # fmt: skip
     """PNG learning curves: the eval return, and beside it (with `train` = (steps,
     returns[runs, chunks]) from `training_returns`) the training episodes' return per chunk.

@@ -1,12 +1,23 @@
-"""The run directory: resolved config (JSON), metrics per chunk (JSONL), evals (JSONL), summary
-(JSON, with the per-setting table) and learning curves (PNG).
+"""The run directory, and its one owner: what config.json holds (`RunRecord`) and the three
+things done with a run directory, each checking everything once:
 
-Nothing already in a directory is overwritten unless the caller says so.
+- `create`: prepare a new run: refuse a directory in use or holding an earlier run (unless
+  `overwrite`), else take its lock, clear the earlier run and write config.json;
+- `read` then `resume`: read and check config.json (before JAX starts, so a refusal costs
+  nothing), then take the lock, check the logs, drop partial saves, find the checkpoint to
+  continue from;
+- `read`: a finished run's record, for `evaluate`, `load_policy` and `--config`.
+
+Besides config.json a run writes metrics per chunk (JSONL), evals (JSONL), segments (JSONL: one
+row per process that worked on it), a summary (JSON, with the per-setting table), learning
+curves (PNG) and checkpoints. Nothing already in a directory is overwritten unless the caller
+says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import json
@@ -14,6 +25,12 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import Any
+
+from purejaxdqn.config import Config, ConfigError, validate
+from purejaxdqn.host import checkpointing, distributed, provenance
+from purejaxdqn.host.checkpointing import CHECKPOINT_DIR
+from purejaxdqn.host.run_options import cadence_defaults
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -21,10 +38,14 @@ EVALS_FILE = "evals.jsonl"
 SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 SEGMENTS_FILE = "segments.jsonl"
-CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"  # --log tensorboard: one subdirectory of event files per run
 LOCK_FILE = ".lock"
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, EVALS_FILE, SUMMARY_FILE, CURVES_FILE, SEGMENTS_FILE)
+__all__ = ["CHECKPOINT_DIR"]  # re-exported: the run directory's map names every part of it
+
+
+class RunDirError(ValueError):
+    """A run directory (or config.json) that is missing, empty, unreadable or damaged."""
 
 
 class OutputDirError(ValueError):
@@ -39,6 +60,184 @@ class WriteError(OSError):
     """A run file could not be written (full disk, ...); the message names the file."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """What config.json holds: the settings every run of the batch trains with, how the batch
+    is laid out, and where it came from. Written once, when a new run starts."""
+
+    config: Config
+    runs: list[dict]  # one per run: {"run", "seed", "setting", plus the swept values}
+    settings: list[dict]  # the swept values of each setting ([{}] without a sweep)
+    mesh: dict  # the device mesh it was made on (parallel.MeshShape.as_dict)
+    processes: int = 1  # multi-host: processes that made it (a resume needs as many)
+    preset: str = "none"  # the presets it started from ('none': plain defaults)
+    checkpoint: dict = dataclasses.field(default_factory=cadence_defaults)  # RunOptions.cadence()
+    rerun_of: str | None = None  # --config: the saved run it started from
+    provenance: dict | None = None  # command, versions, git commit, host (provenance.collect)
+
+    @property
+    def num_seeds(self) -> int:
+        return len(self.runs) // max(1, len(self.settings))  # runs = settings x seeds
+
+    @property
+    def sweep(self) -> dict[str, list]:
+        """Each swept setting's values, in order (the settings are their grid)."""
+        return {name: list(dict.fromkeys(s[name] for s in self.settings)) for name in (self.settings[0] if self.settings else {})}
+
+    def to_json(self) -> dict:
+        origin = {"preset": self.preset, "num_seeds": self.num_seeds, "sweep": self.sweep, "checkpoint": self.checkpoint}
+        return {**origin, **({"rerun_of": self.rerun_of} if self.rerun_of else {}),
+                "config": self.config.to_dict(), "settings": self.settings, "runs": self.runs, "mesh": self.mesh,
+                "processes": self.processes, "provenance": self.provenance}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, saved) -> "RunRecord":
+        """A record from config.json's contents, checked like a new run (ConfigError otherwise);
+        keys added since older runs were saved get the value those runs had."""
+        _check_saved(saved)
+        config = Config.from_dict(saved["config"])
+        validate(config)  # exactly the checks a new run gets
+        return cls(config, saved["runs"], saved["settings"], saved["mesh"], saved.get("processes", 1),
+                   saved.get("preset", "none"), {**cadence_defaults(), **(saved.get("checkpoint") or {})},
+                   saved.get("rerun_of"), saved.get("provenance"))  # fmt: skip
+
+
+def _check_saved(saved) -> None:
+    """The keys and shapes config.json must have beside the config; ConfigError otherwise."""
+    if not isinstance(saved, dict):
+        raise ConfigError("config.json", "is not a JSON object")
+    for key, kind in (("config", dict), ("runs", list), ("settings", list), ("mesh", dict)):
+        if key not in saved:
+            raise ConfigError(key, "missing (no default is assumed)")
+        if not isinstance(saved[key], kind):
+            raise ConfigError(key, f"must be a {kind.__name__}, got {saved[key]!r}"[:200])
+    if not saved["runs"] or not all(isinstance(r, dict) and _is_int(r.get("seed")) for r in saved["runs"]):
+        raise ConfigError("runs", "must be a non-empty list of runs, each with an integer seed")
+    mesh = {"model": 1, **saved["mesh"]}  # "model" is written only when that axis was used
+    if not all(_is_int(mesh.get(k)) and mesh[k] > 0 for k in ("runs", "data", "model")):
+        raise ConfigError("mesh", f"must hold positive integers 'runs' and 'data' (and 'model'), got {saved['mesh']!r}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def read(run_dir: Path) -> RunRecord:
+    """The record of the run in `run_dir` (for evaluate, load_policy, --resume, --config),
+    checked like a new config; RunDirError otherwise."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is not a directory")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise RunDirError(f"{run_dir} is not a purejaxdqn run directory (no {CONFIG_FILE})")
+    return read_file(run_dir / CONFIG_FILE)
+
+
+def read_file(path: Path) -> RunRecord:
+    """The record in a run's config.json, wherever the file is now; RunDirError otherwise."""
+    path = Path(path)
+    try:
+        saved = json.loads(path.read_text())
+    except OSError as err:
+        raise RunDirError(f"{path} cannot be read: {err.strerror or err}") from None
+    except ValueError as err:
+        raise RunDirError(f"{path} is damaged (not JSON: {err})") from None
+    try:
+        return RunRecord.from_json(saved)
+    except ConfigError as err:
+        raise RunDirError(f"{path} is damaged: {err}") from None
+
+
+@dataclasses.dataclass
+class RunDir:
+    """A run directory prepared for training: this process holds its lock when it writes it."""
+
+    path: Path
+    record: RunRecord
+    start_chunk: int = 0  # the checkpoint it continues from (0: from the start)
+    resumed: bool = False
+    lock: Any = None  # the open lock file; None where this process does not write
+    command: list[str] | None = None  # this segment's command line (provenance)
+
+    @property
+    def writing(self) -> bool:
+        return self.lock is not None
+
+    def drop_rows_after(self, env_steps: int) -> None:
+        """Resuming: drop the log rows written after the checkpoint continued from."""
+        if self.writing:
+            truncate_after(self.path, self.start_chunk - 1, env_steps)
+
+    def add_segment(self, compile_s: float) -> None:
+        """One row per process that works on the run (its compile time and provenance)."""
+        if self.writing:
+            row = {"start_chunk": self.start_chunk, "compile_s": compile_s, "provenance": provenance.collect(self.command)}
+            append_jsonl(self.path / SEGMENTS_FILE, [row])
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def create(path: Path, record: RunRecord, overwrite: bool = False, writing: bool = True,
+           command: list[str] | None = None) -> RunDir:  # fmt: skip
+    """Prepare a new run in `path`: refuse one that cannot be created, is in use, or holds an
+    earlier run (unless `overwrite`: its run files and checkpoints are removed); then write
+    config.json. The earlier run is looked at under the lock, so no other process can race.
+    Multi-host, only process 0 (`writing`) does this, and every process waits for it."""
+    path = Path(path)
+    lock = None
+    if writing:
+        _refuse_uncreatable(path)
+        lock, made = _take_lock(path, create=True)
+        try:
+            _refuse_earlier_run(path, overwrite)
+            clear_previous_run(path)
+            write_json(path / CONFIG_FILE, record.to_json())
+        except BaseException:
+            _release(lock, path if made else None)
+            raise
+    distributed.sync("purejaxdqn: run directory ready")  # the others wait for process 0 to clear it
+    return RunDir(path, record, lock=lock, command=command)
+
+
+def resume(path: Path, record: RunRecord, writing: bool = True, command: list[str] | None = None) -> RunDir:
+    """Prepare to continue the run in `path` (its `record` read before): take its lock, refuse
+    malformed logs, find its newest complete checkpoint (0: killed before the first, start over)
+    and drop the partial saves a kill left. A finished run without checkpoints is refused."""
+    path = Path(path)
+    lock = None
+    if writing:
+        lock, _ = _take_lock(path, create=False)
+        try:
+            check_logs(path)
+        except BaseException:
+            _release(lock)
+            raise
+    start_chunk = distributed.main_value(_resume_point(path))  # process 0's: every process continues there
+    if start_chunk == 0 and (path / SUMMARY_FILE).exists():
+        _release(lock)
+        raise checkpointing.NoCheckpointError(f"{path} finished but has no checkpoint left to resume from")
+    if writing:
+        checkpointing.remove_partial(path)
+    distributed.sync("purejaxdqn: run directory ready")  # the others wait for process 0 to clean it
+    return RunDir(path, record, start_chunk, resumed=True, lock=lock, command=command)
+
+
+def _resume_point(path: Path) -> int:
+    try:
+        return checkpointing.latest_step(path)
+    except checkpointing.NoCheckpointError:
+        return 0
+
+
 def default_output_dir(env_id: str, root: str = "runs") -> Path:
     """runs/<env_id>/<timestamp>, made unique with a suffix if it exists."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -51,12 +250,15 @@ def default_output_dir(env_id: str, root: str = "runs") -> Path:
 
 def check_output_dir(path: Path, overwrite: bool) -> None:
     """Refuse a directory that holds anything, unless `overwrite`, and one that cannot be
-    created (under a file, no write permission). Creates nothing."""
-    path = Path(path)
+    created (under a file, no write permission). Creates nothing. (`create` makes the same
+    checks, the second under the lock.)"""
+    _refuse_uncreatable(Path(path))
+    _refuse_earlier_run(Path(path), overwrite)
+
+
+def _refuse_uncreatable(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"--output-dir {path} exists and is not a directory")
-    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()) and not overwrite:
-        raise OutputDirError(f"--output-dir {path} already exists and is not empty (pass --overwrite to replace its previous run)")
     ancestor = path.absolute()
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -66,11 +268,21 @@ def check_output_dir(path: Path, overwrite: bool) -> None:
         raise OutputDirError(f"--output-dir {path} cannot be created: no write permission in {ancestor}")
 
 
+def _refuse_earlier_run(path: Path, overwrite: bool) -> None:
+    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()) and not overwrite:
+        raise OutputDirError(f"--output-dir {path} already exists and is not empty (pass --overwrite to replace its previous run)")
+
+
 def lock_run_dir(path: Path, create: bool):
     """Create the directory (if `create`) and take its lock for as long as the returned file
     stays open (the OS drops it when the process ends, even on SIGKILL). A directory locked by
     another process raises RunDirBusyError, and nothing is touched."""
-    path = Path(path)
+    return _take_lock(Path(path), create)[0]
+
+
+def _take_lock(path: Path, create: bool):
+    """lock_run_dir, and whether the lock file was made now (so a refusal can remove it)."""
+    made = not (path / LOCK_FILE).exists()
     try:
         if create:
             path.mkdir(parents=True, exist_ok=True)
@@ -83,7 +295,16 @@ def lock_run_dir(path: Path, create: bool):
         lock.close()
         raise RunDirBusyError(f"{path} is in use by another training process (its lock {LOCK_FILE} is held); "
                               "wait for it to end or stop it first") from None  # fmt: skip
-    return lock
+    return lock, made
+
+
+def _release(lock, made_in: Path | None = None) -> None:
+    """Drop a lock taken for a refused run; remove its file if this refusal made it."""
+    if lock is None:
+        return
+    if made_in is not None:
+        (made_in / LOCK_FILE).unlink(missing_ok=True)
+    lock.close()
 
 
 def clear_previous_run(path: Path) -> None:

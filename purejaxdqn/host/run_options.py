@@ -1,7 +1,8 @@
 """How a batch of runs is driven on the host, apart from what it trains (`Config`).
 
 `RunOptions` is everything `runner.train_runs` needs besides the config and the runs: where it
-writes, how often it checkpoints, whether it resumes, where it logs. The checkpoint cadence is
+writes, how often it checkpoints, whether it resumes, where it logs, what config.json says it
+came from. The checkpoint cadence is
 saved in config.json (a resumed run keeps it); its fields carry their command-line option and
 help, and cli.py generates the checkpoint options from them, so the defaults live here only.
 No JAX import: the command line reads this before it starts JAX.
@@ -35,6 +36,8 @@ class RunOptions:
     resume: bool = False  # continue the run in output_dir from its newest complete checkpoint
     command: list[str] | None = None  # the command line recorded in config.json (default sys.argv)
     tracking: Any = None  # tracking.TrackingSpec: the sinks besides metrics.jsonl / evals.jsonl
+    preset: str = "none"  # recorded in config.json: the presets the config started from
+    rerun_of: str | None = None  # recorded in config.json: the saved run a --config rerun started from
 
     @property
     def writing(self) -> bool:

@@ -7,6 +7,7 @@ Compile time and run time are measured separately (ahead-of-time `lower().compil
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import platform
@@ -88,19 +89,23 @@ class Program(NamedTuple):
     compile_s: float
 
 
-def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshShape) -> Program:
+def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshShape,
+                    one_state: TrainState | None = None) -> Program:  # fmt: skip
     """Build and compile (ahead of time) init and run_chunk for this batch of runs and mesh.
 
     With a mesh of several devices the functions are `jax.shard_map`s over a (runs, data, model)
-    mesh (see parallel.py); otherwise they run on the default device.
+    mesh (see parallel.py); otherwise they run on the default device. `one_state`: one run's
+    state shapes, if known already (`_one_run_state`).
     """
     t0 = time.perf_counter()
     hp, hp_axes = run_hparams(config, runs)
     seeds = np.array([r["seed"] for r in runs], np.uint32)
-    one_state = _one_run_state(config)
     # Only a real data axis changes the per-run program; a runs-only mesh runs the 1-device one.
-    data_axis = parallel.DATA if mesh_shape.data > 1 else None
-    trainer = make_trainer(config, data_axis, mesh_shape.data, model_parallel=mesh_shape.model > 1)
+    splits_a_run = mesh_shape.data > 1 or mesh_shape.model > 1
+    trainer = make_trainer(config, parallel.DATA if mesh_shape.data > 1 else None, mesh_shape.data,
+                           model_parallel=mesh_shape.model > 1) if splits_a_run else make_trainer(config)  # fmt: skip
+    if one_state is None:  # the whole run's shapes: the one-device trainer's
+        one_state = _one_run_state(make_trainer(config) if splits_a_run else trainer)
     init_fn, chunk_fn = _batched(trainer, run_axes(one_state), hp_axes, len(runs) // mesh_shape.runs)
     if mesh_shape.size > 1:
         mesh = parallel.make_mesh(mesh_shape)
@@ -130,12 +135,33 @@ def _fixed_layout(shardings, hp, mesh_shape: parallel.MeshShape) -> dict:
 def abstract_state(config: Config, runs: list[dict]) -> TrainState:
     """Shapes and dtypes of a batch of runs' state on one device (e.g. to restore a checkpoint)."""
     hp, hp_axes = run_hparams(config, runs)
-    init, _ = _batched(make_trainer(config), run_axes(_one_run_state(config)), hp_axes, len(runs))
+    trainer = make_trainer(config)
+    init, _ = _batched(trainer, run_axes(_one_run_state(trainer)), hp_axes, len(runs))
     return jax.eval_shape(init, np.zeros(len(runs), np.uint32), hp)
 
 
-def _one_run_state(config: Config) -> TrainState:
-    return jax.eval_shape(make_trainer(config).init, jax.random.key(0), config.hparams())
+def _one_run_state(config_or_trainer) -> TrainState:
+    """One run's state shapes and dtypes (from a Trainer, or the one-device Trainer of a Config)."""
+    trainer = make_trainer(config_or_trainer) if isinstance(config_or_trainer, Config) else config_or_trainer
+    return jax.eval_shape(trainer.init, jax.random.key(0), trainer.config.hparams())
+
+
+class ChunkOutputs(NamedTuple):
+    """What the host reads after each chunk (host copies)."""
+
+    env_steps: Any
+    updates: Any  # per run
+    stats: Any  # loop.ChunkStats, per run
+    evals: Any  # loop.EvalLog, per run
+
+
+class Batch(NamedTuple):
+    """What is trained together: one config, its runs (seeds x settings) and the device mesh."""
+
+    config: Config
+    runs: list[dict]
+    settings: list[dict]
+    mesh_shape: parallel.MeshShape
 
 
 def train_runs(
@@ -144,208 +170,270 @@ def train_runs(
     settings: list[dict] | None = None,
     options: RunOptions | None = None,
     *,
-    meta: dict | None = None,
     progress: ProgressBar | None = None,
     mesh_shape: parallel.MeshShape | None = None,
     available_memory: int | None = None,
 ) -> RunResult:
     """Train every run in `runs` together in one compiled program, driven as `options` say
     (run_options.RunOptions: output dir, checkpoint cadence, resume, sinks; default: write
-    nothing).
+    nothing): `prepare`, then `Training.train`.
 
     Before compiling: checks the memory estimate (raises memory.OutOfMemoryError); only then,
-    with an output dir (written by this process: `write_outputs`), creates and locks it
-    (run_directory.RunDirBusyError if another process holds it), clears a previous run there
-    (`overwrite`: run files and checkpoints) and writes config.json (`meta` is stored beside
-    the config, with the provenance of `command`). With an output dir, the full state is
-    checkpointed every `checkpoint_every` chunks (0: only at the end; None: never), but not
-    sooner than `checkpoint_min_interval_s` after the previous save, and always at the end.
-    `resume` continues the run from its newest complete checkpoint (from scratch if it has none
-    yet); the result is bit-identical to the run never interrupted (same devices), and
-    summary.json's timings add up all the processes that worked on it. A failed or skipped save
-    raises checkpointing.CheckpointError. A non-finite loss or parameter stops the run with
-    NonFiniteError before that chunk is checkpointed. Multi-host, every process passes the same
-    `output_dir` (only process 0 has `write_outputs`, takes the lock and writes the run files)
-    and writes its own shards of each checkpoint there; a run that fails otherwise than on a
-    NaN (e.g. a lost peer) gives up its pending save instead of waiting for peers. Each chunk's
-    rows go to metrics.jsonl and evals.jsonl and to the sinks `tracking` names (tracking.py);
-    `progress` shows the compile and then the chunks.
+    with an output dir, prepares the run directory (run_directory.create, or .resume with
+    `resume`). With an output dir, the full state is checkpointed as `checkpointing.SavePolicy`
+    says (`checkpoint_every` None: never). A resumed run continues from its newest complete
+    checkpoint (from scratch if it has none yet); the result is bit-identical to the run never
+    interrupted (same devices), and summary.json's timings add up all the processes that worked
+    on it. A failed or skipped save raises checkpointing.CheckpointError. A non-finite loss or
+    parameter stops the run with NonFiniteError before that chunk is checkpointed. Multi-host,
+    every process passes the same `output_dir` (only process 0 has `write_outputs`, takes the
+    lock and writes the run files) and writes its own shards of each checkpoint there; a run
+    that fails otherwise than on a NaN (e.g. a lost peer) gives up its pending save instead of
+    waiting for peers. Each chunk's rows go to metrics.jsonl and evals.jsonl and to the sinks
+    `tracking` names (tracking.py); `progress` shows the compile and then the chunks.
     """
+    with prepare(config, runs, settings, options, mesh_shape=mesh_shape, available_memory=available_memory) as training:
+        return training.train(progress)
+
+
+def prepare(
+    config: Config,
+    runs: list[dict],
+    settings: list[dict] | None = None,
+    options: RunOptions | None = None,
+    *,
+    mesh_shape: parallel.MeshShape | None = None,
+    available_memory: int | None = None,
+) -> "Training":
+    """Everything before the compile: the memory check, then (with an output dir) the run
+    directory. Nothing is created, locked or written unless the memory check passes."""
     t_begin = time.perf_counter()
     options = options or RunOptions()
-    settings = settings if settings is not None else [{}]
-    mesh_shape = mesh_shape or parallel.MeshShape(1, 1)
+    batch = Batch(config, runs, [{}] if settings is None else settings, mesh_shape or parallel.MeshShape(1, 1))
+    one_state = _one_run_state(config)
     # One device's share of a run: its data shard of envs and replay, its model shard of the
     # hidden layers, its part of the eval episodes.
-    device_run_bytes = (memory.device_state_bytes(_one_run_state(config), mesh_shape, len(config.widths))
-                        + eval_working_bytes(config) // mesh_shape.data)  # fmt: skip
-    estimate = memory.check(device_run_bytes, len(runs) // mesh_shape.runs, available_memory)
-    if options.writing and not options.resume:
-        run_directory.check_output_dir(options.output_dir, options.overwrite)
-    # Every check above has passed: only now is anything created, locked, removed or written.
-    lock = run_directory.lock_run_dir(options.output_dir, create=not options.resume) if options.writing else None
-    try:
-        return _train_locked(config, runs, settings, options, meta, progress, mesh_shape, estimate, t_begin)
-    finally:
-        if lock is not None:
-            lock.close()
+    device_run_bytes = (memory.device_state_bytes(one_state, batch.mesh_shape, len(config.widths))
+                        + eval_working_bytes(config) // batch.mesh_shape.data)  # fmt: skip
+    estimate = memory.check(device_run_bytes, len(runs) // batch.mesh_shape.runs, available_memory)
+    run_dir = _open_run_dir(batch, options) if options.output_dir is not None else None
+    return Training(batch, options, run_dir, one_state, estimate, t_begin)
 
 
-def _train_locked(config, runs, settings, options: RunOptions, meta, progress, mesh_shape, estimate,
-                  t_begin) -> RunResult:  # fmt: skip
-    """train_runs once the memory check has passed and the run directory is locked."""
-    output_dir, writing, resume = options.output_dir, options.writing, options.resume
-    if writing and not resume:
-        run_directory.check_output_dir(output_dir, options.overwrite)  # again, now that no other process can race us
-        run_directory.clear_previous_run(output_dir)
-        run_directory.write_json(
-            output_dir / run_directory.CONFIG_FILE,
-            {**(meta or {}), "config": config.to_dict(), "settings": settings, "runs": runs,
-             "mesh": mesh_shape.as_dict(), "processes": jax.process_count(),
-             "provenance": provenance.collect(options.command)},
-        )  # fmt: skip
-    if writing and resume:
-        run_directory.check_logs(output_dir)
-        checkpointing.remove_partial(output_dir)
-    distributed.sync("purejaxdqn: run directory ready")  # multi-host: the others wait for process 0 to clear or clean it
-    start_chunk = distributed.main_value(resume_point(output_dir)) if resume else 0
-    saving = output_dir is not None and options.checkpoint_every is not None
-    ckpt = checkpointing.manager(output_dir, options.keep_checkpoints) if saving else None
+def _open_run_dir(batch: Batch, options: RunOptions) -> run_directory.RunDir:
+    """The run directory, new or resumed; written by this process only with `write_outputs`."""
+    writing = options.write_outputs
+    record = run_directory.RunRecord(
+        batch.config, batch.runs, batch.settings, batch.mesh_shape.as_dict(), jax.process_count(), options.preset,
+        options.cadence(), options.rerun_of, provenance.collect(options.command) if writing and not options.resume else None,
+    )  # fmt: skip
+    if options.resume:
+        return run_directory.resume(options.output_dir, record, writing, options.command)
+    return run_directory.create(options.output_dir, record, options.overwrite, writing, options.command)
 
-    if progress is not None:
-        progress.status(f"compiling {runs_text(len(runs))} ({config.env_id}) ...")
-    program = compile_program(config, runs, mesh_shape)
-    if progress is not None:
-        progress.note(f"compiled {runs_text(len(runs))} in {program.compile_s:.1f} s")
-    hp = program.hp
-    host_hp = jax.tree.map(lambda x: np.broadcast_to(x, (len(runs),)), jax.device_get(run_hparams(config, runs)[0]))
-    t_init = time.perf_counter()
-    if start_chunk:
-        state = checkpointing.restore(output_dir, start_chunk, program.abstract_state)
-    else:
-        state = program.init(program.seeds, hp)
-    if resume:  # drop rows written after the checkpoint (all of them when starting over)
-        env_steps = int(distributed.fetch(state.env_steps))  # a collective: every process takes part
-        if writing:
-            run_directory.truncate_after(output_dir, start_chunk - 1, env_steps)
-    if writing:
-        run_directory.append_jsonl(output_dir / run_directory.SEGMENTS_FILE, [
-            {"start_chunk": start_chunk, "compile_s": program.compile_s, "provenance": provenance.collect(options.command)}
-        ])  # fmt: skip
-    state = jax.block_until_ready(state)
-    init_s = time.perf_counter() - t_init
 
-    t_run = time.perf_counter() - init_s
-    evals = distributed.fetch(state.evals)
-    eval_seen = int((evals.step[0] > 0).sum())
-    save_s = 0.0
-    last_save = time.perf_counter()  # the run's start counts as a save for the interval
-    sinks, log_s = None, 0.0  # time in the sinks (logs, TensorBoard, W&B): apart from run_s, like saves
-    try:
-        t_log = time.perf_counter()
-        sinks = tracking.open_sinks(options.tracking, output_dir, runs, config.to_dict()) if writing else None
-        log_s += time.perf_counter() - t_log
-        for chunk in range(start_chunk, config.num_chunks):
-            t_chunk = time.perf_counter()
-            state = program.run_chunk(state, hp)
-            env_steps, updates, stats, evals = distributed.fetch(
-                (state.env_steps, state.learner.updates, state.stats, state.evals)
-            )
-            chunk_s = time.perf_counter() - t_chunk
-            steps_per_s = config.iterations_per_chunk * config.num_envs * len(runs) / chunk_s
-            metric_rows, eval_rows = _chunk_rows(chunk, runs, env_steps, updates, stats, evals, eval_seen, host_hp)
-            eval_seen = int((evals.step[0] > 0).sum())
-            for row in metric_rows:
-                row.update(chunk_s=chunk_s, env_steps_per_s=steps_per_s)
-            if sinks is not None:
-                t_log = time.perf_counter()
-                sinks.log(metric_rows, eval_rows)
-                log_s += time.perf_counter() - t_log
-            _stop_if_nonfinite(stats, runs, chunk)
-            due = bool(options.checkpoint_every) and (chunk + 1) % options.checkpoint_every == 0
-            if due and options.checkpoint_min_interval_s:  # a clock: multi-host, process 0's decides for all
-                due = distributed.main_value(time.perf_counter() - last_save >= options.checkpoint_min_interval_s)
-            if ckpt is not None and (due or chunk + 1 == config.num_chunks):
-                t_save = last_save = time.perf_counter()
-                with interrupts.deferred():
-                    checkpointing.save(ckpt, chunk + 1, state)
-                save_s += time.perf_counter() - t_save
-            if progress is not None:
-                latest = [row["eval_return_mean"] for row in metric_rows if row["eval_return_mean"] is not None]
-                progress.update(int(env_steps), steps_per_s, float(np.mean(latest)) if latest else None)
-        jax.block_until_ready(state)
-    except BaseException as err:
-        if distributed.multi_host() and not isinstance(err, NonFiniteError):
-            ckpt = None  # a peer may be gone: its pending save cannot complete; the earlier ones are intact
-        raise
-    finally:
-        if sinks is not None:
-            t_log = time.perf_counter()
-            sinks.close()
-            log_s += time.perf_counter() - t_log
-        if ckpt is not None:  # let pending async saves finish, also when stopping on a NaN or a signal
-            t_save = time.perf_counter()
-            with interrupts.deferred():
-                checkpointing.finish(ckpt)
-            save_s += time.perf_counter() - t_save
-    run_s = time.perf_counter() - t_run - save_s - log_s  # training only: checkpoint_save_s and logging_s are apart
-    if progress is not None:
+@dataclasses.dataclass
+class Timers:
+    """Seconds the host spent on what is not training: checkpoint saves and logging."""
+
+    save_s: float = 0.0
+    log_s: float = 0.0
+
+    @contextlib.contextmanager
+    def timing(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, name, getattr(self, name) + time.perf_counter() - t0)
+
+
+@dataclasses.dataclass
+class Training:
+    """A prepared batch of runs (`prepare`): its run directory is ready (and locked, where this
+    process writes it) until `close`. `train` compiles, runs the chunks and sums them up."""
+
+    batch: Batch
+    options: RunOptions
+    run_dir: run_directory.RunDir | None
+    one_state: TrainState  # one run's state shapes (jax.eval_shape)
+    memory_estimate: int
+    t_begin: float
+
+    @property
+    def start_chunk(self) -> int:
+        """The checkpoint a resumed run continues from (0: from the start)."""
+        return self.run_dir.start_chunk if self.run_dir is not None else 0
+
+    @property
+    def writing(self) -> bool:
+        return self.run_dir is not None and self.run_dir.writing
+
+    def train(self, progress: ProgressBar | None = None) -> RunResult:
+        progress = progress or ProgressBar(0, enabled=False)
+        program = self._compile(progress)
+        t_init = time.perf_counter()
+        state = self._initial_state(program)
+        state, run_s, timers = self._run_chunks(program, state, progress, init_s=time.perf_counter() - t_init)
         progress.close()
+        return self._finish(program, state, run_s, timers)
 
-    evals, final_updates = distributed.fetch((state.evals, state.learner.updates))
-    timing = _whole_run_timing(output_dir if writing and resume else None, start_chunk, program.compile_s, run_s)
-    total_steps = config.actual_total_steps * len(runs)
-    summary = {
-        "env_id": config.env_id,
-        "num_runs": len(runs),
-        "env_steps_per_run": config.actual_total_steps,
-        "updates_per_run": [int(u) for u in final_updates],
-        "final_eval_return_mean": [float(x) for x in evals.mean[:, -1]],
-        "final_eval_return_min": [float(x) for x in evals.min[:, -1]],
-        f"last_{report.LAST_K}_evals_return_mean": [float(x) for x in evals.mean[:, -report.LAST_K:].mean(axis=1)],
-        "eval_epsilon": config.eval_epsilon,
-        "memory_estimate_bytes": estimate,
-        "mesh": mesh_shape.as_dict(),
-        "processes": jax.process_count(),
-        **timing,
-        "checkpoint_save_s": save_s,
-        "logging_s": log_s,
-        "resumed_from_chunk": start_chunk if resume else None,
-        "total_s": time.perf_counter() - t_begin,
-        "env_steps_per_s": total_steps / timing["run_s"],
-        "updates_per_s": int(np.asarray(final_updates).sum()) / timing["run_s"],
-        **memory_report(),
-        **platform_report(),
-    }
-    table = report.summarize(runs, evals.mean, settings)
-    summary["settings"] = table
-    if writing:
-        run_directory.write_json(output_dir / run_directory.SUMMARY_FILE, summary)
+    def _compile(self, progress: ProgressBar) -> Program:
+        b = self.batch
+        progress.status(f"compiling {runs_text(len(b.runs))} ({b.config.env_id}) ...")
+        program = compile_program(b.config, b.runs, b.mesh_shape, self.one_state)
+        progress.note(f"compiled {runs_text(len(b.runs))} in {program.compile_s:.1f} s")
+        return program
+
+    def _initial_state(self, program: Program) -> TrainState:
+        """A new batch's state, or a resumed one's from its checkpoint; a resumed run's logs lose
+        the rows written after that checkpoint (all of them when starting over)."""
+        if self.start_chunk:
+            state = checkpointing.restore(self.run_dir.path, self.start_chunk, program.abstract_state)
+        else:
+            state = program.init(program.seeds, program.hp)
+        if self.run_dir is not None and self.run_dir.resumed:
+            self.run_dir.drop_rows_after(int(distributed.fetch(state.env_steps)))  # a collective: every process takes part
+        if self.run_dir is not None:
+            self.run_dir.add_segment(program.compile_s)
+        return jax.block_until_ready(state)
+
+    def _run_chunks(self, program: Program, state: TrainState, progress: ProgressBar, init_s: float):
+        """The chunk loop: run, log, check for NaN, save when due. Returns the final state, the
+        training seconds (init's included; saves and logging apart) and the host timers."""
+        b, timers, ckpt, saves = self.batch, Timers(), None, None
+        if self.run_dir is not None and self.options.checkpoint_every is not None:
+            ckpt = checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
+            saves = checkpointing.SavePolicy(self.options.checkpoint_every, self.options.checkpoint_min_interval_s, b.config.num_chunks)
+        t_run = time.perf_counter() - init_s
+        eval_seen = int((distributed.fetch(state.evals).step[0] > 0).sum())
+        logger = ChunkLogger(b, self.run_dir.path if self.writing else None, self.options.tracking, timers, eval_seen)
+        try:
+            with logger:
+                for chunk in range(self.start_chunk, b.config.num_chunks):
+                    state = self._one_chunk(program, state, chunk, logger, progress)
+                    if ckpt is not None and saves.due(chunk):
+                        with timers.timing("save_s"), interrupts.deferred():
+                            checkpointing.save(ckpt, chunk + 1, state)
+                jax.block_until_ready(state)
+        except BaseException as err:
+            if distributed.multi_host() and not isinstance(err, NonFiniteError):
+                ckpt = None  # a peer may be gone: its pending save cannot complete; the earlier ones are intact
+            raise
+        finally:
+            if ckpt is not None:  # let pending async saves finish, also when stopping on a NaN or a signal
+                with timers.timing("save_s"), interrupts.deferred():
+                    checkpointing.finish(ckpt)
+        return state, time.perf_counter() - t_run - timers.save_s - timers.log_s, timers
+
+    def _one_chunk(self, program: Program, state: TrainState, chunk: int, logger: "ChunkLogger",
+                   progress: ProgressBar) -> TrainState:  # fmt: skip
+        config, t_chunk = self.batch.config, time.perf_counter()
+        state = program.run_chunk(state, program.hp)
+        out = ChunkOutputs(*distributed.fetch((state.env_steps, state.learner.updates, state.stats, state.evals)))
+        chunk_s = time.perf_counter() - t_chunk
+        steps_per_s = config.iterations_per_chunk * config.num_envs * len(self.batch.runs) / chunk_s
+        latest = logger.log(chunk, out, chunk_s=chunk_s, env_steps_per_s=steps_per_s)
+        _stop_if_nonfinite(out.stats, self.batch.runs, chunk)
+        progress.update(int(out.env_steps), steps_per_s, latest)
+        return state
+
+    def _finish(self, program: Program, state: TrainState, run_s: float, timers: Timers) -> RunResult:
+        """summary.json, curves.png and the result."""
+        b = self.batch
+        evals, final_updates = distributed.fetch((state.evals, state.learner.updates))
+        resumed = self.run_dir is not None and self.run_dir.resumed
+        earlier = self.run_dir.path if resumed and self.writing else None
+        timing = _whole_run_timing(earlier, self.start_chunk, program.compile_s, run_s)
+        summary = self._summary(evals, final_updates, timing, timers)
+        summary["total_s"] = time.perf_counter() - self.t_begin
+        summary["settings"] = table = report.summarize(b.runs, evals.mean, b.settings)
+        if self.writing:
+            self._write_results(summary, evals)
+        return RunResult(b.config, b.runs, b.settings, state, np.asarray(evals.step[0]), np.asarray(evals.mean),
+                         np.asarray(evals.min), summary, table)  # fmt: skip
+
+    def _summary(self, evals, final_updates, timing: dict, timers: Timers) -> dict:
+        """summary.json, but for total_s and the per-setting table."""
+        batch, resumed = self.batch, self.run_dir is not None and self.run_dir.resumed
+        config, runs = batch.config, batch.runs
+        return {
+            "env_id": config.env_id,
+            "num_runs": len(runs),
+            "env_steps_per_run": config.actual_total_steps,
+            "updates_per_run": [int(u) for u in final_updates],
+            "final_eval_return_mean": [float(x) for x in evals.mean[:, -1]],
+            "final_eval_return_min": [float(x) for x in evals.min[:, -1]],
+            f"last_{report.LAST_K}_evals_return_mean": [float(x) for x in evals.mean[:, -report.LAST_K:].mean(axis=1)],
+            "eval_epsilon": config.eval_epsilon,
+            "memory_estimate_bytes": self.memory_estimate,
+            "mesh": batch.mesh_shape.as_dict(),
+            "processes": jax.process_count(),
+            **timing,
+            "checkpoint_save_s": timers.save_s,
+            "logging_s": timers.log_s,
+            "resumed_from_chunk": self.start_chunk if resumed else None,
+            "total_s": None,  # set last, once everything is written
+            "env_steps_per_s": config.actual_total_steps * len(runs) / timing["run_s"],
+            "updates_per_s": int(np.asarray(final_updates).sum()) / timing["run_s"],
+            **memory_report(),
+            **platform_report(),
+        }
+
+    def _write_results(self, summary: dict, evals) -> None:
+        b, path = self.batch, self.run_dir.path
+        run_directory.write_json(path / run_directory.SUMMARY_FILE, summary)
         report.plot_curves(
-            output_dir / run_directory.CURVES_FILE, evals.step[0], evals.mean, runs, settings,
-            title=f"{config.env_id} ({runs_text(len(runs))})",
-            train=report.training_returns(run_directory.read_jsonl(output_dir / run_directory.METRICS_FILE), len(runs)),
+            path / run_directory.CURVES_FILE, evals.step[0], evals.mean, b.runs, b.settings,
+            title=f"{b.config.env_id} ({runs_text(len(b.runs))})",
+            train=report.training_returns(run_directory.read_jsonl(path / run_directory.METRICS_FILE), len(b.runs)),
         )  # fmt: skip
-    return RunResult(
-        config=config,
-        runs=runs,
-        settings=settings,
-        table=table,
-        state=state,
-        eval_steps=np.asarray(evals.step[0]),
-        eval_mean=np.asarray(evals.mean),
-        eval_min=np.asarray(evals.min),
-        summary=summary,
-    )
+
+    def close(self) -> None:
+        if self.run_dir is not None:
+            self.run_dir.close()
+
+    def __enter__(self) -> "Training":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def resume_point(run_dir: Path) -> int:
-    """The chunk a resumed run continues after: its newest complete checkpoint, or 0 (start
-    over from scratch with the saved config) when it was killed before its first one."""
-    try:
-        return checkpointing.latest_step(run_dir)
-    except checkpointing.NoCheckpointError:
-        return 0
+class ChunkLogger:
+    """Each chunk's rows to metrics.jsonl, evals.jsonl and the sinks (tracking.py), timed apart
+    from training; a context that opens and closes the sinks. Without a run directory to write
+    (`path` None) it only keeps count of the evaluations seen."""
+
+    def __init__(self, batch: Batch, path: Path | None, spec: tracking.TrackingSpec | None, timers: Timers, eval_seen: int):
+        self.batch, self.path, self.spec, self.timers, self.eval_seen = batch, path, spec, timers, eval_seen
+        self.host_hp = jax.tree.map(lambda x: np.broadcast_to(x, (len(batch.runs),)),
+                                    jax.device_get(run_hparams(batch.config, batch.runs)[0]))  # fmt: skip
+        self.sinks = None
+
+    def __enter__(self) -> "ChunkLogger":
+        if self.path is not None:
+            with self.timers.timing("log_s"):
+                self.sinks = tracking.open_sinks(self.spec, self.path, self.batch.runs, self.batch.config.to_dict())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.sinks is not None:
+            with self.timers.timing("log_s"):
+                self.sinks.close()
+
+    def log(self, chunk: int, out: ChunkOutputs, **timing: float) -> float | None:
+        """Log one chunk (`timing`: chunk_s and env_steps_per_s, added to its metric rows);
+        returns the mean of the latest eval returns (None before any)."""
+        metric_rows, eval_rows = _chunk_rows(chunk, self.batch.runs, out, self.eval_seen, self.host_hp)
+        self.eval_seen = int((out.evals.step[0] > 0).sum())
+        for row in metric_rows:
+            row.update(timing)
+        if self.sinks is not None:
+            with self.timers.timing("log_s"):
+                self.sinks.log(metric_rows, eval_rows)
+        latest = [row["eval_return_mean"] for row in metric_rows if row["eval_return_mean"] is not None]
+        return float(np.mean(latest)) if latest else None
 
 
 def _whole_run_timing(run_dir: Path | None, start_chunk: int, compile_s: float, run_s: float) -> dict[str, Any]:
@@ -374,8 +462,9 @@ def eval_working_bytes(config: Config) -> int:
     return 2 * (memory.state_bytes((obs, env_state)) + q_values)
 
 
-def _chunk_rows(chunk, runs, env_steps, updates, stats, evals, eval_seen, host_hp):
+def _chunk_rows(chunk: int, runs: list[dict], out: ChunkOutputs, eval_seen: int, host_hp: HParams):
     """metrics.jsonl rows (one per run) and evals.jsonl rows (new evals) after a chunk."""
+    env_steps, updates, stats, evals = out
     eval_done = int((evals.step[0] > 0).sum())
     eval_rows = [
         {**r, "env_steps": int(evals.step[i, j]),

@@ -1,0 +1,265 @@
+"""From a command line to a `Plan`: every option resolved (presets, a saved config, a resumed
+run's record, environment variables) and checked, before JAX starts or anything is written.
+
+No argparse namespace lives past `make_plan`; what is not given takes its default here, from
+the one place that defines it (`Config`, `RunOptions`, `TrackingSpec`, `distributed`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from purejaxdqn.cli.parsers import TRAIN_PROG, Parser, UsageError, integer, negative_values_attached, number, option, train_parser
+from purejaxdqn.config import HPARAM_DTYPES, PRESETS, SEED_LIMIT, Config, ConfigError, from_preset, preset_names, validate
+from purejaxdqn.host import distributed, run_directory, tracking
+from purejaxdqn.host.run_options import CADENCE_FIELDS, cadence_defaults, option_dest
+from purejaxdqn.host.runner import make_runs
+
+CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+class Devices(NamedTuple):
+    """How the process starts JAX and lays out its device mesh (None: chosen automatically)."""
+
+    cpu_devices: int | None = None  # split a CPU into N host devices (None: one per core for the command itself)
+    compilation_cache: str | None = None  # a directory or "off" (None: $PUREJAXDQN_CACHE_DIR or the default)
+    coordinator: str | None = None  # multi-host: process 0's HOST:PORT
+    num_processes: int | None = None
+    process_id: int | None = None
+    timeout_s: int = distributed.DEFAULT_TIMEOUT_S
+    mesh_runs: int | None = None
+    mesh_data: int | None = None
+    mesh_model: int | None = None
+
+
+class Plan(NamedTuple):
+    """A command line, resolved and checked: what to train, where, and on what."""
+
+    config: Config
+    preset: str  # the presets the config started from ('none': plain defaults)
+    num_seeds: int
+    sweep: dict[str, list]  # swept hyperparameter -> values
+    runs: list[dict]  # seeds x settings (runner.make_runs)
+    settings: list[dict]
+    output_dir: Path | None  # as named by --output-dir or --resume (None: a new default one)
+    overwrite: bool
+    resume: run_directory.RunRecord | None  # --resume: the saved record of the run continued
+    rerun_of: str | None  # --config: the saved run started from
+    cadence: dict  # the checkpoint cadence, as saved in config.json (RunOptions.cadence)
+    tracking: tracking.TrackingSpec
+    progress: bool | None  # None: on when stderr is a terminal
+    devices: Devices
+    command: list[str]  # as recorded in config.json
+
+
+def make_plan(argv: list[str]) -> Plan:
+    """Parse and check a `train` command line. Raises UsageError or ConfigError; reads a saved
+    run (--config, --resume) but writes nothing."""
+    attached = negative_values_attached(argv)
+    defaults = help_defaults(attached) if {"-h", "--help"} & set(attached) else ()
+    given = vars(train_parser(*defaults).parse_args(attached))
+    overrides = {k: v for k, v in given.items() if k in CONFIG_FIELDS}
+    _check_command_options(given, overrides)
+    common = dict(
+        cadence=None, tracking=parse_tracking(given), progress=given.get("progress"),
+        devices=_devices(given), command=[TRAIN_PROG, *argv],
+    )  # fmt: skip
+    if "resume" in given:
+        return _resume_plan(given, overrides, common)
+    return _new_plan(given, overrides, common)
+
+
+def help_defaults(argv: list[str]) -> tuple[Config, str]:
+    """The base config the command would start from (for --help), and what it is; the plain
+    defaults when the preset, env id or --config given is not valid (parsing reports that)."""
+    peek = Parser(add_help=False)
+    for name in ("--preset", "--env-id", "--config"):
+        peek.add_argument(name)
+    known, _ = peek.parse_known_args(argv)
+    try:
+        if known.config:
+            return _read_base(Path(known.config)).config, f"the saved config {known.config}"
+        names = preset_names(known.preset, known.env_id)
+        return from_preset(known.preset, **({"env_id": known.env_id} if known.env_id else {})), (
+            f"the {'+'.join(names)!r} preset" if names else "the plain defaults (no preset)")
+    except (ConfigError, TypeError):
+        return Config(), "the plain defaults (no preset)"
+
+
+def _read_base(path: Path) -> run_directory.RunRecord:
+    """--config: a run directory or a run's config.json, checked like a new config."""
+    try:
+        return run_directory.read(path) if path.is_dir() else run_directory.read_file(path)
+    except run_directory.RunDirError as err:
+        raise ConfigError("--config", str(err)) from None
+
+
+def parse_tracking(given: dict) -> tracking.TrackingSpec:
+    """--log and the W&B options, checked (names, installed packages, consistency)."""
+    try:
+        log = tracking.parse_log(given["log"]) if "log" in given else ()
+    except tracking.TrackingError as err:
+        raise UsageError(str(err)) from None
+    wandb = {name: given[name] for name in ("wandb_project", "wandb_entity", "wandb_mode") if name in given}
+    for name in wandb:
+        if "wandb" not in log:
+            raise ConfigError(option(name), "only applies together with --log wandb")
+    return tracking.TrackingSpec(log, **wandb)
+
+
+def _check_command_options(given: dict, overrides: dict) -> None:
+    """Checks of the options that are the command's own (not `Config` settings)."""
+    if "preset" in given and not all(n.strip() for n in given["preset"].split(",")):
+        raise ConfigError("--preset", f"empty preset name in {given['preset']!r}; choose from {', '.join([*PRESETS, 'none'])}")
+    if overrides.get("loss") == "mse" and "huber_delta" in overrides:
+        raise ConfigError("--huber-delta", "contradicts --loss mse (the Huber threshold is unused)")
+    if given.get("overwrite") and "output_dir" not in given:
+        raise ConfigError("--overwrite", "only applies together with --output-dir")
+    if "config" in given:
+        for name in ("preset", "resume"):
+            if name in given:
+                raise ConfigError(option(name), "contradicts --config (the saved config is the base)")
+    if given.get("num_seeds", 1) <= 0:
+        raise ConfigError("--num-seeds", f"must be a positive integer, got {given['num_seeds']}")
+    if not given.get("distributed_timeout", 1) > 0:
+        raise ConfigError("--distributed-timeout", f"must be a positive number of seconds, got {given['distributed_timeout']}")
+    for name in ("mesh_runs", "mesh_data", "mesh_model", "num_processes", "cpu_devices"):
+        if name in given and given[name] <= 0:
+            raise ConfigError(option(name), f"must be a positive integer, got {given[name]}")
+    if given.get("checkpoint_every", 0) < 0:
+        raise ConfigError("--checkpoint-every", f"must be 0 or more, got {given['checkpoint_every']}")
+    if not given.get("checkpoint_min_interval", 0) >= 0:
+        raise ConfigError("--checkpoint-min-interval", f"must be 0 or more seconds, got {given['checkpoint_min_interval']}")
+    if given.get("keep_checkpoints", 1) < 1:
+        raise ConfigError("--keep-checkpoints", f"must be at least 1, got {given['keep_checkpoints']}")
+
+
+def _devices(given: dict) -> Devices:
+    """The device and host options, each from its option or else its environment variable."""
+    named = {name: given[name] for name in Devices._fields if name in given}
+    named.update(
+        coordinator=_given_or_env(given, "coordinator_address", "JAX_COORDINATOR_ADDRESS", str),
+        num_processes=_given_or_env(given, "num_processes", "JAX_NUM_PROCESSES", int),
+        process_id=_given_or_env(given, "process_id", "JAX_PROCESS_ID", int),
+    )  # fmt: skip
+    if "distributed_timeout" in given:
+        named["timeout_s"] = given["distributed_timeout"]
+    return Devices(**named)
+
+
+def _given_or_env(given: dict, name: str, env: str, kind):
+    value = given.get(name)
+    if value is None and os.environ.get(env):
+        try:
+            value = kind(os.environ[env])
+        except ValueError:
+            raise ConfigError(env, f"invalid value {os.environ[env]!r}") from None
+    return value
+
+
+def _cadence(given: dict, saved: dict | None = None) -> dict:
+    """The checkpoint cadence (keyed as saved in config.json): options given, else the run's
+    saved cadence, else RunOptions' defaults."""
+    base = {**cadence_defaults(), **(saved or {})}
+    return {f.metadata["saved_as"]: given.get(option_dest(f), base[f.metadata["saved_as"]]) for f in CADENCE_FIELDS}
+
+
+def _new_plan(given: dict, overrides: dict, common: dict) -> Plan:
+    """A new run: from presets (or a saved config) plus the options given."""
+    if "config" in given:
+        base = _read_base(given["config"])
+        config, preset, rerun_of = base.config.replace(**overrides), base.preset, str(given["config"])
+        saved_seeds, saved_sweep = base.num_seeds, {k: v for k, v in base.sweep.items() if k not in overrides}
+    else:
+        preset = ",".join(preset_names(given.get("preset"), overrides.get("env_id"))) or "none"
+        config, rerun_of = from_preset(given.get("preset"), **overrides), None
+        saved_seeds, saved_sweep = 1, {}
+    validate(config)
+    num_seeds = given.get("num_seeds", saved_seeds)
+    if config.seed + num_seeds > SEED_LIMIT:
+        raise ConfigError("--seed", f"seeds {config.seed}..{config.seed + num_seeds - 1} do not fit uint32: "
+                          f"--seed must be at most 2**32 - --num-seeds = {SEED_LIMIT - num_seeds}")  # fmt: skip
+    sweep = parse_sweep(given["sweep"], overrides) if "sweep" in given else saved_sweep
+    config = _check_sweep(config, sweep)
+    runs, settings = make_runs(config, num_seeds, sweep)
+    return Plan(config, preset, num_seeds, sweep, runs, settings, given.get("output_dir"), given.get("overwrite", False), None,
+                rerun_of, **{**common, "cadence": _cadence(given)})  # fmt: skip
+
+
+def _check_sweep(config: Config, sweep: dict[str, list]) -> Config:
+    """Each swept value checked as a config of its own; the config with clipping compiled in
+    when max_grad_norm is swept (the preset may have it off)."""
+    if "max_grad_norm" in sweep:
+        config = config.replace(max_grad_norm=sweep["max_grad_norm"][0])
+    for name, values in sweep.items():
+        for value in values:
+            try:
+                validate(config.replace(**{name: value}))
+            except ConfigError as err:
+                raise ConfigError(f"--sweep {name}={value}", err.message) from None
+    return config
+
+
+def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
+    """`["lr=1e-3,3e-4", "gamma=0.99,0.995"]` -> {"lr": [...], "gamma": [...]}, typed and checked."""
+    sweep: dict[str, list] = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not text.strip() or not name.isidentifier() or name.startswith("_"):
+            raise ConfigError("--sweep", f"expected NAME=V1,V2,..., got {spec!r}")
+        _check_sweepable(name, sweep, overrides)
+        parse = integer if isinstance(CONFIG_FIELDS[name].default, int) else number
+        try:
+            values = [parse(v) for v in text.split(",") if v.strip()]
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError(f"--sweep {name}", str(err)) from None
+        if len(set(values)) != len(values):
+            raise ConfigError(f"--sweep {name}", f"repeated values in {text!r}")
+        if name == "max_grad_norm" and 0 in values:
+            raise ConfigError(f"--sweep {name}", "0 (no clipping) changes the program; sweep positive values only")
+        sweep[name] = values
+    return sweep
+
+
+def _check_sweepable(name: str, sweep: dict, overrides: dict) -> None:
+    if name not in CONFIG_FIELDS:
+        raise ConfigError("--sweep", f"unknown setting {name!r}; sweepable: {', '.join(HPARAM_DTYPES)}")
+    if name not in HPARAM_DTYPES:
+        raise ConfigError(
+            f"--sweep {name}",
+            "changes array shapes or program structure, so it cannot be vmapped in one program; "
+            "run each setting as its own command, or experiments/sweep_static.py from a checkout",
+        )
+    if name in sweep:
+        raise ConfigError(f"--sweep {name}", "given twice; list all values in one --sweep")
+    if name in overrides:
+        raise ConfigError(f"--sweep {name}", f"contradicts {option(name)} given as a single value")
+
+
+def _resume_plan(given: dict, overrides: dict, common: dict) -> Plan:
+    """Continue the run in --resume DIR with its saved settings, on as many processes as it was
+    made with (each restores its own shards); options that differ are refused."""
+    for name in ("output_dir", "overwrite", "preset", "config"):
+        if name in given:
+            raise ConfigError(option(name), "contradicts --resume (the run continues in its own directory with its own settings)")
+    run_dir = Path(given["resume"])
+    saved = run_directory.read(run_dir)
+    num_processes = common["devices"].num_processes or 1
+    if saved.processes != num_processes:
+        raise ConfigError("--num-processes", f"{run_dir} was made by {saved.processes} process(es), "
+                          f"resumed by {num_processes}: resume it with as many (each restores its own shards)")  # fmt: skip
+    config = saved.config
+    differ = [f"{k} (saved {getattr(config, k)!r}, given {v!r})" for k, v in overrides.items() if getattr(config, k) != v]
+    if given.get("num_seeds", saved.num_seeds) != saved.num_seeds:
+        differ.append(f"num_seeds (saved {saved.num_seeds}, given {given['num_seeds']})")
+    if "sweep" in given and (sweep := parse_sweep(given["sweep"], overrides)) != saved.sweep:
+        differ.append(f"sweep (saved {saved.sweep}, given {sweep})")
+    if differ:
+        raise ConfigError("--resume", "settings differ from the saved run: " + "; ".join(differ))
+    return Plan(config, saved.preset, saved.num_seeds, saved.sweep, saved.runs, saved.settings, run_dir, False, saved,
+                saved.rerun_of, **{**common, "cadence": _cadence(given, saved.checkpoint)})  # fmt: skip

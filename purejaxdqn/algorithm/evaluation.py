@@ -12,6 +12,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from purejaxdqn.algorithm import acting
 from purejaxdqn.environments import VecEnv
 
 
@@ -35,11 +36,12 @@ def make_episode_returns(apply_fn: Callable, venv: VecEnv, num_episodes: int, ep
         def step(carry):
             obs, env_state, key, returns, done, t = carry
             key, step_key = jax.random.split(key)
-            action = jnp.argmax(apply_fn(params, obs), axis=-1)
-            if epsilon > 0:
+            q_values = apply_fn(params, obs)
+            if epsilon > 0:  # static: with 0 no random numbers are drawn at all
                 explore_key, action_key = jax.random.split(jax.random.fold_in(step_key, 1))
-                random_action = jax.random.randint(action_key, action.shape, 0, venv.num_actions)
-                action = jnp.where(jax.random.uniform(explore_key, action.shape) < epsilon, random_action, action)
+                action = acting.epsilon_greedy(explore_key, action_key, q_values, epsilon)
+            else:
+                action = acting.greedy(q_values)
             res = venv.step(step_key, env_state, action)
             returns = returns + jnp.where(done, 0.0, res.reward)
             done = done | res.terminated | res.truncated

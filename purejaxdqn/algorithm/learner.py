@@ -118,8 +118,9 @@ def _take(values: jax.Array, action: jax.Array) -> jax.Array:
 
 
 def make_update(apply_fn: Callable, config: Config, axis_name: str | None = None) -> Callable:
-    """`update(learner, batch, hp) -> (learner, UpdateMetrics)`: one Adam step on the TD loss,
-    then the target update. `axis_name`: see `make_gradients`."""
+    """`update(learner, batch, hp) -> (learner, UpdateMetrics)`: one optimizer step (Adam or
+    RMSProp, `config.optimizer`) on the TD loss, then the target update. `axis_name`: see
+    `make_gradients`."""
     gradients = make_gradients(apply_fn, config, axis_name)
 
     def update(learner: LearnerState, batch: Batch, hp: HParams):

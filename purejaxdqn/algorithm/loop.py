@@ -22,6 +22,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from purejaxdqn.algorithm import acting
 from purejaxdqn.algorithm import learner as learner_lib
 from purejaxdqn.algorithm import replay as replay_lib
 from purejaxdqn.config import Config, HParams
@@ -194,10 +195,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     def act(params, obs, env_steps, hp: HParams, explore_key, action_key) -> jax.Array:
         """1. Epsilon-greedy actions on the current observations."""
         epsilon = linear_epsilon(env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)
-        greedy = jnp.argmax(apply_fn(params, obs), axis=-1)
-        random_action = jax.random.randint(action_key, greedy.shape, 0, venv.num_actions)
-        explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
-        return jnp.where(explore, random_action, greedy).astype(jnp.int32)
+        return acting.epsilon_greedy(explore_key, action_key, apply_fn(params, obs), epsilon).astype(jnp.int32)
 
     def step_and_store(state: TrainState, action: jax.Array, env_key):
         """2. Step the envs, store the transition row, count finished episodes."""

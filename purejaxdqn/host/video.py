@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxdqn.algorithm import acting
 from purejaxdqn.environments import env_from_config
 
 CELL = 16  # pixels per MinAtar cell
@@ -44,7 +45,7 @@ def _play(network, venv, steps: int, params, key):
     def step(carry, _):
         obs, env_state, key = carry
         key, step_key = jax.random.split(key)
-        action = jnp.argmax(network.apply(params, obs), axis=-1)
+        action = acting.greedy(network.apply(params, obs))
         result = venv.step(step_key, env_state, action)
         ended = jnp.logical_or(result.terminated, result.truncated)
         return (result.obs, result.env_state, key), (obs[0], result.reward[0], ended[0])

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxdqn.algorithm import acting
 from purejaxdqn.algorithm.evaluation import make_episode_returns
 from purejaxdqn.algorithm.loop import BestParams
 from purejaxdqn.algorithm.networks import QNetwork, make_network
@@ -60,9 +61,7 @@ def _episode_returns(config: Config, network: QNetwork, episodes: int, epsilon: 
 
 @partial(jax.jit, static_argnums=0)
 def _greedy_actions(network, params, obs):
-    from purejaxdqn.algorithm.acting import greedy
-
-    return greedy(network.apply(params, obs))
+    return acting.greedy(network.apply(params, obs))
 
 
 def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = False) -> Policy:

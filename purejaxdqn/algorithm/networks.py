@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxdqn.algorithm.distributional import mean_q, support
+from purejaxdqn.config import Config
 
 
 class Conv3x3(nn.Module):
@@ -48,12 +49,13 @@ class QNetwork(nn.Module):
     """
 
     num_actions: int
-    widths: Sequence[int] = (120, 84)
-    dueling: bool = False
-    torso: str = "mlp"
+    # The defaults are Config's (one source); make_network passes a config's values.
+    widths: Sequence[int] = Config.widths
+    dueling: bool = Config.dueling
+    torso: str = Config.torso
     num_atoms: int = 0  # 0: plain Q-values; > 0: C51 with this many atoms
-    v_min: float = -10.0
-    v_max: float = 10.0
+    v_min: float = Config.v_min
+    v_max: float = Config.v_max
 
     def setup(self):
         # Names follow flax's automatic ones (Dense_0, Dense_1, ...) so parameters, and with them
@@ -97,7 +99,7 @@ class QNetwork(nn.Module):
         return mean_q(out, support(self.num_atoms, self.v_min, self.v_max))
 
 
-def make_network(config, num_actions: int) -> QNetwork:
+def make_network(config: Config, num_actions: int) -> QNetwork:
     """The Q-network a config describes."""
     return QNetwork(
         num_actions=num_actions,

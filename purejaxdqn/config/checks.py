@@ -1,0 +1,245 @@
+"""Validation: `validate(config)` and `check_sweep(config, sweep)`.
+
+`validate` runs short named checks in a fixed order and raises `ConfigError` for the first bad
+setting; the order is part of the behaviour (it decides which of several problems is reported).
+Nothing here compiles anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Mapping, Sequence
+
+from purejaxdqn.config.schema import INT32_LIMIT, SEED_LIMIT, Config, ConfigError
+
+
+def validate(config: Config) -> None:
+    """Raise `ConfigError` naming the first bad setting. Cheap: compiles nothing."""
+    for check in _CHECKS:
+        check(config)
+
+
+def check_sweep(config: Config, sweep: Mapping[str, Sequence], *, compile_in: bool = True) -> Config:
+    """Check the values of a sweep ({setting: values}, settings already known to be sweepable)
+    against `config`; return the config to compile. Raises `ConfigError`.
+
+    `max_grad_norm` 0 means no clipping, which is program structure, not a traced number, so
+    every swept max_grad_norm must be positive and the compiled config must clip:
+    - `compile_in=True` (the command line): a preset may have clipping off, so the config
+      returned has max_grad_norm = its first swept value;
+    - `compile_in=False` (a config that is compiled as it is, e.g. the runner's): a config with
+      clipping off cannot sweep max_grad_norm.
+    Then each value must make a valid config: `validate(config.replace(name=value))`, its error
+    named `--sweep NAME=VALUE`.
+    """
+    if "max_grad_norm" in sweep:
+        if not compile_in and config.max_grad_norm == 0:
+            raise ConfigError("max_grad_norm", "clipping is off in this config (0), so it cannot be swept; set a positive value")
+        if 0 in sweep["max_grad_norm"]:
+            raise ConfigError("--sweep max_grad_norm", "0 (no clipping) changes the program; sweep positive values only")
+        if compile_in:
+            config = config.replace(max_grad_norm=sweep["max_grad_norm"][0])
+    for name, values in sweep.items():
+        for value in values:
+            try:
+                validate(config.replace(**{name: value}))
+            except ConfigError as err:
+                raise ConfigError(f"--sweep {name}={value}", err.message) from None
+    return config
+
+
+# ------------------------------------------------------------------ the checks, in order
+def _check_types(c: Config) -> None:
+    """Each setting has its default's type, and one of its choices where it has them (a saved
+    or hand-made config may not)."""
+    for f in dataclasses.fields(c):
+        value, kind = getattr(c, f.name), type(f.default)
+        ok = {
+            bool: lambda v: isinstance(v, bool),
+            int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+            float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        }.get(kind, lambda v: isinstance(v, kind))(value)
+        if not ok:
+            raise ConfigError(_opt(f.name), f"must be of type {kind.__name__}, got {value!r}")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(_opt(f.name), f"must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_env(c: Config) -> None:
+    from purejaxdqn.environments import SUPPORTED_ENV_IDS
+
+    if c.env_id not in SUPPORTED_ENV_IDS:
+        raise ConfigError(
+            "--env-id",
+            f"unknown or unsupported environment {c.env_id!r}; valid ids: {', '.join(SUPPORTED_ENV_IDS)}",
+        )
+
+
+_POSITIVE_INTS = (
+    "num_envs", "num_eval_envs", "total_steps", "num_chunks", "eval_every",
+    "buffer_size", "batch_size", "update_every", "gradient_steps", "target_update_every",
+    "eps_decay_steps", "n_step", "num_atoms",
+)  # fmt: skip
+
+
+def _check_counts(c: Config) -> None:
+    for name in _POSITIVE_INTS:
+        value = getattr(c, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(_opt(name), f"must be a positive integer, got {value!r}")
+    if not isinstance(c.learning_starts, int) or c.learning_starts < 0:
+        raise ConfigError("--learning-starts", f"must be a non-negative integer, got {c.learning_starts!r}")
+
+
+def _check_counters(c: Config) -> None:
+    """Every integer the device counts in must fit its dtype, or the run would silently wrap."""
+    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed < SEED_LIMIT:
+        raise ConfigError("--seed", f"must be an integer in [0, 2**32), got {c.seed!r}")
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if f.name != "seed" and isinstance(value, int) and not isinstance(value, bool) and value >= INT32_LIMIT:
+            raise ConfigError(_opt(f.name), f"{value} does not fit the device's int32 counters (must be below 2**31)")
+    derived = (
+        ("--total-steps", "env steps after rounding up to whole chunks", c.actual_total_steps + c.num_envs),
+        ("--buffer-size", "replay items (twice that in the priority tree)", 2 * c.buffer_rows * c.num_envs),
+        ("--gradient-steps", "gradient updates of the run",
+         (c.actual_total_steps // c.update_every + 1) * c.gradient_steps),
+    )  # fmt: skip
+    for option, what, value in derived:
+        if value >= INT32_LIMIT:
+            raise ConfigError(option, f"the run would count {value:,} {what}, more than the device's int32 counters hold (2**31)")
+
+
+def _positive(v) -> bool:
+    return v > 0
+
+
+def _unit(v) -> bool:
+    return 0 <= v <= 1
+
+
+def _open_unit(v) -> bool:
+    return 0 < v <= 1
+
+
+# (setting, test of a finite value, what the message says it must be), checked in this order.
+_LEARNER_NUMBERS: tuple[tuple[str, Callable, str], ...] = (
+    ("lr", _positive, "learning rate must be positive"),
+    ("gamma", _open_unit, "must be in (0, 1]"),
+    ("tau", _open_unit, "must be in (0, 1]"),
+    ("eps_start", _unit, "must be in [0, 1]"),
+    ("eps_end", _unit, "must be in [0, 1]"),
+    ("eval_epsilon", _unit, "must be in [0, 1]"),
+    ("huber_delta", _positive, "must be positive"),
+    ("adam_eps", _positive, "must be positive"),
+    ("max_grad_norm", lambda v: v >= 0, "must be positive, or 0 for no clipping"),
+)
+_REPLAY_AND_ENV_NUMBERS: tuple[tuple[str, Callable, str], ...] = (
+    ("priority_alpha", lambda v: v >= 0, "must be 0 or more"),
+    ("priority_beta", _unit, "must be in [0, 1]"),
+    ("priority_eps", _positive, "must be positive"),
+    ("sticky_actions", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+)
+
+
+def _numbers_in_range(table) -> Callable[[Config], None]:
+    def check(c: Config) -> None:
+        for name, test, must in table:
+            value = getattr(c, name)
+            if not (_finite(value) and test(value)):
+                raise ConfigError(_opt(name), f"{must}, got {value!r}")
+
+    return check
+
+
+def _check_distributional(c: Config) -> None:
+    if c.distributional and c.num_atoms < 2:
+        raise ConfigError("--num-atoms", f"C51 needs at least 2 atoms, got {c.num_atoms}")
+    if c.distributional and not (_finite(c.v_min) and _finite(c.v_max) and c.v_min < c.v_max):
+        raise ConfigError("--v-min/--v-max", f"need v_min < v_max, got {c.v_min!r} and {c.v_max!r}")
+
+
+def _check_n_step_rows(c: Config) -> None:
+    if c.n_step >= c.buffer_rows:
+        option = "--n-step" if c.buffer_size >= 2 * c.num_envs else "--buffer-size"
+        raise ConfigError(option, f"--buffer-size {c.buffer_size} over --num-envs {c.num_envs} envs gives {c.buffer_rows} "
+                          f"replay rows per env, which --n-step {c.n_step} needs more than: raise --buffer-size or lower --num-envs")  # fmt: skip
+
+
+def _check_minatar_only(c: Config) -> None:
+    minatar = c.env_id.endswith("-MinAtar")
+    if c.full_action_set and not minatar:
+        raise ConfigError("--full-action-set", f"applies to MinAtar games only, not {c.env_id}")
+    if c.torso == "conv" and not minatar:
+        raise ConfigError("--torso", f"'conv' needs image observations (the MinAtar games), not {c.env_id}")
+
+
+def _check_widths(c: Config) -> None:
+    if not c.widths:
+        raise ConfigError("--widths", "needs at least one hidden layer width")
+    if any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in c.widths):
+        raise ConfigError("--widths", f"widths must be positive integers, got {list(c.widths)}")
+
+
+def _check_replay_fills(c: Config) -> None:
+    """The first update samples only transitions that were collected, and does come."""
+    if c.batch_size > c.buffer_size:
+        raise ConfigError(
+            "--batch-size", f"{c.batch_size} is larger than the replay buffer (--buffer-size {c.buffer_size})"
+        )
+    if c.learning_starts < c.batch_size:
+        raise ConfigError(
+            "--learning-starts",
+            f"{c.learning_starts} is below the batch size {c.batch_size}: the first update would "
+            "sample transitions that were never collected",
+        )
+    if c.n_step > 1 and c.learning_starts <= (c.n_step - 1) * c.num_envs:
+        raise ConfigError(
+            "--learning-starts",
+            f"{c.learning_starts} is too small for {c.n_step}-step returns with {c.num_envs} envs: the first "
+            f"update would come before any {c.n_step}-step window is complete; use more than "
+            f"{(c.n_step - 1) * c.num_envs}",
+        )
+    if c.learning_starts >= c.actual_total_steps:
+        raise ConfigError(
+            "--learning-starts",
+            f"{c.learning_starts} is not below --total-steps {c.total_steps}: no update would ever run",
+        )
+
+
+def _check_schedule(c: Config) -> None:
+    if c.eval_every < c.num_envs:
+        raise ConfigError(
+            "--eval-every", f"{c.eval_every} is below --num-envs {c.num_envs}: one step would cross several eval points"
+        )
+    if c.num_chunks > math.ceil(c.total_steps / c.num_envs):
+        raise ConfigError(
+            "--num-chunks", f"{c.num_chunks} chunks is more than the run's {math.ceil(c.total_steps / c.num_envs)} iterations"
+        )
+
+
+# The order of the checks decides which error a config with several problems gets.
+_CHECKS: tuple[Callable[[Config], None], ...] = (
+    _check_types,  # types and choices first: the checks after it may rely on them
+    _check_env,
+    _check_counts,
+    _check_counters,
+    _numbers_in_range(_LEARNER_NUMBERS),
+    _check_distributional,
+    _check_n_step_rows,
+    _numbers_in_range(_REPLAY_AND_ENV_NUMBERS),
+    _check_minatar_only,
+    _check_widths,
+    _check_replay_fills,
+    _check_schedule,
+)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")

@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from purejaxdqn import __version__
-from purejaxdqn.config import HPARAM_DTYPES, Config, from_preset
+from purejaxdqn.config import SWEEPABLE, Config, from_preset, presets
 from purejaxdqn.environments import SUPPORTED_ENV_IDS
 from purejaxdqn.host import distributed, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, option_dest
@@ -122,17 +122,7 @@ def train_parser(defaults: Config | None = None, described: str = "cartpole") ->
 
 def _add_outputs(parser: argparse.ArgumentParser) -> None:
     main = parser.add_argument_group("preset and outputs")
-    main.add_argument(
-        "--preset", metavar="NAME[,NAME...]",
-        help="named settings to start from, applied left to right. Base presets (one per env): "
-        "'cartpole' (the default on CartPole-v1), 'reference' (the reference benchmark workload), "
-        "'acrobot', 'mountaincar' (the defaults on Acrobot-v1 and MountainCar-v0), 'breakout', "
-        "'freeway', 'asterix', 'space-invaders' (MinAtar, the default on each game); "
-        "modifiers: 'rainbow' (double, dueling, 3-step, prioritized, C51), 'original' (MinAtar's "
-        "6 actions and sticky actions 0.1), 'minatar-paper' (the MinAtar paper's learner: RMSProp, "
-        "one env, vanilla DQN, no clipping); 'none' = plain defaults. A list without a base "
-        "preset starts from the env's default one, e.g. --env-id Breakout-MinAtar --preset rainbow",
-    )  # fmt: skip
+    main.add_argument("--preset", metavar="NAME[,NAME...]", help=presets.help_text())
     main.add_argument(
         "--config", type=Path, metavar="RUN_DIR|CONFIG_JSON",
         help="rerun a saved run: its config.json (settings, seeds, sweep) is the base instead of a "
@@ -175,7 +165,7 @@ def _add_many_runs(parser: argparse.ArgumentParser) -> None:
     many.add_argument(
         "--sweep", action="append", metavar="NAME=V1,V2,...",
         help="sweep a hyperparameter over values, all settings x seeds in one program; repeat "
-        "for a grid. Sweepable: " + ", ".join(HPARAM_DTYPES) + ". Settings that change shapes "
+        "for a grid. Sweepable: " + ", ".join(SWEEPABLE) + ". Settings that change shapes "
         "(widths, batch size, buffer size, envs, ...) need separate compiles: run each setting as its "
         "own command, or experiments/sweep_static.py from a checkout",
     )  # fmt: skip

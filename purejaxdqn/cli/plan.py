@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from purejaxdqn.cli.parsers import TRAIN_PROG, Parser, UsageError, integer, negative_values_attached, number, option, train_parser
-from purejaxdqn.config import HPARAM_DTYPES, PRESETS, SEED_LIMIT, Config, ConfigError, from_preset, preset_names, validate
+from purejaxdqn.config import PRESETS, SEED_LIMIT, SWEEPABLE, Config, ConfigError, check_sweep, from_preset, preset_names, validate
 from purejaxdqn.host import distributed, run_directory, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, cadence_defaults, option_dest
 from purejaxdqn.host.runner import make_runs
@@ -127,7 +127,7 @@ def _check_command_options(given: dict, overrides: dict) -> None:
         raise ConfigError("--num-seeds", f"must be a positive integer, got {given['num_seeds']}")
     if not given.get("distributed_timeout", 1) > 0:
         raise ConfigError("--distributed-timeout", f"must be a positive number of seconds, got {given['distributed_timeout']}")
-    for name in ("mesh_runs", "mesh_data", "mesh_model", "num_processes", "cpu_devices"):
+    for name in ("num_processes", "cpu_devices"):  # the mesh axes: parallel.choose_mesh
         if name in given and given[name] <= 0:
             raise ConfigError(option(name), f"must be a positive integer, got {given[name]}")
     if given.get("checkpoint_every", 0) < 0:
@@ -184,24 +184,10 @@ def _new_plan(given: dict, overrides: dict, common: dict) -> Plan:
         raise ConfigError("--seed", f"seeds {config.seed}..{config.seed + num_seeds - 1} do not fit uint32: "
                           f"--seed must be at most 2**32 - --num-seeds = {SEED_LIMIT - num_seeds}")  # fmt: skip
     sweep = parse_sweep(given["sweep"], overrides) if "sweep" in given else saved_sweep
-    config = _check_sweep(config, sweep)
+    config = check_sweep(config, sweep)  # max_grad_norm swept: clipping compiled in
     runs, settings = make_runs(config, num_seeds, sweep)
     return Plan(config, preset, num_seeds, sweep, runs, settings, given.get("output_dir"), given.get("overwrite", False), None,
                 rerun_of, **{**common, "cadence": _cadence(given)})  # fmt: skip
-
-
-def _check_sweep(config: Config, sweep: dict[str, list]) -> Config:
-    """Each swept value checked as a config of its own; the config with clipping compiled in
-    when max_grad_norm is swept (the preset may have it off)."""
-    if "max_grad_norm" in sweep:
-        config = config.replace(max_grad_norm=sweep["max_grad_norm"][0])
-    for name, values in sweep.items():
-        for value in values:
-            try:
-                validate(config.replace(**{name: value}))
-            except ConfigError as err:
-                raise ConfigError(f"--sweep {name}={value}", err.message) from None
-    return config
 
 
 def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
@@ -220,16 +206,14 @@ def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
             raise ConfigError(f"--sweep {name}", str(err)) from None
         if len(set(values)) != len(values):
             raise ConfigError(f"--sweep {name}", f"repeated values in {text!r}")
-        if name == "max_grad_norm" and 0 in values:
-            raise ConfigError(f"--sweep {name}", "0 (no clipping) changes the program; sweep positive values only")
         sweep[name] = values
     return sweep
 
 
 def _check_sweepable(name: str, sweep: dict, overrides: dict) -> None:
     if name not in CONFIG_FIELDS:
-        raise ConfigError("--sweep", f"unknown setting {name!r}; sweepable: {', '.join(HPARAM_DTYPES)}")
-    if name not in HPARAM_DTYPES:
+        raise ConfigError("--sweep", f"unknown setting {name!r}; sweepable: {', '.join(SWEEPABLE)}")
+    if name not in SWEEPABLE:
         raise ConfigError(
             f"--sweep {name}",
             "changes array shapes or program structure, so it cannot be vmapped in one program; "

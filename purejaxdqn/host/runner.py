@@ -22,7 +22,7 @@ import numpy as np
 
 from purejaxdqn.host import checkpointing, distributed, interrupts, memory, provenance, report, run_directory, tracking
 from purejaxdqn.algorithm import parallel
-from purejaxdqn.config import Config, ConfigError, HParams
+from purejaxdqn.config import SWEEPABLE, Config, HParams, check_sweep
 from purejaxdqn.environments import env_from_config
 from purejaxdqn.algorithm.loop import TrainState, make_trainer, run_axes
 from purejaxdqn.host.progress import ProgressBar, runs_text
@@ -59,6 +59,11 @@ def make_runs(config: Config, num_seeds: int = 1, sweep: dict[str, list] | None 
     return runs, settings
 
 
+def swept_values(runs: list[dict]) -> dict[str, list]:
+    """Each hyperparameter some run sets, with its values in order."""
+    return {n: list(dict.fromkeys(r[n] for r in runs if n in r)) for n in SWEEPABLE if any(n in r for r in runs)}
+
+
 def run_hparams(config: Config, runs: list[dict]) -> tuple[HParams, HParams]:
     """HParams for a batch of runs, and their vmap axes.
 
@@ -66,8 +71,6 @@ def run_hparams(config: Config, runs: list[dict]) -> tuple[HParams, HParams]:
     scalars (axis None), so a batch of seeds compiles like a single run.
     """
     names = HParams._fields
-    if config.max_grad_norm == 0 and any("max_grad_norm" in r for r in runs):
-        raise ConfigError("max_grad_norm", "clipping is off in this config (0), so it cannot be swept; set a positive value")
     per_run = [config.replace(**{k: v for k, v in r.items() if k in names}).hparams() for r in runs]
     shared = [all(bool(p[i] == per_run[0][i]) for p in per_run) for i in range(len(names))]
     hp = HParams(*[per_run[0][i] if shared[i] else jnp.stack([p[i] for p in per_run]) for i in range(len(names))])
@@ -210,6 +213,7 @@ def prepare(
     t_begin = time.perf_counter()
     options = options or RunOptions()
     batch = Batch(config, runs, [{}] if settings is None else settings, mesh_shape or parallel.MeshShape(1, 1))
+    check_sweep(config, swept_values(runs), compile_in=False)  # the program is compiled as `config` says
     one_state = _one_run_state(config)
     # One device's share of a run: its data shard of envs and replay, its model shard of the
     # hidden layers, its part of the eval episodes.

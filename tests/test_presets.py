@@ -120,3 +120,17 @@ def test_network_defaults_are_the_config_defaults():
     assert (net.widths, net.dueling, net.torso, net.v_min, net.v_max) == (
         Config.widths, Config.dueling, Config.torso, Config.v_min, Config.v_max
     )
+
+
+def test_readme_lists_exactly_the_sweepable_settings():
+    """The README names the sweepable (traced) settings twice; both lists are SWEEPABLE's."""
+    import re
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    passages = [
+        readme.split("does not change array shapes: ")[1].split(". All settings")[0],
+        readme.split("pytree of *traced* hyperparameters (")[1].split("; `config.hparams()`")[0],
+    ]
+    for passage in passages:
+        assert re.findall(r"`(\w+)`", passage) == list(SWEEPABLE), passage

@@ -110,7 +110,7 @@ def choose_mesh(plan: Plan, started: JaxStarted) -> parallel.MeshShape:
     if plan.resume:
         runs, data, model = resume_mesh(plan.resume.mesh, runs, data, model, started.num_devices)
     shape = parallel.choose_mesh(plan.config, len(plan.runs), started.num_devices, runs, data,
-                                 auto_data=not started.on_cpu, model=model or 1)  # fmt: skip
+                                 auto_data=not started.on_cpu, model=1 if model is None else model)  # fmt: skip
     if distributed.multi_host() and shape.size != started.num_devices:
         raise ConfigError("--mesh-runs/--mesh-data", f"a multi-host run uses every device of every process: "
                           f"{started.num_devices} devices, but the mesh has {shape.size}")  # fmt: skip
@@ -127,7 +127,7 @@ def resume_mesh(saved: dict, runs: int | None, data: int | None, model: int | No
     if data is not None and data != saved["data"]:
         raise ConfigError("--mesh-data", f"the run was made with --mesh-data {saved['data']}; a resumed run keeps it "
                           "(each data shard's envs, replay and RNG streams belong to its device)")  # fmt: skip
-    model = model or saved.get("model", 1)
+    model = saved.get("model", 1) if model is None else model
     if runs is None and saved["runs"] * saved["data"] * model <= num_devices:
         runs = saved["runs"]
     return runs, saved["data"], model

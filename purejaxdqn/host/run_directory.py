@@ -153,7 +153,6 @@ class RunDir:
     """A run directory prepared for training: this process holds its lock when it writes it."""
 
     path: Path
-    record: RunRecord
     start_chunk: int = 0  # the checkpoint it continues from (0: from the start)
     resumed: bool = False
     lock: Any = None  # the open lock file; None where this process does not write
@@ -205,11 +204,11 @@ def create(path: Path, record: RunRecord, overwrite: bool = False, writing: bool
             _release(lock, path if made else None)
             raise
     distributed.sync("purejaxdqn: run directory ready")  # the others wait for process 0 to clear it
-    return RunDir(path, record, lock=lock, command=command)
+    return RunDir(path, lock=lock, command=command)
 
 
-def resume(path: Path, record: RunRecord, writing: bool = True, command: list[str] | None = None) -> RunDir:
-    """Prepare to continue the run in `path` (its `record` read before): take its lock, refuse
+def resume(path: Path, writing: bool = True, command: list[str] | None = None) -> RunDir:
+    """Prepare to continue the run in `path` (its record `read` before): take its lock, refuse
     malformed logs, find its newest complete checkpoint (0: killed before the first, start over)
     and drop the partial saves a kill left. A finished run without checkpoints is refused."""
     path = Path(path)
@@ -228,7 +227,7 @@ def resume(path: Path, record: RunRecord, writing: bool = True, command: list[st
     if writing:
         checkpointing.remove_partial(path)
     distributed.sync("purejaxdqn: run directory ready")  # the others wait for process 0 to clean it
-    return RunDir(path, record, start_chunk, resumed=True, lock=lock, command=command)
+    return RunDir(path, start_chunk, resumed=True, lock=lock, command=command)
 
 
 def _resume_point(path: Path) -> int:

@@ -4,7 +4,7 @@
 writes, how often it checkpoints, whether it resumes, where it logs, what config.json says it
 came from. The checkpoint cadence is
 saved in config.json (a resumed run keeps it); its fields carry their command-line option and
-help, and cli.py generates the checkpoint options from them, so the defaults live here only.
+help, and cli/parsers.py generates the checkpoint options from them, so the defaults live here only.
 No JAX import: the command line reads this before it starts JAX.
 """
 

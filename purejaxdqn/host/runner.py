@@ -97,18 +97,16 @@ def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshS
     """Build and compile (ahead of time) init and run_chunk for this batch of runs and mesh.
 
     With a mesh of several devices the functions are `jax.shard_map`s over a (runs, data, model)
-    mesh (see parallel.py); otherwise they run on the default device. `one_state`: one run's
+    mesh (see algorithm/parallel.py); otherwise they run on the default device. `one_state`: one run's
     state shapes, if known already (`_one_run_state`).
     """
     t0 = time.perf_counter()
     hp, hp_axes = run_hparams(config, runs)
     seeds = np.array([r["seed"] for r in runs], np.uint32)
+    one_state = _one_run_state(config) if one_state is None else one_state
     # Only a real data axis changes the per-run program; a runs-only mesh runs the 1-device one.
-    splits_a_run = mesh_shape.data > 1 or mesh_shape.model > 1
-    trainer = make_trainer(config, parallel.DATA if mesh_shape.data > 1 else None, mesh_shape.data,
-                           model_parallel=mesh_shape.model > 1) if splits_a_run else make_trainer(config)  # fmt: skip
-    if one_state is None:  # the whole run's shapes: the one-device trainer's
-        one_state = _one_run_state(make_trainer(config) if splits_a_run else trainer)
+    data_axis = parallel.DATA if mesh_shape.data > 1 else None
+    trainer = make_trainer(config, data_axis, mesh_shape.data, model_parallel=mesh_shape.model > 1)
     init_fn, chunk_fn = _batched(trainer, run_axes(one_state), hp_axes, len(runs) // mesh_shape.runs)
     if mesh_shape.size > 1:
         mesh = parallel.make_mesh(mesh_shape)
@@ -138,15 +136,13 @@ def _fixed_layout(shardings, hp, mesh_shape: parallel.MeshShape) -> dict:
 def abstract_state(config: Config, runs: list[dict]) -> TrainState:
     """Shapes and dtypes of a batch of runs' state on one device (e.g. to restore a checkpoint)."""
     hp, hp_axes = run_hparams(config, runs)
-    trainer = make_trainer(config)
-    init, _ = _batched(trainer, run_axes(_one_run_state(trainer)), hp_axes, len(runs))
+    init, _ = _batched(make_trainer(config), run_axes(_one_run_state(config)), hp_axes, len(runs))
     return jax.eval_shape(init, np.zeros(len(runs), np.uint32), hp)
 
 
-def _one_run_state(config_or_trainer) -> TrainState:
-    """One run's state shapes and dtypes (from a Trainer, or the one-device Trainer of a Config)."""
-    trainer = make_trainer(config_or_trainer) if isinstance(config_or_trainer, Config) else config_or_trainer
-    return jax.eval_shape(trainer.init, jax.random.key(0), trainer.config.hparams())
+def _one_run_state(config: Config) -> TrainState:
+    """One whole run's state shapes and dtypes (its one-device Trainer's)."""
+    return jax.eval_shape(make_trainer(config).init, jax.random.key(0), config.hparams())
 
 
 class ChunkOutputs(NamedTuple):
@@ -227,12 +223,12 @@ def prepare(
 def _open_run_dir(batch: Batch, options: RunOptions) -> run_directory.RunDir:
     """The run directory, new or resumed; written by this process only with `write_outputs`."""
     writing = options.write_outputs
+    if options.resume:
+        return run_directory.resume(options.output_dir, writing, options.command)
     record = run_directory.RunRecord(
         batch.config, batch.runs, batch.settings, batch.mesh_shape.as_dict(), jax.process_count(), options.preset,
-        options.cadence(), options.rerun_of, provenance.collect(options.command) if writing and not options.resume else None,
+        options.cadence(), options.rerun_of, provenance.collect(options.command) if writing else None,
     )  # fmt: skip
-    if options.resume:
-        return run_directory.resume(options.output_dir, record, writing, options.command)
     return run_directory.create(options.output_dir, record, options.overwrite, writing, options.command)
 
 

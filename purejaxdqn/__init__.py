@@ -3,8 +3,9 @@
 gymnax environments and the replay buffer live on the device, and the whole
 collect -> store -> sample -> update -> target-update cycle is one jitted `lax.scan`.
 
-    from purejaxdqn import Config, make_train
-    train = jax.jit(make_train(Config()))
+    from purejaxdqn import from_preset, make_train
+    config = from_preset("cartpole")  # what the bare command trains; Config() is the plain defaults
+    train = jax.jit(make_train(config))
     state = train(jax.random.key(0))
 
 The names below are imported on first use, so `python -m purejaxdqn.train` can say something

@@ -212,20 +212,18 @@ def resume(path: Path, writing: bool = True, command: list[str] | None = None) -
     malformed logs, find its newest complete checkpoint (0: killed before the first, start over)
     and drop the partial saves a kill left. A finished run without checkpoints is refused."""
     path = Path(path)
-    lock = None
-    if writing:
-        lock, _ = _take_lock(path, create=False)
-        try:
+    lock = _take_lock(path, create=False)[0] if writing else None
+    try:
+        if writing:
             check_logs(path)
-        except BaseException:
-            _release(lock)
-            raise
-    start_chunk = distributed.main_value(_resume_point(path))  # process 0's: every process continues there
-    if start_chunk == 0 and (path / SUMMARY_FILE).exists():
+        start_chunk = distributed.main_value(_resume_point(path))  # process 0's: every process continues there
+        if start_chunk == 0 and (path / SUMMARY_FILE).exists():
+            raise checkpointing.NoCheckpointError(f"{path} finished but has no checkpoint left to resume from")
+        if writing:
+            checkpointing.remove_partial(path)
+    except BaseException:
         _release(lock)
-        raise checkpointing.NoCheckpointError(f"{path} finished but has no checkpoint left to resume from")
-    if writing:
-        checkpointing.remove_partial(path)
+        raise
     distributed.sync("purejaxdqn: run directory ready")  # the others wait for process 0 to clean it
     return RunDir(path, start_chunk, resumed=True, lock=lock, command=command)
 

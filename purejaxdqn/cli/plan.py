@@ -64,10 +64,8 @@ def make_plan(argv: list[str]) -> Plan:
     given = vars(train_parser(*defaults).parse_args(attached))
     overrides = {k: v for k, v in given.items() if k in CONFIG_FIELDS}
     _check_command_options(given, overrides)
-    common = dict(
-        cadence=None, tracking=parse_tracking(given), progress=given.get("progress"),
-        devices=_devices(given), command=[TRAIN_PROG, *argv],
-    )  # fmt: skip
+    common = dict(tracking=parse_tracking(given), progress=given.get("progress"), devices=_devices(given),
+                  command=[TRAIN_PROG, *argv])  # fmt: skip
     if "resume" in given:
         return _resume_plan(given, overrides, common)
     return _new_plan(given, overrides, common)
@@ -161,10 +159,9 @@ def _given_or_env(given: dict, name: str, env: str, kind):
     return value
 
 
-def _cadence(given: dict, saved: dict | None = None) -> dict:
-    """The checkpoint cadence (keyed as saved in config.json): options given, else the run's
-    saved cadence, else RunOptions' defaults."""
-    base = {**cadence_defaults(), **(saved or {})}
+def _cadence(given: dict, base: dict) -> dict:
+    """The checkpoint cadence (keyed as saved in config.json): the options given, else `base`
+    (RunOptions' defaults, or a resumed run's saved cadence)."""
     return {f.metadata["saved_as"]: given.get(option_dest(f), base[f.metadata["saved_as"]]) for f in CADENCE_FIELDS}
 
 
@@ -187,7 +184,7 @@ def _new_plan(given: dict, overrides: dict, common: dict) -> Plan:
     config = check_sweep(config, sweep)  # max_grad_norm swept: clipping compiled in
     runs, settings = make_runs(config, num_seeds, sweep)
     return Plan(config, preset, num_seeds, sweep, runs, settings, given.get("output_dir"), given.get("overwrite", False), None,
-                rerun_of, **{**common, "cadence": _cadence(given)})  # fmt: skip
+                rerun_of, cadence=_cadence(given, cadence_defaults()), **common)  # fmt: skip
 
 
 def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
@@ -246,4 +243,4 @@ def _resume_plan(given: dict, overrides: dict, common: dict) -> Plan:
     if differ:
         raise ConfigError("--resume", "settings differ from the saved run: " + "; ".join(differ))
     return Plan(config, saved.preset, saved.num_seeds, saved.sweep, saved.runs, saved.settings, run_dir, False, saved,
-                saved.rerun_of, **{**common, "cadence": _cadence(given, saved.checkpoint)})  # fmt: skip
+                saved.rerun_of, cadence=_cadence(given, saved.checkpoint), **common)  # fmt: skip

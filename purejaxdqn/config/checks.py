@@ -11,6 +11,7 @@ import dataclasses
 import math
 from typing import Callable, Mapping, Sequence
 
+from purejaxdqn.config import schedule
 from purejaxdqn.config.schema import INT32_LIMIT, SEED_LIMIT, Config, ConfigError
 
 
@@ -218,6 +219,10 @@ def _check_schedule(c: Config) -> None:
         raise ConfigError(
             "--num-chunks", f"{c.num_chunks} chunks is more than the run's {math.ceil(c.total_steps / c.num_envs)} iterations"
         )
+    if isinstance(c.unroll, bool) or not isinstance(c.unroll, int) or c.unroll < 0:
+        raise ConfigError("--unroll", f"must be 0 (the backend's default) or a positive integer, got {c.unroll!r}")
+    if c.loop == "static" and schedule.chunk_schedule(c) is None:
+        raise ConfigError("--loop", schedule.why_not_static(c) + "; use --loop auto or branching")
 
 
 # The order of the checks decides which error a config with several problems gets.

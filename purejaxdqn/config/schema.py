@@ -36,7 +36,7 @@ SEED_LIMIT = 2**32  # seeds are uint32
 
 # Settings added after runs were first saved, with the value that reproduces what a run saved
 # before them did (its config.json lacks them); any other missing setting is refused.
-ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam"}
+ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "auto", "unroll": 0}
 
 
 def _field(default, help: str, group: str, **kw):
@@ -93,6 +93,20 @@ class Config:
         False,
         "also keep the parameters of the best evaluation so far (load_policy(best=True), evaluate --best); "
         "the final parameters stay the default",
+        "run",
+    )
+
+    # -- the compiled program (never changes results) --
+    loop: str = _field(
+        "auto",
+        "the compiled chunk: 'static' lays out its env steps, update rounds and evaluations as straight scans "
+        "fixed at compile time (no branch or traced-length loop per env step: no host round trip on a GPU); "
+        "'branching' decides them per env step with lax.cond; 'auto' = static wherever a chunk's env steps are a "
+        "whole number of update rounds and eval intervals",
+        "run", choices=("auto", "static", "branching"),
+    )  # fmt: skip
+    unroll: int = _field(
+        0, "env-step patterns per iteration of the compiled chunk's loop (lax.scan unroll); 0 = the backend's default",
         "run",
     )
 

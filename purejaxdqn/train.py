@@ -4,14 +4,17 @@ from the command line (options: purejaxdqn/cli/parsers.py)."""
 import os
 import sys
 
-from purejaxdqn.host.progress import early_status, mute_stderr
+from purejaxdqn.host.progress import WALL, early_status, mute_stderr, process_age_s
 
 
 def main() -> int:
     """The process's command line: a first status line before JAX is imported (that alone takes
-    seconds on a busy machine), then the CLI."""
+    seconds on a busy machine), then the CLI. The process's wall clock starts here (the
+    interpreter's own start-up before it read from /proc): summary.json's "wall_split_s"."""
+    WALL.start(process_age_s())
     early_status(sys.argv[1:])
-    from purejaxdqn.cli import main as cli_main
+    with WALL.phase("imports"):
+        from purejaxdqn.cli import main as cli_main
 
     status = cli_main()
     if status:

@@ -19,7 +19,7 @@ from purejaxdqn.cli.parsers import UsageError
 from purejaxdqn.cli.plan import Plan, make_plan
 from purejaxdqn.config import ConfigError
 from purejaxdqn.host import checkpointing, distributed, hardware, interrupts, memory, report, run_directory, runner, tracking
-from purejaxdqn.host.progress import ProgressBar
+from purejaxdqn.host.progress import WALL, ProgressBar
 from purejaxdqn.host.run_options import RunOptions
 
 EXIT_WRITE = 1  # a write failed (full disk, failed checkpoint save): earlier checkpoints are intact
@@ -54,12 +54,17 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str], state: dict) -> int:
     checkpointing.quiet_logs()
     try:
-        plan = make_plan(argv)
-        started = start_jax(plan, state["own_process"])
-        plan = plan._replace(output_dir=choose_run_dir(plan))
-        mesh_shape = choose_mesh(plan, started)
+        with WALL.phase("plan"):
+            plan = make_plan(argv)
+        with WALL.phase("backend_start"):
+            started = start_jax(plan, state["own_process"])
+        with WALL.phase("plan"):
+            plan = plan._replace(output_dir=choose_run_dir(plan))
+            mesh_shape = choose_mesh(plan, started)
     except BAD_INPUT as err:
         return _usage_error(err)
+    with WALL.phase("imports"):
+        import_environments()
     _warn(plan)
     state["output_dir"] = plan.output_dir  # multi-host too: every process writes checkpoints there
     status, result = _train(plan, mesh_shape, state)
@@ -89,6 +94,12 @@ def start_jax(plan: Plan, own_process: bool) -> JaxStarted:
     import jax
 
     return JaxStarted(cpu_devices, jax.default_backend() == "cpu", jax.device_count())
+
+
+def import_environments() -> None:
+    """gymnax, which the run's first step (`runner.prepare`) needs: imported here, once the
+    command line is known to be good, so that its seconds count as imports."""
+    import gymnax  # noqa: F401
 
 
 def choose_run_dir(plan: Plan) -> Path:

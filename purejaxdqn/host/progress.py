@@ -2,16 +2,85 @@
 process start (importing, compiling N runs, compiled in X s), then a bar with env steps,
 steps/s, the latest eval return and the time left. Off when stderr is not a terminal.
 
-Only the standard library is imported at module level: `train.py` uses `early_status` before
-JAX is imported.
+`WALL`, the process's wall clock: where the training command's own wall time goes (imports,
+JAX's start, planning, compile, run, saves, summary and plot), for summary.json's
+"wall_split_s".
+
+Only the standard library is imported at module level: `train.py` uses `early_status` and
+`WALL` before JAX is imported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
+import time
 from typing import TextIO
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process was created (fork), from /proc/self/stat's start time (in
+    clock ticks, 10 ms, since boot) against CLOCK_BOOTTIME; None where there is no /proc.
+    This counts the interpreter's own start-up, before any Python line of ours runs."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rpartition(")")[2].split()  # the name in (...) may hold spaces
+        start_s = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - start_s)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class WallClock:
+    """Named spans of the process's wall time (perf_counter seconds). `start` at the entry
+    point's first line; `phase(name)` times a span (a name used again adds up); `split` gives
+    every span, `interpreter` (process creation to `start`, from /proc) and `other` (the
+    rest), summing to the wall time so far. Unstarted (a library call, a notebook): empty."""
+
+    def __init__(self) -> None:
+        self.t0: float | None = None
+        self.interpreter_s = 0.0
+        self.spans: dict[str, float] = {}
+
+    def start(self, interpreter_s: float | None = None) -> None:
+        self.t0, self.spans = time.perf_counter(), {}
+        self.interpreter_s = interpreter_s or 0.0
+
+    @property
+    def started(self) -> bool:
+        return self.t0 is not None
+
+    def add(self, name: str, seconds: float) -> None:
+        if self.started:
+            self.spans[name] = self.spans.get(name, 0.0) + max(seconds, 0.0)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t0)
+
+    def wall_s(self) -> float:
+        return self.interpreter_s + time.perf_counter() - self.t0 if self.started else 0.0
+
+    def split(self, **spans: float) -> tuple[float, dict[str, float]]:
+        """(wall seconds so far, {span: seconds}) with `spans` (measured elsewhere, e.g. compile
+        and run) added to the clock's own; "other" is what no span covers. ({} unstarted.)"""
+        if not self.started:
+            return 0.0, {}
+        wall = self.wall_s()
+        parts = {"interpreter": self.interpreter_s, **self.spans}
+        for name, seconds in spans.items():
+            parts[name] = parts.get(name, 0.0) + max(seconds, 0.0)
+        parts["other"] = max(wall - sum(parts.values()), 0.0)
+        return wall, parts
+
+
+WALL = WallClock()  # the process's own; started by train.py
 
 
 def mute_stderr() -> None:

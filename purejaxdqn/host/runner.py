@@ -25,7 +25,7 @@ from purejaxdqn.algorithm import parallel
 from purejaxdqn.config import SWEEPABLE, Config, HParams, check_sweep
 from purejaxdqn.environments import env_from_config
 from purejaxdqn.algorithm.loop import TrainState, make_trainer, run_axes
-from purejaxdqn.host.progress import ProgressBar, runs_text
+from purejaxdqn.host.progress import WALL, ProgressBar, runs_text
 from purejaxdqn.host.run_options import RunOptions
 from purejaxdqn.algorithm.schedules import linear_epsilon
 
@@ -217,6 +217,7 @@ def prepare(
                         + eval_working_bytes(config) // batch.mesh_shape.data)  # fmt: skip
     estimate = memory.check(device_run_bytes, len(runs) // batch.mesh_shape.runs, available_memory)
     run_dir = _open_run_dir(batch, options) if options.output_dir is not None else None
+    WALL.add("prepare", time.perf_counter() - t_begin)
     return Training(batch, options, run_dir, one_state, estimate, t_begin)
 
 
@@ -339,8 +340,9 @@ class Training:
         return state
 
     def _finish(self, program: Program, state: TrainState, run_s: float, timers: Timers) -> RunResult:
-        """summary.json, curves.png and the result."""
-        b = self.batch
+        """curves.png, then summary.json (with the process's wall split, when it keeps one:
+        progress.WALL) and the result."""
+        b, t_finish = self.batch, time.perf_counter()
         evals, final_updates = distributed.fetch((state.evals, state.learner.updates))
         resumed = self.run_dir is not None and self.run_dir.resumed
         earlier = self.run_dir.path if resumed and self.writing else None
@@ -349,7 +351,9 @@ class Training:
         summary["total_s"] = time.perf_counter() - self.t_begin
         summary["settings"] = table = report.summarize(b.runs, evals.mean, b.settings)
         if self.writing:
-            self._write_results(summary, evals)
+            self._write_results(summary, evals, this_process={
+                "compile": program.compile_s, "run": run_s, "checkpoint_saves": timers.save_s, "logging": timers.log_s,
+            }, t_finish=t_finish)  # fmt: skip
         return RunResult(b.config, b.runs, b.settings, state, np.asarray(evals.step[0]), np.asarray(evals.mean),
                          np.asarray(evals.min), summary, table)  # fmt: skip
 
@@ -380,14 +384,22 @@ class Training:
             **platform_report(),
         }
 
-    def _write_results(self, summary: dict, evals) -> None:
+    def _write_results(self, summary: dict, evals, this_process: dict[str, float], t_finish: float) -> None:
+        """curves.png, then summary.json: the last file a finished run writes. With the process's
+        wall clock (the command line), summary.json splits the wall time so far ("wall_s":
+        process creation to this write) into "wall_split_s": this process's own compile, run
+        (init included), checkpoint saves and logging, plus the clock's spans (interpreter,
+        imports, backend_start, plan, prepare), "summary_and_plot" and "other"."""
         b, path = self.batch, self.run_dir.path
-        run_directory.write_json(path / run_directory.SUMMARY_FILE, summary)
         report.plot_curves(
             path / run_directory.CURVES_FILE, evals.step[0], evals.mean, b.runs, b.settings,
             title=f"{b.config.env_id} ({runs_text(len(b.runs))})",
             train=report.training_returns(run_directory.read_jsonl(path / run_directory.METRICS_FILE), len(b.runs)),
         )  # fmt: skip
+        if WALL.started:
+            summary["wall_s"], summary["wall_split_s"] = WALL.split(
+                **this_process, summary_and_plot=time.perf_counter() - t_finish)
+        run_directory.write_json(path / run_directory.SUMMARY_FILE, summary)
 
     def close(self) -> None:
         if self.run_dir is not None:

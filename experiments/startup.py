@@ -1,0 +1,97 @@
+"""Where the training command's own wall time goes (issue #19, item 4): runs a command (default:
+the bare `python -m purejaxdqn.train`, which trains the cartpole preset into runs/) N times as
+subprocesses with a warm compilation cache, and reports per run and as median and range:
+
+- `external`: the wall time seen from outside, from just before the process is started to its
+  exit status;
+- summary.json's "wall_split_s" (process creation to summary.json's write: interpreter,
+  imports, backend_start, plan, prepare, compile, run, checkpoint_saves, logging,
+  summary_and_plot, other) and "wall_s";
+- `exit` = external - wall_s: what summary.json cannot hold (its own write, the result lines,
+  the interpreter's shutdown; plus the start of the process, ~ms);
+- `outside` = external - (compile + run): the part issue #19 wants at most 1.0 s.
+
+Each command runs in a fresh temporary directory (its runs/ lands there); one warm-up run first
+fills the cache (not counted). A summary.json without "wall_split_s" (older code) still gives
+`external`, compile, run and saves.
+
+    python experiments/startup.py --repeats 5
+    python experiments/startup.py --repeats 5 --json out.json -- --total-steps 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PARTS = ("interpreter", "imports", "backend_start", "plan", "prepare", "compile", "run", "checkpoint_saves", "logging",
+         "summary_and_plot", "other")  # fmt: skip
+
+
+def run_once(args: list[str], cwd: Path, env: dict) -> dict:
+    """One command in `cwd`; its external wall time and its summary.json's figures."""
+    before = set(cwd.glob("runs/*/*"))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "purejaxdqn.train", *args], check=False, cwd=cwd, env=env, capture_output=True, text=True)
+    external = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"exit status {proc.returncode}:\n{proc.stderr[-3000:]}")
+    out = [Path(line.split(":", 1)[1].strip()) for line in proc.stdout.splitlines() if line.startswith("outputs:")]
+    run_dir = cwd / out[0] if out else next(iter(set(cwd.glob("runs/*/*")) - before))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    row = {"external": external, "load_1min": os.getloadavg()[0]}
+    split = summary.get("wall_split_s")
+    if split:
+        row.update(split, wall_s=summary["wall_s"], exit=external - summary["wall_s"])
+    else:  # older code: only the timings summary.json always had
+        row.update(compile=summary["compile_s"], run=summary["run_s"], checkpoint_saves=summary["checkpoint_save_s"])
+    row["outside"] = external - row["compile"] - row["run"]
+    return row
+
+
+def stats(rows: list[dict]) -> dict[str, dict[str, float]]:
+    keys = [k for k in rows[0] if all(k in r for r in rows)]
+    return {k: {"median": statistics.median(r[k] for r in rows), "min": min(r[k] for r in rows),
+                "max": max(r[k] for r in rows)} for k in keys}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="measured runs (after one warm-up run)")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up run (the cache is warm already)")
+    parser.add_argument("--json", type=Path, help="write the rows and the statistics here")
+    parser.add_argument("train_args", nargs="*", help="after --: options for purejaxdqn.train (default: none)")
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="startup-") as tmp:
+        for i in range(0 if args.no_warmup else -1, args.repeats):
+            cwd = Path(tmp) / f"r{i + 1}"
+            cwd.mkdir()
+            row = run_once(args.train_args, cwd, env)
+            if i < 0:
+                print(f"warm-up: external {row['external']:.2f} s, compile {row['compile']:.2f} s", flush=True)
+                continue
+            rows.append(row)
+            print(json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
+    table = stats(rows)
+    print(f"\n{len(rows)} runs of: python -m purejaxdqn.train {' '.join(args.train_args)}")
+    print(f"{'seconds':18s} {'median':>7s} {'min':>7s} {'max':>7s}")
+    order = ["external", "wall_s", *PARTS, "exit", "outside", "load_1min"]
+    for key in [k for k in order if k in table] + [k for k in table if k not in order]:
+        t = table[key]
+        print(f"{key:18s} {t['median']:7.3f} {t['min']:7.3f} {t['max']:7.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"command": ["python", "-m", "purejaxdqn.train", *args.train_args], "rows": rows,
+                                         "stats": table}, indent=2) + "\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -48,27 +48,45 @@ def test_gpu_suite_smoke_mode_runs_every_item_and_writes_its_table(tmp_path):
     (peer / "bench_purejaxrl.py").write_text(FAKE_PEER)
     out = tmp_path / "suite"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "gpu_suite.py"), "--smoke", "--out", str(out), "--purejaxrl", str(peer)],
-        capture_output=True, text=True, timeout=900,
+        [sys.executable, str(ROOT / "experiments" / "gpu_suite.py"), "--smoke", "--out", str(out), "--purejaxrl", str(peer),
+         "--budget-s", "850"],
+        capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
-    tmp_path = out
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads((tmp_path / "gpu_suite.json").read_text())
+    report = json.loads((out / "gpu_suite.json").read_text())
+    assert report["complete"] and all(r["status"] == "ok" for r in report["rows"])
     items = [r["item"] for r in report["rows"]]
-    assert items[:2] == ["default command, cold cache", "default command, warm cache"]
-    assert {"reference x 1 seeds", "reference x 2 seeds", "reference x 1 seeds, one chunk", "breakout x 1 seeds",
-            "breakout,rainbow x 1 seeds"} <= set(items)
-    assert any(i.startswith("env-only ceiling") for i in items) and any(i.startswith("prioritized") for i in items)
     rows = {r["item"]: r for r in report["rows"]}
-    assert all(r["status"] == "ok" for r in report["rows"])
+    # 1. the static chunk against the branching one, first; ratios per interleaved round
+    ab = [f"reference x 1 seeds, {v}" for v in ("branching", "static, unroll 1", "static, unroll 2")]
+    assert items[:5] == [*ab, "default command, cold cache", "default command, warm cache"]
+    branching, static, unroll2 = (rows[i] for i in ab)
+    assert branching["per_env_step"]["conditionals"] == [2, 2] and static["per_env_step"]["conditionals"] == [0, 0]
+    assert static["per_env_step"]["traced_loops"] == [0, 0] and len(static["run_s_rounds"]) == 2
+    assert static["over_branching_rounds"] == [a / b for a, b in zip(static["run_s_rounds"], branching["run_s_rounds"])]
+    assert "over_unroll_1" in unroll2 and "over_unroll_1" not in static and static["settings"] == {"loop": "static", "unroll": 1}
+    assert {"reference x 2 seeds, branching", "reference x 2 seeds, static, unroll 1"} <= set(items)
+    # 2. the default command; the trainer's wall split where summary.json has one
     assert rows["default command, warm cache"]["compile_s"] < rows["default command, cold cache"]["compile_s"]
-    assert 0 < rows["breakout x 1 seeds"]["fraction_of_env_ceiling"] < 1
-    profile = rows["profile of one iteration, reference preset"]["us_per_iteration"]
-    assert all(us > 0 for us in profile.values()) and len(profile) >= 8
-    peer, ours = rows["PureJaxRL dqn.py x 1 seeds, pair 2"], rows["purejaxdqn reference x 1 seeds, pair 2"]
+    assert "wall_split_s" in rows["default command, warm cache"]
+    # 3. PureJaxRL pairs
+    peer, ours = rows["PureJaxRL dqn.py x 1 seeds, pair 1"], rows["purejaxdqn reference x 1 seeds, pair 1"]
     assert peer["run_s"] == 0.5 and peer["compile_s"] == 1.25
     assert ours["purejaxrl_over_ours"] == 0.5 / ours["run_s"] and ours["runs"] == 1
-    structure = rows["loop structure (ops launched per iteration)"]
-    assert structure["ours"]["conditionals"] == 2 and structure["purejaxrl"]["conditionals"] == 1
-    table = (tmp_path / "gpu_suite.md").read_text()
+    # 4. command-buffer flags: one process each, XLA_FLAGS in its environment
+    (flag,) = [r for r in report["rows"] if r["item"].startswith("XLA_FLAGS=--xla_gpu_enable_command_buffer=,")]
+    assert "--xla_gpu_enable_command_buffer=" in flag["xla_flags"]
+    assert flag["over_default_flags"] == flag["run_s"] / static["run_s"]
+    # 5. MinAtar against its env-only ceiling
+    assert 0 < rows["breakout x 1 seeds"]["fraction_of_env_ceiling"] < 1
+    # 6. the rest
+    assert {"reference x 1 seeds", "reference x 1 seeds, one chunk"} <= set(items)
+    assert any(i.startswith("env-only ceiling") for i in items) and any(i.startswith("prioritized") for i in items)
+    profile = rows["profile of one iteration, reference preset"]["us_per_iteration"]
+    assert all(us > 0 for us in profile.values()) and len(profile) >= 8
+    structure = rows["loop structure (per env step of the chunk)"]
+    assert structure["programs"]["reference --loop branching"]["per_env_step"]["conditionals"] == [2, 2]
+    assert structure["purejaxrl"]["per_env_step"]["conditionals"] == [1, 1]
+    table = (out / "gpu_suite.md").read_text()
     assert table.count("\n| ") == len(report["rows"]) + 1 and "env-only ceiling" in table
+    assert "run time / branching" in table and "run time / unroll 1" in table and "run time / default flags" in table

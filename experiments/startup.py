@@ -9,6 +9,9 @@ subprocesses with a warm compilation cache, and reports per run and as median an
   summary_and_plot, other) and "wall_s";
 - `exit` = external - wall_s: what summary.json cannot hold (its own write, the result lines,
   the interpreter's shutdown; plus the start of the process, ~ms);
+- CPU seconds (user + sys, all threads): `external_cpu` from the OS, `cpu:<span>` for the
+  spans summary.json's "wall_split_cpu_s" times (on a busy machine wall time stretches, CPU
+  time far less), `cpu:exit` = external_cpu - cpu:total;
 - `outside` = external - (compile + run): the part issue #19 wants at most 1.0 s.
 
 Each command runs in a fresh temporary directory (its runs/ lands there); one warm-up run first
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,18 +42,22 @@ PARTS = ("interpreter", "imports", "backend_start", "plan", "prepare", "compile"
 def run_once(args: list[str], cwd: Path, env: dict) -> dict:
     """One command in `cwd`; its external wall time and its summary.json's figures."""
     before = set(cwd.glob("runs/*/*"))
-    t0 = time.perf_counter()
+    usage0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "purejaxdqn.train", *args], check=False, cwd=cwd, env=env, capture_output=True, text=True)
-    external = time.perf_counter() - t0
+    external, usage = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise SystemExit(f"exit status {proc.returncode}:\n{proc.stderr[-3000:]}")
     out = [Path(line.split(":", 1)[1].strip()) for line in proc.stdout.splitlines() if line.startswith("outputs:")]
     run_dir = cwd / out[0] if out else next(iter(set(cwd.glob("runs/*/*")) - before))
     summary = json.loads((run_dir / "summary.json").read_text())
-    row = {"external": external, "load_1min": os.getloadavg()[0]}
+    cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
+    row = {"external": external, "external_cpu": cpu, "load_1min": os.getloadavg()[0]}
     split = summary.get("wall_split_s")
     if split:
         row.update(split, wall_s=summary["wall_s"], exit=external - summary["wall_s"])
+        row.update({f"cpu:{k}": v for k, v in summary.get("wall_split_cpu_s", {}).items()})
+        if "total" in summary.get("wall_split_cpu_s", {}):
+            row["cpu:exit"] = cpu - summary["wall_split_cpu_s"]["total"]
     else:  # older code: only the timings summary.json always had
         row.update(compile=summary["compile_s"], run=summary["run_s"], checkpoint_saves=summary["checkpoint_save_s"])
     row["outside"] = external - row["compile"] - row["run"]
@@ -84,7 +92,8 @@ def main() -> None:
     table = stats(rows)
     print(f"\n{len(rows)} runs of: python -m purejaxdqn.train {' '.join(args.train_args)}")
     print(f"{'seconds':18s} {'median':>7s} {'min':>7s} {'max':>7s}")
-    order = ["external", "wall_s", *PARTS, "exit", "outside", "load_1min"]
+    order = ["external", "wall_s", *PARTS, "exit", "outside", "external_cpu", *(f"cpu:{k}" for k in (*PARTS, "total", "exit")),
+             "load_1min"]  # fmt: skip
     for key in [k for k in order if k in table] + [k for k in table if k not in order]:
         t = table[key]
         print(f"{key:18s} {t['median']:7.3f} {t['min']:7.3f} {t['max']:7.3f}")

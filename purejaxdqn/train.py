@@ -1,6 +1,7 @@
 """`python -m purejaxdqn.train` (or the `purejaxdqn-train` console script): train a DQN agent
 from the command line (options: purejaxdqn/cli/parsers.py)."""
 
+import gc
 import os
 import sys
 
@@ -17,6 +18,10 @@ def main() -> int:
         from purejaxdqn.cli import main as cli_main
 
     status = cli_main()
+    # The interpreter's shutdown collects every object the imports made (JAX, flax, orbax, ...),
+    # over a second of a run's wall time: frozen, they are left to the process's exit. Finalizers,
+    # atexit handlers and the files' flushes still run.
+    gc.freeze()
     if status:
         mute_stderr()
         if "jax" in sys.modules and sys.modules["jax"].distributed.is_initialized():

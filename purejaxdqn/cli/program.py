@@ -80,12 +80,15 @@ class JaxStarted(NamedTuple):
     cpu_devices: int | None  # host devices a CPU was split into (None: left as it was)
     on_cpu: bool
     num_devices: int
+    xla_flags_added: tuple[str, ...] = ()  # the project's GPU defaults added to XLA_FLAGS
 
 
 def start_jax(plan: Plan, own_process: bool) -> JaxStarted:
-    """Start JAX: first split a CPU into host devices (nothing may have started JAX's backends
-    yet), then the compilation cache, then join a multi-host run."""
+    """Start JAX: first the project's XLA:GPU flags on a GPU machine and the split of a CPU into
+    host devices (nothing may have started JAX's backends yet), then the compilation cache, then
+    join a multi-host run. Called from Python (not `own_process`), XLA_FLAGS is the caller's."""
     d = plan.devices
+    added = hardware.add_gpu_xla_flags() if own_process else ()
     # One device per core for independent runs, unless the user set up devices and hosts.
     split = not d.coordinator and (d.cpu_devices is not None or own_process)
     cpu_devices = hardware.use_cpu_cores(d.cpu_devices) if split else None
@@ -93,13 +96,19 @@ def start_jax(plan: Plan, own_process: bool) -> JaxStarted:
     distributed.initialize_distributed(d.coordinator, d.num_processes, d.process_id, timeout_s=d.timeout_s)
     import jax
 
-    return JaxStarted(cpu_devices, jax.default_backend() == "cpu", jax.device_count())
+    started = JaxStarted(cpu_devices, jax.default_backend() == "cpu", jax.device_count(), added)
+    if added and distributed.is_main_process():
+        print(f"{PROG}: note: XLA_FLAGS: added the GPU defaults {' '.join(added)} (hardware.GPU_XLA_FLAGS; "
+              "a flag your XLA_FLAGS sets wins)", file=sys.stderr)  # fmt: skip
+    return started
 
 
 def import_environments() -> None:
     """gymnax, which the run's first step (`runner.prepare`) needs: imported here, once the
-    command line is known to be good, so that its seconds count as imports."""
-    import gymnax  # noqa: F401
+    command line is known to be good, so that its seconds count as imports; its renderers'
+    plotting libraries only in name (hardware.deferred_imports: no run renders)."""
+    with hardware.deferred_imports():
+        import gymnax  # noqa: F401
 
 
 def choose_run_dir(plan: Plan) -> Path:

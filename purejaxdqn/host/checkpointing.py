@@ -15,6 +15,9 @@ there; process 0 writes the metadata and, once all processes have written (a bar
 the temporary directory. Restoring, each process reads the shards its devices hold. Reading
 (steps, restore) never waits for the other processes, so process 0 can still name the intact
 checkpoint when a peer is gone.
+
+orbax is imported at its first use (half a second or more), not with this module: a run that
+saves imports it in the background while its chunks run (`prefetch`).
 """
 
 from __future__ import annotations
@@ -25,13 +28,38 @@ import io
 import logging
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
-import orbax.checkpoint as ocp
 
 from purejaxdqn.host import distributed
+
+if TYPE_CHECKING:
+    import orbax.checkpoint as ocp
+
+
+def _orbax():
+    """orbax.checkpoint, imported on first use."""
+    import orbax.checkpoint as ocp
+
+    return ocp
+
+
+def prefetch() -> threading.Thread:
+    """Import orbax in a background thread, e.g. while the chunks run (the main thread then
+    mostly waits on the device); a use of orbax meanwhile waits for that import to finish. A
+    failed import is left to that use to raise."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            _orbax()
+
+    thread = threading.Thread(target=load, name="purejaxdqn-import-orbax", daemon=True)
+    thread.start()
+    return thread
 CHECKPOINT_DIR = "checkpoints"  # in the run directory
 PARTIAL_MARK = ".orbax-checkpoint-tmp"  # orbax's name for a save not yet complete
 
@@ -77,6 +105,7 @@ def manager(run_dir: Path, keep: int | None, create: bool = True) -> ocp.Checkpo
     `distributed.barrier_timeout_s()` for them; one that only reads (`create=False`) is this
     process's own.
     """
+    ocp = _orbax()
     directory = (Path(run_dir) / CHECKPOINT_DIR).absolute()
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=True)
     if distributed.multi_host():
@@ -88,9 +117,18 @@ def manager(run_dir: Path, keep: int | None, create: bool = True) -> ocp.Checkpo
     return ocp.CheckpointManager(directory, options=options)
 
 
+def make_directory(run_dir: Path) -> Path:
+    """The checkpoints directory a saving manager makes (process 0's), made before orbax is
+    even imported: a run killed before its first save has it, empty."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
 def save(mngr: ocp.CheckpointManager, chunks_done: int, state) -> None:
     """Start saving checkpoint `chunks_done`. A save orbax skips (a step not newer than the
     newest one there) or that fails raises CheckpointError: never a run that saved nothing."""
+    ocp = _orbax()
     try:
         items = {"state": state, "params": state.learner.params}
         if state.best is not None:  # --keep-best: the best eval's parameters, readable alone too
@@ -175,6 +213,7 @@ def restore_best(run_dir: Path, step: int, abstract_best):
 
 
 def _restore_item(run_dir: Path, step: int, item: str, abstract):
+    ocp = _orbax()
     target = jax.tree.map(_abstract, abstract)
     stray = io.StringIO()
     try:

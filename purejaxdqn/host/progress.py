@@ -34,35 +34,41 @@ def process_age_s() -> float | None:
 
 
 class WallClock:
-    """Named spans of the process's wall time (perf_counter seconds). `start` at the entry
-    point's first line; `phase(name)` times a span (a name used again adds up); `split` gives
-    every span, `interpreter` (process creation to `start`, from /proc) and `other` (the
-    rest), summing to the wall time so far. Unstarted (a library call, a notebook): empty."""
+    """Named spans of the process's wall time (perf_counter seconds), each with the CPU seconds
+    the process spent meanwhile (all its threads; a busy machine stretches wall time, far less
+    CPU time). `start` at the entry point's first line; `phase(name)` times a span (a name used
+    again adds up); `split` gives every span, `interpreter` (process creation to `start`, from
+    /proc) and `other` (the rest), summing to the wall time so far. Unstarted (a library call,
+    a notebook): empty."""
 
     def __init__(self) -> None:
         self.t0: float | None = None
         self.interpreter_s = 0.0
         self.spans: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
     def start(self, interpreter_s: float | None = None) -> None:
         self.t0, self.spans = time.perf_counter(), {}
         self.interpreter_s = interpreter_s or 0.0
+        self.cpu = {"interpreter": time.process_time()}
 
     @property
     def started(self) -> bool:
         return self.t0 is not None
 
-    def add(self, name: str, seconds: float) -> None:
+    def add(self, name: str, seconds: float, cpu_seconds: float | None = None) -> None:
         if self.started:
             self.spans[name] = self.spans.get(name, 0.0) + max(seconds, 0.0)
+            if cpu_seconds is not None:
+                self.cpu[name] = self.cpu.get(name, 0.0) + max(cpu_seconds, 0.0)
 
     @contextlib.contextmanager
     def phase(self, name: str):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - t0)
+            self.add(name, time.perf_counter() - t0, time.process_time() - c0)
 
     def wall_s(self) -> float:
         return self.interpreter_s + time.perf_counter() - self.t0 if self.started else 0.0
@@ -78,6 +84,10 @@ class WallClock:
             parts[name] = parts.get(name, 0.0) + max(seconds, 0.0)
         parts["other"] = max(wall - sum(parts.values()), 0.0)
         return wall, parts
+
+    def cpu_split(self) -> dict[str, float]:
+        """CPU seconds of the clock's own spans, and "total" so far."""
+        return {**self.cpu, "total": time.process_time()} if self.started else {}
 
 
 WALL = WallClock()  # the process's own; started by train.py

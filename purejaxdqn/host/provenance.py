@@ -1,11 +1,14 @@
 """Where a run came from: package versions, the git commit, the command line, the machine.
 
 Stored in every run directory (config.json, and one row per process in segments.jsonl), so a
-result can be traced to the code and stack that made it.
+result can be traced to the code and stack that made it. The versions and the commit are read
+once per process (a run records them twice: its config.json and its segment's row), as the
+code the process loaded.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 import subprocess
@@ -23,8 +26,8 @@ def collect(command: list[str] | None = None) -> dict[str, Any]:
 
     device = jax.devices()[0]
     return {
-        "versions": {name: _version(name) for name in PACKAGES},
-        "git_commit": git_commit(),
+        "versions": dict(_versions()),
+        "git_commit": _own_commit(),
         "command": list(sys.argv if command is None else command),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -33,6 +36,16 @@ def collect(command: list[str] | None = None) -> dict[str, Any]:
         "device_count": jax.device_count(),
         "process_count": jax.process_count(),
     }
+
+
+@functools.cache
+def _versions() -> tuple[tuple[str, str | None], ...]:
+    return tuple((name, _version(name)) for name in PACKAGES)
+
+
+@functools.cache
+def _own_commit() -> str | None:
+    return git_commit()
 
 
 def _version(name: str) -> str | None:
@@ -44,7 +57,7 @@ def _version(name: str) -> str | None:
 
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the checkout the package runs from (with '+dirty' for uncommitted changes)."""
-    path = path or Path(__file__).resolve().parent
+    path = path or Path(__file__).resolve().parent.parent  # the package, purejaxdqn/
     try:
         top = _git(path, "rev-parse", "--show-toplevel")
         if top is None or Path(top, path.name).resolve() != path.resolve():
@@ -57,5 +70,5 @@ def git_commit(path: Path | None = None) -> str | None:
 
 
 def _git(path: Path, *args: str) -> str | None:
-    proc = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10)
+    proc = subprocess.run(["git", "-C", str(path), *args], check=False, capture_output=True, text=True, timeout=10)
     return proc.stdout.strip() if proc.returncode == 0 else None

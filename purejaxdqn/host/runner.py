@@ -206,7 +206,7 @@ def prepare(
 ) -> "Training":
     """Everything before the compile: the memory check, then (with an output dir) the run
     directory. Nothing is created, locked or written unless the memory check passes."""
-    t_begin = time.perf_counter()
+    t_begin, cpu_begin = time.perf_counter(), time.process_time()
     options = options or RunOptions()
     batch = Batch(config, runs, [{}] if settings is None else settings, mesh_shape or parallel.MeshShape(1, 1))
     check_sweep(config, swept_values(runs), compile_in=False)  # the program is compiled as `config` says
@@ -217,7 +217,7 @@ def prepare(
                         + eval_working_bytes(config) // batch.mesh_shape.data)  # fmt: skip
     estimate = memory.check(device_run_bytes, len(runs) // batch.mesh_shape.runs, available_memory)
     run_dir = _open_run_dir(batch, options) if options.output_dir is not None else None
-    WALL.add("prepare", time.perf_counter() - t_begin)
+    WALL.add("prepare", time.perf_counter() - t_begin, time.process_time() - cpu_begin)
     return Training(batch, options, run_dir, one_state, estimate, t_begin)
 
 
@@ -301,11 +301,14 @@ class Training:
 
     def _run_chunks(self, program: Program, state: TrainState, progress: ProgressBar, init_s: float):
         """The chunk loop: run, log, check for NaN, save when due. Returns the final state, the
-        training seconds (init's included; saves and logging apart) and the host timers."""
+        training seconds (init's included; saves and logging apart) and the host timers. The
+        checkpoint manager is made at the first save (every process at the same chunk; its
+        directory is there from the start); orbax is imported in the background meanwhile."""
         b, timers, ckpt, saves = self.batch, Timers(), None, None
         if self.run_dir is not None and self.options.checkpoint_every is not None:
-            ckpt = checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
             saves = checkpointing.SavePolicy(self.options.checkpoint_every, self.options.checkpoint_min_interval_s, b.config.num_chunks)
+            if self.writing:
+                checkpointing.make_directory(self.run_dir.path)
         t_run = time.perf_counter() - init_s
         eval_seen = int((distributed.fetch(state.evals).step[0] > 0).sum())
         logger = ChunkLogger(b, self.run_dir.path if self.writing else None, self.options.tracking, timers, eval_seen)
@@ -313,8 +316,11 @@ class Training:
             with logger:
                 for chunk in range(self.start_chunk, b.config.num_chunks):
                     state = self._one_chunk(program, state, chunk, logger, progress)
-                    if ckpt is not None and saves.due(chunk):
+                    if saves is not None and chunk == self.start_chunk:
+                        checkpointing.prefetch()
+                    if saves is not None and saves.due(chunk):
                         with timers.timing("save_s"), interrupts.deferred():
+                            ckpt = ckpt or checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
                             checkpointing.save(ckpt, chunk + 1, state)
                 jax.block_until_ready(state)
         except BaseException as err:
@@ -342,7 +348,7 @@ class Training:
     def _finish(self, program: Program, state: TrainState, run_s: float, timers: Timers) -> RunResult:
         """curves.png, then summary.json (with the process's wall split, when it keeps one:
         progress.WALL) and the result."""
-        b, t_finish = self.batch, time.perf_counter()
+        b, t_finish, cpu_finish = self.batch, time.perf_counter(), time.process_time()
         evals, final_updates = distributed.fetch((state.evals, state.learner.updates))
         resumed = self.run_dir is not None and self.run_dir.resumed
         earlier = self.run_dir.path if resumed and self.writing else None
@@ -353,7 +359,7 @@ class Training:
         if self.writing:
             self._write_results(summary, evals, this_process={
                 "compile": program.compile_s, "run": run_s, "checkpoint_saves": timers.save_s, "logging": timers.log_s,
-            }, t_finish=t_finish)  # fmt: skip
+            }, started=(t_finish, cpu_finish))  # fmt: skip
         return RunResult(b.config, b.runs, b.settings, state, np.asarray(evals.step[0]), np.asarray(evals.mean),
                          np.asarray(evals.min), summary, table)  # fmt: skip
 
@@ -384,12 +390,14 @@ class Training:
             **platform_report(),
         }
 
-    def _write_results(self, summary: dict, evals, this_process: dict[str, float], t_finish: float) -> None:
+    def _write_results(self, summary: dict, evals, this_process: dict[str, float], started: tuple[float, float]) -> None:
         """curves.png, then summary.json: the last file a finished run writes. With the process's
         wall clock (the command line), summary.json splits the wall time so far ("wall_s":
         process creation to this write) into "wall_split_s": this process's own compile, run
         (init included), checkpoint saves and logging, plus the clock's spans (interpreter,
-        imports, backend_start, plan, prepare), "summary_and_plot" and "other"."""
+        imports, backend_start, plan, prepare), "summary_and_plot" (from `started`, the
+        (wall, CPU) clocks when the summary began) and "other"; "wall_split_cpu_s" holds the CPU
+        seconds of the clock's spans."""
         b, path = self.batch, self.run_dir.path
         report.plot_curves(
             path / run_directory.CURVES_FILE, evals.step[0], evals.mean, b.runs, b.settings,
@@ -397,8 +405,9 @@ class Training:
             train=report.training_returns(run_directory.read_jsonl(path / run_directory.METRICS_FILE), len(b.runs)),
         )  # fmt: skip
         if WALL.started:
-            summary["wall_s"], summary["wall_split_s"] = WALL.split(
-                **this_process, summary_and_plot=time.perf_counter() - t_finish)
+            WALL.add("summary_and_plot", time.perf_counter() - started[0], time.process_time() - started[1])
+            summary["wall_s"], summary["wall_split_s"] = WALL.split(**this_process)
+            summary["wall_split_cpu_s"] = WALL.cpu_split()
         run_directory.write_json(path / run_directory.SUMMARY_FILE, summary)
 
     def close(self) -> None:

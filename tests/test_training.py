@@ -21,9 +21,12 @@ def leaves_equal(a, b) -> bool:
     return all(np.array_equal(x, y, equal_nan=True) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def test_one_chunk_or_twenty_give_identical_results():
-    """Cutting the run into 1, 20 or 600 chunks changes nothing, bit for bit."""
-    results = [runner.train_runs(SMALL.replace(num_chunks=n), *runner.make_runs(SMALL)) for n in (1, 20, 600)]
+@pytest.mark.parametrize("loop, chunks", [("branching", (1, 20, 600)), ("static", (1, 2, 3))])
+def test_one_chunk_or_many_give_identical_results(loop, chunks):
+    """Cutting the run into chunks changes nothing, bit for bit, in either loop layout (the
+    static one needs chunks of whole eval intervals: 700 env steps here)."""
+    config = SMALL.replace(loop=loop)
+    results = [runner.train_runs(config.replace(num_chunks=n), *runner.make_runs(config)) for n in chunks]
     base = jax.device_get(results[0].state)
     assert int(base.env_steps) == 4200
     for other in results[1:]:

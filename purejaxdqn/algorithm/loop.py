@@ -8,11 +8,21 @@
   `config.num_chunks` equal scans, so a host loop can log between them. Chunking never changes
   the result: the chunk boundary only resets the per-chunk statistics.
 
-One scan iteration is one vectorized env step of all `num_envs` envs:
+Each vectorized env step of all `num_envs` envs, top to bottom:
   1. act epsilon-greedily on the current observations,
   2. step the envs and write the transition row to replay (next_obs = final observation),
   3. run the gradient updates whose env-step boundary this step crossed,
   4. evaluate greedily when an eval boundary was crossed (and at the very end).
+
+Two layouts of the same algorithm (`config.loop`), bit-identical in what they compute:
+- *static*: the chunk is straight-line scans fixed at compile time (config/schedule.py):
+  segments of env steps, each followed by its update rounds, and evaluations between them.
+  No `lax.cond` and no loop with a traced trip count runs per env step (on a GPU each would
+  copy a predicate to the host and wait). Update rounds before the traced `learning_starts`
+  are computed and masked out.
+- *branching*: one scan iteration per env step, deciding 3. and 4. with `lax.cond` (or a
+  loop of traced length); for chunks that are not a whole number of update rounds and eval
+  intervals, and as the A/B baseline.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from purejaxdqn.algorithm import acting
 from purejaxdqn.algorithm import learner as learner_lib
 from purejaxdqn.algorithm import replay as replay_lib
 from purejaxdqn.config import Config, HParams
+from purejaxdqn.config import schedule as schedule_lib
 from purejaxdqn.environments import VecEnv, env_from_config
 from purejaxdqn.algorithm.evaluation import make_evaluate
 from purejaxdqn.algorithm.networks import QNetwork, make_network
@@ -96,6 +107,31 @@ def run_axes(state: TrainState) -> TrainState:
     return axes._replace(env_steps=None, replay=axes.replay._replace(row=None, filled=None))
 
 
+class StepKeys(NamedTuple):
+    """What one env step leaves for the updates and the evaluation after it."""
+
+    before: jax.Array  # int32: env steps before it
+    update_key: jax.Array
+    eval_key: jax.Array
+
+
+# The static chunk's loop unroll (`config.unroll` 0) per backend: measured in BENCHMARKS.md
+# ("unroll"); a backend not measured yet gets 1.
+DEFAULT_UNROLL = {"cpu": 1}
+
+
+def repeat(f: Callable, carry, n: int, *, unroll: int = 1, indexed: bool = False):
+    """`carry = f(carry)` `n` times (`f(carry, i)` with `indexed`): a call where n is 1 (no
+    loop at all), else a `lax.scan` of static length."""
+    if n == 0:
+        return carry
+    if n == 1:
+        return f(carry, jnp.int32(0)) if indexed else f(carry)
+    body = (lambda x, i: (f(x, i), None)) if indexed else (lambda x, _: (f(x), None))
+    xs = jnp.arange(n, dtype=jnp.int32) if indexed else None
+    return jax.lax.scan(body, carry, xs, length=n, unroll=min(unroll, n))[0]
+
+
 class Trainer(NamedTuple):
     config: Config
     venv: VecEnv
@@ -147,6 +183,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     # Update rounds one vectorized step can cross: with at most one, the updates of a step are
     # a `lax.cond` (taken or not) instead of a loop with a traced trip count.
     max_updates = -(-c.num_envs // c.update_every) * c.gradient_steps
+    chunk_schedule = schedule_lib.chunk_schedule(c) if schedule_lib.uses_static_loop(c) else None
+    unroll = c.unroll or DEFAULT_UNROLL.get(jax.default_backend(), 1)
 
     def placed(tree):
         """Parameter trees (the learner state, the best parameters) laid out on the mesh's
@@ -219,63 +257,9 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             stats=stats,
         )
 
-    def learn(state: TrainState, num_updates, hp: HParams, update_key) -> TrainState:
-        """3. `num_updates` gradient updates, each on a fresh batch, then the target update.
-
-        Only what an update changes is carried (the priority tree, not the transitions), so
-        the replay buffer is never copied in and out of the loop or branch."""
-
-        def one_update(i, carry):
-            learner, tree, stats = carry  # tree: the priority tree, or None
-            replay_state = state.replay._replace(priorities=tree)
-            batch = replay.sample(replay_state, jax.random.fold_in(update_key, i), hp, state.env_steps)
-            learner, metrics = update(learner, batch, hp)
-            learner = placed(learner)
-            tree = replay.update_priorities(replay_state, batch, metrics.priority_signal, hp).priorities
-            first_bad = (stats.nonfinite_step < 0) & ~jnp.isfinite(metrics.loss)
-            stats = stats._replace(
-                updates=stats.updates + 1,
-                loss_sum=stats.loss_sum + metrics.loss,
-                q_sum=stats.q_sum + metrics.q_mean,
-                nonfinite_step=jnp.where(first_bad, state.env_steps, stats.nonfinite_step),
-            )
-            return learner, tree, stats
-
-        carry = (state.learner, state.replay.priorities, state.stats)
-        if max_updates == 1:
-            carry = jax.lax.cond(num_updates > 0, lambda x: one_update(0, x), lambda x: x, carry)
-        else:
-            carry = jax.lax.fori_loop(0, num_updates, one_update, carry)
-        learner, tree, stats = carry
-        return state._replace(learner=learner, replay=state.replay._replace(priorities=tree), stats=stats)
-
-    def maybe_evaluate(state: TrainState, before, eval_key) -> TrainState:
-        """4. Greedy evaluation when this step crossed an eval boundary, and at the end
-        (eval_every >= num_envs, so one step crosses at most one boundary)."""
-        after = state.env_steps
-        crossed = after // c.eval_every > before // c.eval_every
-        eval_index = jnp.where(crossed, after // c.eval_every - 1, n_evals - 1)
-
-        def record_eval(logs):
-            evals, best = logs
-            params = state.learner.params
-            mean, minimum = evaluate(params, eval_key)
-            evals = EvalLog(
-                step=evals.step.at[eval_index].set(after),
-                mean=evals.mean.at[eval_index].set(mean),
-                min=evals.min.at[eval_index].set(minimum),
-            )
-            if best is not None:
-                better = mean > best.mean
-                best = placed(jax.tree.map(lambda new, old: jnp.where(better, new, old), BestParams(params, after, mean), best))
-            return evals, best
-
-        logs = (state.evals, state.best)
-        evals, best = jax.lax.cond(crossed | (after == total_steps), record_eval, lambda x: x, logs)
-        return state._replace(evals=evals, best=best)
-
-    def iteration(state: TrainState, hp: HParams) -> TrainState:
-        """One vectorized env step of the algorithm, top to bottom."""
+    def env_step(state: TrainState, hp: HParams) -> tuple[TrainState, StepKeys]:
+        """1.-2. for one vectorized env step; returns the counter before it and the keys its
+        updates and evaluation use."""
         key, explore_key, action_key, env_key, update_key, eval_key = jax.random.split(state.key, 6)
         explore_key, action_key, env_key, update_key, eval_key = map(
             local, (explore_key, action_key, env_key, update_key, eval_key)
@@ -283,24 +267,147 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         before = state.env_steps
         action = act(state.learner.params, state.obs, before, hp, explore_key, action_key)
         state = step_and_store(state._replace(key=key), action, env_key)
-        # Updates for every update boundary this step crossed (none before learning_starts).
-        num_updates = multiples_crossed(before, state.env_steps, c.update_every, hp.learning_starts) * c.gradient_steps
-        state = learn(state, num_updates, hp, update_key)
-        return maybe_evaluate(state, before, eval_key)
+        return state, StepKeys(before, update_key, eval_key)
 
-    def scan_iterations(state: TrainState, hp: HParams, length: int) -> TrainState:
-        return jax.lax.scan(lambda s, _: (iteration(s, hp), None), state, None, length=length)[0]
+    def one_update(state: TrainState, carry, key, hp: HParams, active=None):
+        """3. One gradient update on a fresh batch, then the target update. Only what an update
+        changes is carried (the priority tree, not the transitions), so the replay buffer is
+        never copied in and out of a loop or branch. A traced `active` False (a round before
+        `learning_starts`, static loop) computes the update and keeps the carry as it was."""
+        learner, tree, stats = jax.lax.optimization_barrier(carry)  # tree: the priority tree, or None
+        replay_state = state.replay._replace(priorities=tree)
+        batch = replay.sample(replay_state, key, hp, state.env_steps)
+        new_learner, metrics = update(learner, batch, hp)
+        new_learner = placed(new_learner)
+        new_tree = replay.update_priorities(replay_state, batch, metrics.priority_signal, hp, active).priorities
+        first_bad = (stats.nonfinite_step < 0) & ~jnp.isfinite(metrics.loss)
+        new_stats = stats._replace(
+            updates=stats.updates + 1,
+            loss_sum=stats.loss_sum + metrics.loss,
+            q_sum=stats.q_sum + metrics.q_mean,
+            nonfinite_step=jnp.where(first_bad, state.env_steps, stats.nonfinite_step),
+        )
+        new = jax.lax.optimization_barrier((new_learner, new_tree, new_stats))
+        if active is None:
+            return new
+        new_learner, new_tree, new_stats = new
+        new_learner, new_stats = jax.tree.map(lambda a, b: jnp.where(active, a, b), (new_learner, new_stats), (learner, stats))
+        return new_learner, new_tree, new_stats
+
+    def with_learning(state: TrainState, carry) -> TrainState:
+        learner, tree, stats = carry
+        return state._replace(learner=learner, replay=state.replay._replace(priorities=tree), stats=stats)
+
+    def learn(state: TrainState, num_updates, hp: HParams, update_key) -> TrainState:
+        """3. (branching) `num_updates` (traced) updates: a `lax.cond` where one step can cross
+        at most one round of one update, else a loop of traced length."""
+        carry = (state.learner, state.replay.priorities, state.stats)
+        def body(i, x):
+            return one_update(state, x, jax.random.fold_in(update_key, i), hp)
+        if max_updates == 1:
+            carry = jax.lax.cond(num_updates > 0, lambda x: body(0, x), lambda x: x, carry)
+        else:
+            carry = jax.lax.fori_loop(0, num_updates, body, carry)
+        return with_learning(state, carry)
+
+    def learn_rounds(state: TrainState, rounds: int, keys: StepKeys, hp: HParams) -> TrainState:
+        """3. (static) The `rounds` update rounds the last env step crossed, `gradient_steps`
+        updates each, in a scan of static length. Rounds whose boundary is below
+        `learning_starts` (traced) come first and are masked; the active ones use the keys the
+        branching step gives them (fold_in 0, 1, ...)."""
+        g = c.gradient_steps
+        inactive = rounds - multiples_crossed(keys.before, state.env_steps, c.update_every, hp.learning_starts)
+
+        def body(carry, u):
+            key = jax.random.fold_in(keys.update_key, jnp.maximum(u - inactive * g, 0))
+            return one_update(state, carry, key, hp, active=u // g >= inactive), None
+
+        carry = (state.learner, state.replay.priorities, state.stats)
+        carry = repeat(lambda x, u: body(x, u)[0], carry, rounds * g, indexed=True)
+        return with_learning(state, carry)
+
+    def record_eval(state: TrainState, eval_index, eval_key) -> TrainState:
+        """4. Greedy evaluation of the online parameters into eval slot `eval_index`."""
+        after, params = state.env_steps, state.learner.params
+        mean, minimum = evaluate(params, eval_key)
+        evals = EvalLog(
+            step=state.evals.step.at[eval_index].set(after),
+            mean=state.evals.mean.at[eval_index].set(mean),
+            min=state.evals.min.at[eval_index].set(minimum),
+        )
+        best = state.best
+        if best is not None:
+            better = mean > best.mean
+            best = placed(jax.tree.map(lambda new, old: jnp.where(better, new, old), BestParams(params, after, mean), best))
+        return state._replace(evals=evals, best=best)
+
+    def maybe_evaluate(state: TrainState, before, eval_key) -> TrainState:
+        """4. (branching) Evaluate when this step crossed an eval boundary, and at the end
+        (eval_every >= num_envs, so one step crosses at most one boundary)."""
+        after = state.env_steps
+        crossed = after // c.eval_every > before // c.eval_every
+        eval_index = jnp.where(crossed, after // c.eval_every - 1, n_evals - 1)
+        def evaluated(logs):
+            done = record_eval(state._replace(evals=logs[0], best=logs[1]), eval_index, eval_key)
+            return done.evals, done.best
+
+        # Only the logs go through the branch (not the replay buffer).
+        evals, best = jax.lax.cond(crossed | (after == total_steps), evaluated, lambda logs: logs, (state.evals, state.best))
+        return state._replace(evals=evals, best=best)
+
+    def iteration(state: TrainState, hp: HParams) -> TrainState:
+        """(branching) One vectorized env step of the algorithm, top to bottom."""
+        state, keys = env_step(state, hp)
+        # Updates for every update boundary this step crossed (none before learning_starts).
+        num_updates = multiples_crossed(keys.before, state.env_steps, c.update_every, hp.learning_starts) * c.gradient_steps
+        state = learn(state, num_updates, hp, keys.update_key)
+        return maybe_evaluate(state, keys.before, keys.eval_key)
+
+    def segment(carry, seg: schedule_lib.Segment, hp: HParams):
+        """(static) `seg.steps` env steps, then the update rounds of the last one; the carry is
+        the state and the last env step's keys (its evaluation's key, where one follows)."""
+        state, keys = repeat(lambda x: env_step(x[0], hp), carry, seg.steps)
+        return learn_rounds(state, seg.rounds, keys, hp), keys
+
+    def eval_block(state: TrainState, block: schedule_lib.EvalBlock, hp: HParams) -> TrainState:
+        """(static) The segments up to an evaluation, then the evaluation."""
+        carry = (state, StepKeys(state.env_steps, state.key, state.key))  # keys: overwritten by the first step
+        for repeats, pattern in block.runs:
+            def body(x, pattern=pattern):
+                for seg in pattern:
+                    x = segment(x, seg, hp)
+                return x
+            carry = repeat(body, carry, repeats, unroll=unroll)
+        state, keys = carry
+        return record_eval(state, state.env_steps // c.eval_every - 1, keys.eval_key) if block.has_eval else state
+
+    def static_chunk(state: TrainState, hp: HParams) -> TrainState:
+        """(static) One chunk as its schedule lays it out."""
+        for repeats, blocks in chunk_schedule.runs:
+            def body(s, blocks=blocks):
+                for block in blocks:
+                    s = eval_block(s, block, hp)
+                return s
+            state = repeat(body, state, repeats)
+        return state
+
+    def chunk_iterations(state: TrainState, hp: HParams) -> TrainState:
+        """`config.iterations_per_chunk` env steps, as `config.loop` lays them out."""
+        if chunk_schedule is not None:
+            return static_chunk(state, hp)
+        return repeat(lambda s: iteration(s, hp), state, c.iterations_per_chunk)
 
     def run_chunk(state: TrainState, hp: HParams) -> TrainState:
-        """`config.iterations_per_chunk` iterations, with fresh per-chunk statistics."""
-        state = scan_iterations(state._replace(stats=ChunkStats.fresh()), hp, c.iterations_per_chunk)
+        """One chunk, with fresh per-chunk statistics."""
+        state = chunk_iterations(state._replace(stats=ChunkStats.fresh()), hp)
         finite = jnp.all(jnp.array([jnp.isfinite(x).all() for x in jax.tree.leaves(state.learner.params)]))
         return state._replace(stats=state.stats._replace(params_finite=finite))
 
     def train(key: jax.Array, hp: HParams | None = None) -> TrainState:
-        """The whole run in one scan. `hp` defaults to `config.hparams()`."""
+        """The whole run: every chunk in one scan (statistics summed over the run). `hp`
+        defaults to `config.hparams()`."""
         hp = c.hparams() if hp is None else hp
-        return scan_iterations(init(key, hp), hp, c.iterations)
+        return repeat(lambda s: chunk_iterations(s, hp), init(key, hp), c.num_chunks)
 
     return Trainer(config=c, venv=venv, network=network, init=init, run_chunk=run_chunk, train=train)
 

@@ -179,7 +179,7 @@ class Replay(NamedTuple):
     init: Callable[[Transition], ReplayState]
     add: Callable[[ReplayState, Transition], ReplayState]
     sample: Callable[..., Batch]  # (state, key, hp, env_steps) -> Batch
-    update_priorities: Callable[..., ReplayState]  # (state, batch, td_signal, hp) -> state
+    update_priorities: Callable[..., ReplayState]  # (state, batch, td_signal, hp, active=None) -> state
 
 
 def make_replay(
@@ -211,11 +211,18 @@ def make_replay(
         beta = prioritized.beta_at(env_steps, hp.priority_beta, total_steps) if prioritized_replay else None
         return sample_batch(state, key, batch_size, hp.gamma, n_step, beta, axis_name)
 
-    def update_priorities_fn(state: ReplayState, batch: Batch, td_signal: jax.Array, hp) -> ReplayState:
+    def update_priorities_fn(state: ReplayState, batch: Batch, td_signal: jax.Array, hp, active=None) -> ReplayState:
+        """The sampled items' new priorities. With a traced `active` False the tree is left as it
+        was: leaf 0 is rewritten with its own value (its ancestors are recomputed to the same
+        sums, and no leaf exceeds the max priority), so no branch is needed."""
         if not prioritized_replay:
             return state
         new = prioritized.priorities_from_td(td_signal, hp.priority_alpha, priority_eps)
-        tree = prioritized.set(state.priorities, batch.index, new)
+        index = batch.index
+        if active is not None:
+            index = jnp.where(active, index, 0)
+            new = jnp.where(active, new, prioritized.get(state.priorities, jnp.zeros_like(index)))
+        tree = prioritized.set(state.priorities, index, new)
         if axis_name is not None:
             tree = tree._replace(max_priority=jax.lax.pmax(tree.max_priority, axis_name))
         return state._replace(priorities=tree)

@@ -55,15 +55,16 @@ def rounds_crossed(before: int, after: int, every: int) -> int:
 
 def compress(seq: list) -> tuple:
     """Run-length encode `seq` as ((repeats, pattern), ...): at each position the pattern of at
-    most MAX_SEGMENTS items whose repeats cover the most items (the shortest of equals)."""
+    most MAX_SEGMENTS items that repeats the most times (the shortest of equals), so the
+    program holds few items and loops over many."""
     out, i = [], 0
     while i < len(seq):
-        best = (1, tuple(seq[i : i + 1]))
+        best = (0, ())
         for p in range(1, min(MAX_SEGMENTS, len(seq) - i) + 1):
             pattern, n = seq[i : i + p], 1
             while seq[i + n * p : i + (n + 1) * p] == pattern:
                 n += 1
-            if n * p > best[0] * len(best[1]):
+            if n > best[0]:
                 best = (n, tuple(pattern))
         out.append(best)
         i += best[0] * len(best[1])

@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 
 from purejaxdqn.algorithm.loop import make_trainer
-from purejaxdqn.config import Config, ConfigError, PRESETS, from_preset, validate
-from purejaxdqn.config import schedule
+from purejaxdqn.config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    from_preset,
+    schedule,
+    validate,
+)
 
 
 def expand(plan: schedule.Schedule) -> list[tuple[int, bool]]:

@@ -35,12 +35,12 @@ import jax.numpy as jnp
 from purejaxdqn.algorithm import acting
 from purejaxdqn.algorithm import learner as learner_lib
 from purejaxdqn.algorithm import replay as replay_lib
-from purejaxdqn.config import Config, HParams
-from purejaxdqn.config import schedule as schedule_lib
-from purejaxdqn.environments import VecEnv, env_from_config
 from purejaxdqn.algorithm.evaluation import make_evaluate
 from purejaxdqn.algorithm.networks import QNetwork, make_network
 from purejaxdqn.algorithm.schedules import linear_epsilon, multiples_crossed
+from purejaxdqn.config import Config, HParams
+from purejaxdqn.config import schedule as schedule_lib
+from purejaxdqn.environments import VecEnv, env_from_config
 
 
 class ChunkStats(NamedTuple):
@@ -164,8 +164,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     "model" axis is automatic) the learner's hidden layers are kept split over that axis
     (`parallel.tensor_parallel`); the values computed are the same.
     """
-    from purejaxdqn.config import validate
     from purejaxdqn.algorithm.parallel import tensor_parallel
+    from purejaxdqn.config import validate
 
     validate(config)  # the Python API refuses bad settings like the command line does
     c = config

@@ -100,6 +100,8 @@ def make_vec_env(env_id: str, num_envs: int, full_action_set: bool = False, stic
         raise ValueError(f"unsupported environment {env_id!r}")
     import gymnax
 
+    if env_id == "Asterix-MinAtar":
+        _asterix_without_while_loop()
     kwargs = {"use_minimal_action_set": False} if full_action_set else {}
     env, params = gymnax.make(env_id, **kwargs)
     obs_shape, obs_dtype = _observation_spec(env, params)
@@ -113,6 +115,33 @@ def make_vec_env(env_id: str, num_envs: int, full_action_set: bool = False, stic
         max_episode_steps=int(params.max_steps_in_episode),
         sticky_actions=float(sticky_actions),
     )
+
+
+def free_slot_search(key: jax.Array, state_entities: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """gymnax Asterix's `while_sample_slots` without its `lax.while_loop` (a loop of traced
+    length: a host round trip per env step on a GPU), returning the same values.
+
+    gymnax walks a random order of the 8 slots from its *second* entry and stops at the first
+    free one, else at the last with `free` False (slot order[7], taken): the first free slot
+    among order[1:], found here with an argmax. Tested equal on every occupancy pattern."""
+    order = jax.random.permutation(key, jnp.arange(8))
+    free = state_entities[order][1:] == 0
+    found = free.any()
+    index = jnp.where(found, 1 + jnp.argmax(free), 7)
+    return order[index], found.astype(jnp.int32)
+
+
+# gymnax's own functions that this module replaced (kept for the tests that compare them).
+REPLACED: dict[str, Any] = {}
+
+
+def _asterix_without_while_loop() -> None:
+    """Point gymnax's Asterix at `free_slot_search` (its module function, looked up per call)."""
+    from gymnax.environments.minatar import asterix
+
+    if asterix.while_sample_slots is not free_slot_search:
+        REPLACED["asterix.while_sample_slots"] = asterix.while_sample_slots
+        asterix.while_sample_slots = free_slot_search
 
 
 def env_from_config(config, num_envs: int) -> VecEnv:

@@ -164,3 +164,17 @@ def test_update_count_is_multiples_of_update_every_after_learning_starts(trained
     assert int(trained_state.env_steps) == T == 2000
     assert int(trained_state.learner.updates) == expected * SMALL.gradient_steps == 181
     assert int(trained_state.stats.updates) == expected
+
+
+def test_asterix_free_slot_search_returns_what_gymnax_while_loop_returns():
+    """Every occupancy pattern of the 8 slots, under 32 random slot orders."""
+    import itertools
+
+    environments.make_vec_env("Asterix-MinAtar", 1)  # replaces gymnax's function, keeping it
+    original = environments.REPLACED["asterix.while_sample_slots"]
+    free_slot_search = environments.free_slot_search
+    patterns = jnp.array(list(itertools.product([0, 1], repeat=8)))
+    keys = jax.random.split(jax.random.key(0), 32)
+    both = [jax.jit(jax.vmap(jax.vmap(f, (None, 0)), (0, None)))(keys, patterns) for f in (original, free_slot_search)]
+    for a, b in zip(*both, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -13,6 +13,7 @@ def main() -> int:
     seconds on a busy machine), then the CLI. The process's wall clock starts here (the
     interpreter's own start-up before it read from /proc): summary.json's "wall_split_s"."""
     WALL.start(process_age_s())
+    gc.disable()  # the imports make objects by the million and no garbage to speak of; cli.program turns it back on
     early_status(sys.argv[1:])
     with WALL.phase("imports"):
         from purejaxdqn.cli import main as cli_main

@@ -9,6 +9,7 @@ SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -65,6 +66,9 @@ def _main(argv: list[str], state: dict) -> int:
         return _usage_error(err)
     with WALL.phase("imports"):
         import_environments()
+    if state["own_process"] and not gc.isenabled():  # train.py turned the collector off for the imports
+        gc.freeze()  # what they made stays: later collections (compile, run) need not look at it
+        gc.enable()
     _warn(plan)
     state["output_dir"] = plan.output_dir  # multi-host too: every process writes checkpoints there
     status, result = _train(plan, mesh_shape, state)

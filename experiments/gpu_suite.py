@@ -1,7 +1,7 @@
 """The prepared accelerator suite: one command, one JSON, one markdown table.
 
 Made to fit a lent GPU machine's short lease (15 minutes of device time, start-up included):
-the suite keeps to `--budget-s` (450 s; on an H200 it needs about that), skipping what is left
+the suite keeps to `--budget-s` (460 s; on an H200 it needs about 450), skipping what is left
 when time runs short, and rewrites OUT/gpu_suite.json after every row, so a run cut short
 still leaves its rows. Each item runs in its own process (`python -m purejaxdqn.train`, or a
 script of `experiments/`), so compile, run time and the device's peak memory are each item's
@@ -36,9 +36,9 @@ brackets):
 The prepared command (BENCHMARKS.md, "GPU suite (prepared for #19)", says how `.gpu` is made
 from ../shared/peers/ and which wheels go along):
 
-    timeout 480 python experiments/gpu_suite.py --out $OUT/gpu_suite --purejaxrl .gpu
+    timeout 500 python experiments/gpu_suite.py --out $OUT/gpu_suite --purejaxrl .gpu
     python experiments/gpu_suite.py --out $OUT/gpu_suite2 --only flags,minatar   # a rerun of some
-    python experiments/gpu_suite.py --out /tmp/s --smoke                        # a CPU, ~4 min (tests run it)
+    python experiments/gpu_suite.py --out /tmp/s --smoke                        # a 2-core CPU, 4-7 min (tests run it)
 
 Writes OUT/gpu_suite.json and OUT/gpu_suite.md (and each run's directory under OUT/runs). The
 smoke mode shrinks every item (tiny workloads, fewer variants) and compiles XLA's machine code
@@ -66,6 +66,7 @@ FULL = {
     "flag_variants": ["off", "while", "min_graph_size_1", "unroll_loops"],
     "flag_programs": ["branching", "static, unroll 1"],
     "seeds": [1, 8, 64, 256, 1024],
+    "one_chunk": True,
     "seed_steps": 500_000,
     "minatar_steps": 200_000,
     "minatar_seeds": 16,
@@ -83,7 +84,8 @@ SMOKE = {
     "ab_overrides": {"total_steps": 4_000, "learning_starts": 1_000, "eval_every": 2_000, "num_chunks": 2},
     "flag_variants": ["off"],
     "flag_programs": ["static, unroll 1"],
-    "seeds": [1],
+    "seeds": [],  # the rest's train runs: the default command's path already
+    "one_chunk": False,
     "seed_steps": 4_000,
     "minatar_steps": 2_000,
     "minatar_seeds": 1,
@@ -279,10 +281,12 @@ def xla_flags(suite: Suite, p: dict, defaults: dict[str, dict]) -> None:
     """Item 4: one process per XLA_FLAGS variant, each program's run time over item 1's."""
     programs = {name: ({"loop": "branching"} if name == "branching" else {"loop": "static", "unroll": int(name.split()[-1])})
                 for name in p["flag_programs"]}  # fmt: skip
+    kwargs = {"preset": "reference", "seeds": 1, "variants": programs, "rounds": 1, "overrides": p["ab_overrides"]}
+    if not all(name in defaults for name in programs):  # item 1 did not run here (--only): measure the defaults
+        defaults = suite.chunks("default XLA_FLAGS, reference x 1 seeds", kwargs, 150)
     for variant in p["flag_variants"]:
         flag = XLA_FLAG_VARIANTS[variant]
         env = {**suite.env, "XLA_FLAGS": (suite.env.get("XLA_FLAGS", "") + " " + flag).strip()}
-        kwargs = {"preset": "reference", "seeds": 1, "variants": programs, "rounds": 1, "overrides": p["ab_overrides"]}
         rows = suite.chunks(f"XLA_FLAGS={flag}, reference x 1 seeds", kwargs, 150, env)
         for name, row in rows.items():
             if name in defaults:
@@ -310,8 +314,9 @@ def rest(suite: Suite, p: dict, purejaxrl: Path | None, ceiling: dict) -> None:
         suite.train(f"reference x {n} seeds", ["--preset", "reference", "--num-seeds", str(n), *steps], 150)
     # The same single run in one chunk: the difference is what the host loop between chunks
     # costs (the device waits while the host reads each chunk's statistics).
-    steps = SMOKE_CARTPOLE[:-1] + ["1"] if suite.smoke else ["--total-steps", str(p["seed_steps"]), "--num-chunks", "1"]
-    suite.train("reference x 1 seeds, one chunk", ["--preset", "reference", *steps], 150)
+    if p["one_chunk"]:
+        steps = ["--total-steps", str(p["seed_steps"]), "--num-chunks", "1"]
+        suite.train("reference x 1 seeds, one chunk", ["--preset", "reference", *steps], 150)
     suite.script("profile of one iteration, reference preset", [str(HERE / "profile_iteration.py"), "--iterations",
                  str(p["profile_iterations"]), "--repeats", "3"], 120)  # fmt: skip
     if p["rainbow"]:
@@ -523,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu_suite"))
     parser.add_argument("--smoke", action="store_true", help="tiny budgets: checks the suite runs (CPU, tests)")
-    parser.add_argument("--budget-s", type=float, default=450, help="wall-time budget; later items are skipped")
+    parser.add_argument("--budget-s", type=float, default=460, help="wall-time budget; later items are skipped")
     parser.add_argument("--purejaxrl", type=Path, help="folder with bench_purejaxrl.py, dqn.py, wandb.py: side-by-side pairs")
     parser.add_argument("--only", help=f"comma-separated groups to run (default all): {', '.join(GROUPS)}")
     parser.add_argument("--micro", choices=sorted(MICRO), help=argparse.SUPPRESS)

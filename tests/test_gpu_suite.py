@@ -80,7 +80,6 @@ def test_gpu_suite_smoke_mode_runs_every_item_and_writes_its_table(tmp_path):
     # 5. MinAtar against its env-only ceiling
     assert 0 < rows["breakout x 1 seeds"]["fraction_of_env_ceiling"] < 1
     # 6. the rest
-    assert {"reference x 1 seeds", "reference x 1 seeds, one chunk"} <= set(items)
     assert any(i.startswith("env-only ceiling") for i in items) and any(i.startswith("prioritized") for i in items)
     profile = rows["profile of one iteration, reference preset"]["us_per_iteration"]
     assert all(us > 0 for us in profile.values()) and len(profile) >= 8

@@ -72,8 +72,9 @@ def use_cpu_cores(count: int | None = None) -> int | None:
 
 
 # The XLA:GPU flags a run on a GPU gets by default ("--xla_gpu_...=value" each). Empty until a GPU
-# has measured which settings pay off: the GPU suite's command-buffer item (issue #19, item 2:
-# `--xla_gpu_enable_command_buffer` settings on the reference workload) decides what goes here.
+# has measured which settings pay off: the GPU suite's command-buffer variants (issue #19, item 2;
+# experiments/gpu_suite.py, group "flags": each variant's run time over the default flags'),
+# which set XLA_FLAGS themselves, decide what goes here.
 GPU_XLA_FLAGS: tuple[str, ...] = ()
 GPU_PLATFORMS = ("cuda", "gpu", "rocm")
 

@@ -120,6 +120,14 @@ class StepKeys(NamedTuple):
 DEFAULT_UNROLL = {"cpu": 1}
 
 
+def layout(config: Config) -> dict:
+    """The loop layout `config` compiles on this backend: 'static' or 'branching', and the
+    static chunk's unroll (`config.unroll`, or the backend's default)."""
+    static = schedule_lib.uses_static_loop(config)
+    return {"loop": "static" if static else "branching",
+            "unroll": (config.unroll or DEFAULT_UNROLL.get(jax.default_backend(), 1)) if static else 1}  # fmt: skip
+
+
 def repeat(f: Callable, carry, n: int, *, unroll: int = 1, indexed: bool = False):
     """`carry = f(carry)` `n` times (`f(carry, i)` with `indexed`): a call where n is 1 (no
     loop at all), else a `lax.scan` of static length."""
@@ -184,7 +192,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     # a `lax.cond` (taken or not) instead of a loop with a traced trip count.
     max_updates = -(-c.num_envs // c.update_every) * c.gradient_steps
     chunk_schedule = schedule_lib.chunk_schedule(c) if schedule_lib.uses_static_loop(c) else None
-    unroll = c.unroll or DEFAULT_UNROLL.get(jax.default_backend(), 1)
+    unroll = layout(c)["unroll"]
 
     def placed(tree):
         """Parameter trees (the learner state, the best parameters) laid out on the mesh's

@@ -106,7 +106,8 @@ class Config:
         "run", choices=("auto", "static", "branching"),
     )  # fmt: skip
     unroll: int = _field(
-        0, "env-step patterns per iteration of the compiled chunk's loop (lax.scan unroll); 0 = the backend's default",
+        0, "iterations of the static chunk's inner scans (a pattern of env steps and their updates) unrolled "
+        "together (lax.scan unroll); 0 = the backend's default",
         "run",
     )
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxdqn.host import checkpointing, distributed, interrupts, memory, provenance, report, run_directory, tracking
-from purejaxdqn.algorithm import parallel
+from purejaxdqn.algorithm import loop, parallel
 from purejaxdqn.config import SWEEPABLE, Config, HParams, check_sweep
 from purejaxdqn.environments import env_from_config
 from purejaxdqn.algorithm.loop import TrainState, make_trainer, run_axes
@@ -283,7 +283,9 @@ class Training:
         b = self.batch
         progress.status(f"compiling {runs_text(len(b.runs))} ({b.config.env_id}) ...")
         program = compile_program(b.config, b.runs, b.mesh_shape, self.one_state)
-        progress.note(f"compiled {runs_text(len(b.runs))} in {program.compile_s:.1f} s")
+        shape = loop.layout(b.config)
+        unrolled = f", unroll {shape['unroll']}" if shape["unroll"] > 1 else ""
+        progress.note(f"compiled {runs_text(len(b.runs))} in {program.compile_s:.1f} s ({shape['loop']} loop{unrolled})")
         return program
 
     def _initial_state(self, program: Program) -> TrainState:
@@ -378,6 +380,7 @@ class Training:
             "eval_epsilon": config.eval_epsilon,
             "memory_estimate_bytes": self.memory_estimate,
             "mesh": batch.mesh_shape.as_dict(),
+            **loop.layout(config),
             "processes": jax.process_count(),
             **timing,
             "checkpoint_save_s": timers.save_s,

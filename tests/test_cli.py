@@ -123,6 +123,7 @@ def test_configs_saved_before_a_setting_existed_keep_their_old_behaviour():
     old = {k: v for k, v in Config().to_dict().items() if k not in ADDED_SINCE}
     loaded = Config.from_dict(old)
     assert loaded.eval_epsilon == 0.0 and loaded.keep_best is False and loaded.optimizer == "adam"
+    assert loaded.loop == "branching" and loaded.unroll == 0  # the loop those runs compiled: resumes bit for bit
     assert Config.from_dict({**old, "eval_epsilon": 0.05}).eval_epsilon == 0.05
     with pytest.raises(ConfigError, match="missing from the saved config"):
         Config.from_dict({k: v for k, v in old.items() if k != "lr"})

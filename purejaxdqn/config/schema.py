@@ -36,7 +36,7 @@ SEED_LIMIT = 2**32  # seeds are uint32
 
 # Settings added after runs were first saved, with the value that reproduces what a run saved
 # before them did (its config.json lacks them); any other missing setting is refused.
-ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "auto", "unroll": 0}
+ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "branching", "unroll": 0}
 
 
 def _field(default, help: str, group: str, **kw):

@@ -115,9 +115,11 @@ class StepKeys(NamedTuple):
     eval_key: jax.Array
 
 
-# The static chunk's loop unroll (`config.unroll` 0) per backend: measured in BENCHMARKS.md
-# ("unroll"); a backend not measured yet gets 1.
-DEFAULT_UNROLL = {"cpu": 1}
+# The static chunk's loop unroll (`config.unroll` 0) per backend, as measured (BENCHMARKS.md,
+# "#19: the static chunk"): on the 2-core CPU unroll 2 ran the reference workload ~20% faster
+# than 1 (4 costs more than it gains). A backend not measured yet (the GPU: gpu_suite.py's loop
+# items decide it) gets 1.
+DEFAULT_UNROLL = {"cpu": 2}
 
 
 def layout(config: Config) -> dict:

@@ -46,7 +46,7 @@ def test_multi_device_checks_on_8_forced_cpu_devices():
     bitwise identical, seeds split across devices == one device (tests/check_parallel.py)."""
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "check_parallel.py")],
-        cwd=ROOT, env=env_with_devices(8), capture_output=True, text=True, timeout=900,
+        cwd=ROOT, env=env_with_devices(8), capture_output=True, text=True, timeout=2400,
     )  # fmt: skip
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxdqn import environments
+from purejaxdqn import envs as environments
+from purejaxdqn.envs import gymnax_adapter
 from purejaxdqn.config import Config
 from purejaxdqn.algorithm.loop import make_trainer
 
@@ -60,7 +61,8 @@ def test_truncation_returns_final_observation_as_next_obs():
     """At the time limit: truncated, not terminated, next_obs is the final obs (not the reset obs)."""
     n, limit, T = 4, 5, 12
     venv = environments.make_vec_env("CartPole-v1", n)
-    venv = venv._replace(params=venv.params.replace(max_steps_in_episode=limit), max_episode_steps=limit)
+    a = venv.adapter
+    venv = venv._replace(adapter=a._replace(params=a.params.replace(max_steps_in_episode=limit), spec=a.spec._replace(max_episode_steps=limit)))
     actions = np.tile((np.arange(T) % 2)[:, None], (1, n))  # alternate: the pole stays up
     prev, (obs, next_obs, reward, terminated, truncated) = rollout(venv, jax.random.key(0), actions)
     assert not terminated.any()
@@ -171,8 +173,8 @@ def test_asterix_free_slot_search_returns_what_gymnax_while_loop_returns():
     import itertools
 
     environments.make_vec_env("Asterix-MinAtar", 1)  # replaces gymnax's function, keeping it
-    original = environments.REPLACED["asterix.while_sample_slots"]
-    free_slot_search = environments.free_slot_search
+    original = gymnax_adapter.REPLACED["asterix.while_sample_slots"]
+    free_slot_search = gymnax_adapter.free_slot_search
     patterns = jnp.array(list(itertools.product([0, 1], repeat=8)))
     keys = jax.random.split(jax.random.key(0), 32)
     both = [jax.jit(jax.vmap(jax.vmap(f, (None, 0)), (0, None)))(keys, patterns) for f in (original, free_slot_search)]

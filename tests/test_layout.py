@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "purejaxdqn"
-LAYERS = ["environments", "config", "algorithm", "host", "cli", "entry"]  # bottom to top
+LAYERS = ["envs", "config", "algorithm", "host", "cli", "entry"]  # bottom to top
 
 
 def layer(module: str) -> int:

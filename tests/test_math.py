@@ -355,11 +355,12 @@ def test_eval_epsilon_takes_random_actions_at_the_rate_asked(epsilon):
     """The greedy action is 0; a random action is 1 half the time, so a step takes action 1
     with probability epsilon / 2 (binomial check over 200 episodes x 100 steps), and the
     episodes of this deterministic env differ only when epsilon > 0."""
-    from purejaxdqn.environments import VecEnv
     from purejaxdqn.algorithm.evaluation import make_episode_returns
+    from purejaxdqn.envs import EnvSpec, VecEnv
+    from purejaxdqn.envs.gymnax_adapter import GymnaxAdapter
 
     episodes, limit = 200, 100
-    venv = VecEnv(_ActionCounter(limit), None, episodes, 2, (1,), jnp.float32, limit)
+    venv = VecEnv(GymnaxAdapter(_ActionCounter(limit), None, EnvSpec(2, (1,), jnp.float32, limit)), episodes)
     prefers_0 = lambda params, obs: jnp.broadcast_to(jnp.array([1.0, 0.0]), (obs.shape[0], 2))  # noqa: E731
     returns = np.asarray(jax.jit(make_episode_returns(prefers_0, venv, episodes, epsilon))(None, jax.random.key(3)))
     p, n = epsilon / 2, episodes * limit

@@ -12,7 +12,7 @@ import pytest
 from purejaxdqn import Config, cli, from_preset
 from purejaxdqn.algorithm import distributional, learner, prioritized, replay
 from purejaxdqn.host import memory, runner
-from purejaxdqn.environments import make_vec_env
+from purejaxdqn.envs import make_vec_env
 from purejaxdqn.algorithm.loop import make_trainer
 from purejaxdqn.algorithm.networks import QNetwork
 from test_variants_math import np_c51_project  # the NumPy C51 projection reference

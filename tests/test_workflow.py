@@ -17,7 +17,7 @@ import pytest
 
 from purejaxdqn import Config, ConfigError, Policy, cli, evaluate
 from purejaxdqn.host import memory, run_directory, progress, report, runner
-from purejaxdqn.environments import env_from_config
+from purejaxdqn.envs import env_from_config
 from purejaxdqn.algorithm.networks import make_network
 from purejaxdqn.host.policy import RunDirError, load_policy
 

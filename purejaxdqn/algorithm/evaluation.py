@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxdqn.algorithm import acting
-from purejaxdqn.environments import VecEnv
+from purejaxdqn.envs import VecEnv
 
 
 def make_episode_returns(apply_fn: Callable, venv: VecEnv, num_episodes: int, epsilon: float = 0.0) -> Callable:
@@ -39,9 +39,9 @@ def make_episode_returns(apply_fn: Callable, venv: VecEnv, num_episodes: int, ep
             q_values = apply_fn(params, obs)
             if epsilon > 0:  # static: with 0 no random numbers are drawn at all
                 explore_key, action_key = jax.random.split(jax.random.fold_in(step_key, 1))
-                action = acting.epsilon_greedy(explore_key, action_key, q_values, epsilon)
+                action = acting.epsilon_greedy(explore_key, action_key, q_values, epsilon, venv.action_mask(obs))
             else:
-                action = acting.greedy(q_values)
+                action = acting.greedy(q_values, venv.action_mask(obs))
             res = venv.step(step_key, env_state, action)
             returns = returns + jnp.where(done, 0.0, res.reward)
             done = done | res.terminated | res.truncated

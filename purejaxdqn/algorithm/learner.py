@@ -60,7 +60,12 @@ def init(params, config: Config, hp: HParams) -> LearnerState:
     )
 
 
-def make_gradients(apply_fn: Callable, config: Config, axis_name: str | None = None) -> Callable:
+def no_mask(obs):
+    """The action mask of a family without masks: none."""
+    return None
+
+
+def make_gradients(apply_fn: Callable, config: Config, axis_name: str | None = None, mask_fn: Callable = no_mask) -> Callable:
     """`gradients(learner, batch, hp) -> (loss, mean Q, priority signal, grads)` of the TD
     loss on a `replay.Batch` (weighted by its importance weights under prioritized replay).
 
@@ -69,6 +74,8 @@ def make_gradients(apply_fn: Callable, config: Config, axis_name: str | None = N
     `pmean`. This is right only with `check_vma=False`: with varying-axis tracking on, autodiff
     of a replicated input already sums over the axis and the same code gives N times the mean
     gradient (see ../shared/notes/jax-facts.md; tests/check_parallel.py compares gradients).
+    `mask_fn(next_obs)`: the actions allowed in the next states (`envs.action_mask`), the only
+    ones the bootstrap maximizes over, Double DQN's online argmax included.
     """
     z = distributional.support(config.num_atoms, config.v_min, config.v_max) if config.distributional else None
 
@@ -81,7 +88,7 @@ def make_gradients(apply_fn: Callable, config: Config, axis_name: str | None = N
         q_taken = _take(q, batch.action)
         next_q_target = apply_fn(target_params, batch.next_obs)
         next_q_online = online_next_q(params, batch.next_obs)
-        next_value = losses.bootstrap_value(next_q_target, next_q_online)
+        next_value = losses.bootstrap_value(next_q_target, next_q_online, mask_fn(batch.next_obs))
         target = jax.lax.stop_gradient(losses.bootstrapped_target(batch.reward, batch.discount, next_value))
         td_error = q_taken - target
         loss = losses.td_loss(td_error, config.loss, hp.huber_delta, batch.weight)
@@ -90,7 +97,8 @@ def make_gradients(apply_fn: Callable, config: Config, axis_name: str | None = N
     def categorical_loss(params, target_params, batch: Batch, hp: HParams):
         logits = _take(apply_fn(params, batch.obs, method="logits"), batch.action)  # [B, atoms]
         next_logits = apply_fn(target_params, batch.next_obs, method="logits")  # [B, actions, atoms]
-        best = losses.next_action(distributional.mean_q(next_logits, z), online_next_q(params, batch.next_obs))
+        next_q_target = distributional.mean_q(next_logits, z)
+        best = losses.next_action(next_q_target, online_next_q(params, batch.next_obs), mask_fn(batch.next_obs))
         next_probs = jax.nn.softmax(_take(next_logits, best), axis=-1)
         target = jax.lax.stop_gradient(distributional.project(next_probs, batch.reward, batch.discount, z))
         items = distributional.cross_entropy(target, logits)
@@ -117,11 +125,11 @@ def _take(values: jax.Array, action: jax.Array) -> jax.Array:
     return jnp.take_along_axis(values, index, axis=1)[:, 0]
 
 
-def make_update(apply_fn: Callable, config: Config, axis_name: str | None = None) -> Callable:
+def make_update(apply_fn: Callable, config: Config, axis_name: str | None = None, mask_fn: Callable = no_mask) -> Callable:
     """`update(learner, batch, hp) -> (learner, UpdateMetrics)`: one optimizer step (Adam or
-    RMSProp, `config.optimizer`) on the TD loss, then the target update. `axis_name`: see
-    `make_gradients`."""
-    gradients = make_gradients(apply_fn, config, axis_name)
+    RMSProp, `config.optimizer`) on the TD loss, then the target update. `axis_name`,
+    `mask_fn`: see `make_gradients`."""
+    gradients = make_gradients(apply_fn, config, axis_name, mask_fn)
 
     def update(learner: LearnerState, batch: Batch, hp: HParams):
         loss, q_mean, signal, grads = gradients(learner, batch, hp)

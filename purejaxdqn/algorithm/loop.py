@@ -40,7 +40,7 @@ from purejaxdqn.algorithm.networks import QNetwork, make_network
 from purejaxdqn.algorithm.schedules import linear_epsilon, multiples_crossed
 from purejaxdqn.config import Config, HParams
 from purejaxdqn.config import schedule as schedule_lib
-from purejaxdqn.environments import VecEnv, env_from_config
+from purejaxdqn.envs import VecEnv, env_from_config
 
 
 class ChunkStats(NamedTuple):
@@ -183,7 +183,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     venv = env_from_config(c, local_envs)
     network = make_network(c, venv.num_actions)
     apply_fn = network.apply
-    update = learner_lib.make_update(apply_fn, c, axis_name=data_axis)
+    update = learner_lib.make_update(apply_fn, c, axis_name=data_axis, mask_fn=venv.action_mask)
     replay = replay_lib.make_replay(
         c.buffer_rows, c.batch_size // data_size, c.n_step, c.prioritized, c.priority_eps, c.actual_total_steps, data_axis
     )  # fmt: skip
@@ -243,7 +243,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     def act(params, obs, env_steps, hp: HParams, explore_key, action_key) -> jax.Array:
         """1. Epsilon-greedy actions on the current observations."""
         epsilon = linear_epsilon(env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)
-        return acting.epsilon_greedy(explore_key, action_key, apply_fn(params, obs), epsilon).astype(jnp.int32)
+        q_values = apply_fn(params, obs)
+        return acting.epsilon_greedy(explore_key, action_key, q_values, epsilon, venv.action_mask(obs)).astype(jnp.int32)
 
     def step_and_store(state: TrainState, action: jax.Array, env_key):
         """2. Step the envs, store the transition row, count finished episodes."""

@@ -9,17 +9,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-
-def next_action(next_q_target: jax.Array, next_q_online: jax.Array | None) -> jax.Array:
-    """The bootstrap action: argmax_a Q_target, or with Double DQN argmax_a Q_online."""
-    return jnp.argmax(next_q_target if next_q_online is None else next_q_online, axis=-1)
+from purejaxdqn.algorithm import acting
 
 
-def bootstrap_value(next_q_target: jax.Array, next_q_online: jax.Array | None) -> jax.Array:
-    """Value of the next state: max_a Q_target, or with Double DQN Q_target at argmax_a Q_online."""
+def next_action(next_q_target: jax.Array, next_q_online: jax.Array | None, mask: jax.Array | None = None) -> jax.Array:
+    """The bootstrap action: argmax_a Q_target, or with Double DQN argmax_a Q_online, over the
+    actions `mask` allows in the next state (all without one; see acting.py)."""
+    return acting.greedy(next_q_target if next_q_online is None else next_q_online, mask)
+
+
+def bootstrap_value(next_q_target: jax.Array, next_q_online: jax.Array | None, mask: jax.Array | None = None) -> jax.Array:
+    """Value of the next state: max_a Q_target, or with Double DQN Q_target at argmax_a
+    Q_online, a ranging over the actions `mask` allows."""
     if next_q_online is None:
-        return next_q_target.max(axis=-1)
-    best = next_action(next_q_target, next_q_online)
+        return acting.masked(next_q_target, mask).max(axis=-1)
+    best = next_action(next_q_target, next_q_online, mask)
     return jnp.take_along_axis(next_q_target, best[:, None], axis=-1)[:, 0]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from purejaxdqn import __version__
 from purejaxdqn.config import SWEEPABLE, Config, from_preset, presets
-from purejaxdqn.environments import SUPPORTED_ENV_IDS
+from purejaxdqn.envs import describe_ids
 from purejaxdqn.host import distributed, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, option_dest
 
@@ -229,7 +229,7 @@ def _add_settings(parser: argparse.ArgumentParser, defaults: Config) -> None:
     for field in dataclasses.fields(Config):
         meta, default = field.metadata, field.default
         sweep = " [hyperparameter]" if meta.get("sweep") else ""
-        choices = f"; one of: {', '.join(SUPPORTED_ENV_IDS)}" if field.name == "env_id" else ""
+        choices = f"; one of: {describe_ids()}" if field.name == "env_id" else ""
         help_text = f"{meta['help']}{choices} (default: {_show(getattr(defaults, field.name))}){sweep}"
         kwargs: dict = {"help": help_text, "dest": field.name}
         if isinstance(default, bool):

@@ -69,12 +69,15 @@ def _check_types(c: Config) -> None:
 
 
 def _check_env(c: Config) -> None:
-    from purejaxdqn.environments import SUPPORTED_ENV_IDS
+    from purejaxdqn.envs import SUPPORTED_ENV_IDS, describe_ids, missing_extra
 
     if c.env_id not in SUPPORTED_ENV_IDS:
+        raise ConfigError("--env-id", f"unknown or unsupported environment {c.env_id!r}; valid ids: {describe_ids()}")
+    extra = missing_extra(c.env_id)
+    if extra:
         raise ConfigError(
-            "--env-id",
-            f"unknown or unsupported environment {c.env_id!r}; valid ids: {', '.join(SUPPORTED_ENV_IDS)}",
+            "--env-id", f"{c.env_id} needs the {extra} extra, which is not installed: pip install \"purejaxdqn[{extra}]\""
+            f" (from a checkout: pip install -e \".[{extra}]\")",
         )
 
 
@@ -170,11 +173,12 @@ def _check_n_step_rows(c: Config) -> None:
 
 
 def _check_minatar_only(c: Config) -> None:
-    minatar = c.env_id.endswith("-MinAtar")
-    if c.full_action_set and not minatar:
+    from purejaxdqn.envs import image_observations
+
+    if c.full_action_set and not c.env_id.endswith("-MinAtar"):
         raise ConfigError("--full-action-set", f"applies to MinAtar games only, not {c.env_id}")
-    if c.torso == "conv" and not minatar:
-        raise ConfigError("--torso", f"'conv' needs image observations (the MinAtar games), not {c.env_id}")
+    if c.torso == "conv" and not image_observations(c.env_id):
+        raise ConfigError("--torso", f"'conv' needs image observations (the MinAtar games, MiniGrid), not {c.env_id}")
 
 
 def _check_widths(c: Config) -> None:

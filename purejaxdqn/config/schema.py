@@ -60,7 +60,7 @@ class Config:
     """
 
     # -- environment --
-    env_id: str = _field("CartPole-v1", "gymnax environment id (discrete actions)", "environment")
+    env_id: str = _field("CartPole-v1", "environment id: gymnax, Craftax, XLand-MiniGrid or Jumanji (the extras)", "environment")
     num_envs: int = _field(10, "parallel training environments, stepped together", "environment")
     num_eval_envs: int = _field(10, "episodes per evaluation, each on its own eval env", "environment")
     full_action_set: bool = _field(

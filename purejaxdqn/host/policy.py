@@ -20,7 +20,7 @@ from purejaxdqn.algorithm.evaluation import make_episode_returns
 from purejaxdqn.algorithm.loop import BestParams
 from purejaxdqn.algorithm.networks import QNetwork, make_network
 from purejaxdqn.config import Config
-from purejaxdqn.environments import env_from_config
+from purejaxdqn.envs import EnvSpec, action_mask, env_from_config
 from purejaxdqn.host import checkpointing, run_directory
 from purejaxdqn.host.run_directory import RunDirError
 
@@ -29,18 +29,23 @@ class Policy(NamedTuple):
     config: Config
     params: Any  # online parameters of the chosen run
     network: QNetwork
-    obs_shape: tuple[int, ...]
+    spec: EnvSpec  # the run's env: observation shape, action mask
     step: int  # the checkpoint read (chunks done)
     best_eval: tuple[int, float] | None = None  # best=True: (env step, mean return) of that evaluation
 
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return self.spec.obs_shape
+
     def __call__(self, obs) -> np.ndarray | int:
-        """Greedy action(s) for one observation or a batch of them (host NumPy in and out)."""
+        """Greedy action(s) for one observation or a batch of them (host NumPy in and out);
+        never an action the observation's mask disallows (families with masks)."""
         obs = np.asarray(obs)
         single = obs.shape == self.obs_shape
         batch = obs[None] if single else obs
         if batch.shape[1:] != self.obs_shape:
             raise ValueError(f"expected observations of shape {self.obs_shape} or (N, *{self.obs_shape}), got {obs.shape}")
-        actions = np.asarray(_greedy_actions(self.network, self.params, jnp.asarray(batch)))
+        actions = np.asarray(_greedy_actions(self.network, self.spec, self.params, jnp.asarray(batch)))
         return int(actions[0]) if single else actions
 
     act = __call__
@@ -59,9 +64,9 @@ def _episode_returns(config: Config, network: QNetwork, episodes: int, epsilon: 
     return jax.jit(make_episode_returns(network.apply, env_from_config(config, episodes), episodes, epsilon))
 
 
-@partial(jax.jit, static_argnums=0)
-def _greedy_actions(network, params, obs):
-    return acting.greedy(network.apply(params, obs))
+@partial(jax.jit, static_argnums=(0, 1))
+def _greedy_actions(network, spec: EnvSpec, params, obs):
+    return acting.greedy(network.apply(params, obs), action_mask(spec, obs))
 
 
 def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = False) -> Policy:
@@ -87,10 +92,10 @@ def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = Fal
     )
     if not best:
         params = checkpointing.restore_params(run_dir, step, abstract)
-        return Policy(config, jax.tree.map(lambda x: x[run], params), network, venv.obs_shape, step)
+        return Policy(config, jax.tree.map(lambda x: x[run], params), network, venv.spec, step)
     per_run = lambda dtype: jax.ShapeDtypeStruct((num_runs,), dtype, sharding=device)  # noqa: E731
     kept = checkpointing.restore_best(run_dir, step, BestParams(abstract, per_run(jnp.int32), per_run(jnp.float32)))
     if int(kept.step[run]) == 0:
         raise RunDirError(f"checkpoint {step} of {run_dir} comes before run {run}'s first evaluation: no best parameters yet")
     params = jax.tree.map(lambda x: x[run], kept.params)
-    return Policy(config, params, network, venv.obs_shape, step, (int(kept.step[run]), float(kept.mean[run])))
+    return Policy(config, params, network, venv.spec, step, (int(kept.step[run]), float(kept.mean[run])))

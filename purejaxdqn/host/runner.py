@@ -23,7 +23,7 @@ import numpy as np
 from purejaxdqn.host import checkpointing, distributed, interrupts, memory, provenance, report, run_directory, tracking
 from purejaxdqn.algorithm import loop, parallel
 from purejaxdqn.config import SWEEPABLE, Config, HParams, check_sweep
-from purejaxdqn.environments import env_from_config
+from purejaxdqn.envs import env_from_config
 from purejaxdqn.algorithm.loop import TrainState, make_trainer, run_axes
 from purejaxdqn.host.progress import WALL, ProgressBar, runs_text
 from purejaxdqn.host.run_options import RunOptions

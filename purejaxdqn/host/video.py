@@ -1,8 +1,10 @@
 """A greedy episode of a trained policy as an animated GIF, drawn from its observations.
 
-gymnax's own visualizer needs pygame (classic control) or seaborn (MinAtar), so frames are
-drawn here with Pillow, offline and headless: image observations (MinAtar's 10x10xC planes) as
-colored cells, CartPole as a cart and pole, any other vector observation as bars.
+A family with a renderer of its own (Craftax, XLand-MiniGrid: the adapter's `frame`) draws
+each state itself. gymnax's own visualizer needs pygame (classic control) or seaborn (MinAtar),
+so for it and Jumanji frames are drawn here with Pillow, offline and headless: image
+observations (MinAtar's 10x10xC planes) as colored cells, CartPole as a cart and pole, any
+other vector observation as bars.
 
     from purejaxdqn import load_policy, render_episode, save_gif
     frames, episode_return = render_episode(load_policy("runs/cartpole"))
@@ -19,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxdqn.algorithm import acting
-from purejaxdqn.environments import env_from_config
+from purejaxdqn.envs import env_from_config
 
 CELL = 16  # pixels per MinAtar cell
 WIDTH, HEIGHT = 320, 180  # vector-observation frames
@@ -30,36 +32,42 @@ def render_episode(policy, seed: int = 0, max_frames: int = 1000) -> tuple[list[
     cut at the episode's end or at `max_frames`; and the episode's return (up to there)."""
     venv = env_from_config(policy.config, 1)
     play = jax.jit(partial(_play, policy.network, venv, max_frames))
-    obs, rewards, ends = jax.device_get(play(policy.params, jax.random.key(seed)))
+    obs, states, rewards, ends = jax.device_get(play(policy.params, jax.random.key(seed)))
     length = int(np.argmax(ends)) + 1 if ends.any() else max_frames
     returns = np.cumsum(rewards[:length])
-    frames = [draw(policy.config.env_id, obs[t], t, float(returns[t])) for t in range(length)]
+    own = lambda t: venv.adapter.frame(jax.tree.map(lambda x: x[t, 0], states))  # noqa: E731
+    frames = [draw(policy.config.env_id, obs[t], t, float(returns[t]), own(t)) for t in range(length)]
     return frames, float(returns[-1])
 
 
 def _play(network, venv, steps: int, params, key):
-    """`steps` greedy env steps from a reset: observations acted on, rewards, episode ends."""
+    """`steps` greedy env steps from a reset: observations and states acted on (the states
+    without sticky actions' wrapper), rewards, episode ends."""
     key, reset_key = jax.random.split(key)
     obs, env_state = venv.reset(reset_key, 1)
 
     def step(carry, _):
         obs, env_state, key = carry
         key, step_key = jax.random.split(key)
-        action = acting.greedy(network.apply(params, obs))
+        action = acting.greedy(network.apply(params, obs), venv.action_mask(obs))
         result = venv.step(step_key, env_state, action)
         ended = jnp.logical_or(result.terminated, result.truncated)
-        return (result.obs, result.env_state, key), (obs[0], result.reward[0], ended[0])
+        inner = env_state.inner if venv.sticky_actions > 0 else env_state
+        return (result.obs, result.env_state, key), (obs[0], inner, result.reward[0], ended[0])
 
     _, trajectory = jax.lax.scan(step, (obs, env_state, key), None, length=steps)
     return trajectory
 
 
-def draw(env_id: str, obs: np.ndarray, t: int, episode_return: float) -> np.ndarray:
-    """One frame for observation `obs` at step `t`, captioned with the step and return so far."""
+def draw(env_id: str, obs: np.ndarray, t: int, episode_return: float, picture: np.ndarray | None = None) -> np.ndarray:
+    """One frame for observation `obs` at step `t` (or the family's own `picture` of it),
+    captioned with the step and return so far."""
     from PIL import Image, ImageDraw
 
     obs = np.asarray(obs, np.float32)
-    if obs.ndim == 3:
+    if picture is not None:
+        image = Image.fromarray(np.asarray(picture, np.uint8))
+    elif obs.ndim == 3:
         image = Image.fromarray(planes_to_rgb(obs)).resize((obs.shape[1] * CELL, obs.shape[0] * CELL), Image.Resampling.NEAREST)
     else:
         image = Image.new("RGB", (WIDTH, HEIGHT), "white")

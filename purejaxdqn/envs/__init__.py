@@ -1,0 +1,82 @@
+"""Environment families behind one protocol (protocol.py), and the ids each one offers.
+
+gymnax comes with the package; the others are optional extras, imported only when one of
+their ids is made. `FAMILIES` is the one list of ids: the command line's `--env-id` accepts
+exactly these, and an id of a family that is not installed is refused naming its extra.
+"""
+
+from __future__ import annotations
+
+
+import importlib.util
+from typing import NamedTuple
+
+from purejaxdqn.envs import craftax_adapter, gymnax_adapter, jumanji_adapter, xminigrid_adapter
+from purejaxdqn.envs.protocol import EnvSpec, StepResult, VecEnv, action_mask
+
+__all__ = ["FAMILIES", "SUPPORTED_ENV_IDS", "EnvSpec", "StepResult", "VecEnv", "action_mask",
+           "describe_ids", "env_from_config", "family_of", "image_observations", "make_vec_env", "missing_extra"]  # fmt: skip
+
+
+class Family(NamedTuple):
+    name: str
+    package: str  # the module its adapter imports
+    extra: str | None  # the pip extra that installs it (None: a core dependency)
+    ids: tuple[str, ...]
+
+
+FAMILIES = (
+    Family("gymnax", "gymnax", None, gymnax_adapter.IDS),
+    Family("craftax", "craftax", "craftax", craftax_adapter.IDS),
+    Family("xminigrid", "xminigrid", "xminigrid", xminigrid_adapter.IDS),
+    Family("jumanji", "jumanji", "jumanji", jumanji_adapter.IDS),
+)
+SUPPORTED_ENV_IDS = tuple(i for f in FAMILIES for i in f.ids)
+_ADAPTERS = {"gymnax": gymnax_adapter, "craftax": craftax_adapter, "xminigrid": xminigrid_adapter,
+             "jumanji": jumanji_adapter}  # fmt: skip
+
+
+def family_of(env_id: str) -> Family:
+    """The family offering `env_id`. Raises ValueError for an id none offers."""
+    for family in FAMILIES:
+        if env_id in family.ids:
+            return family
+    raise ValueError(f"unsupported environment {env_id!r}")
+
+
+def image_observations(env_id: str) -> bool:
+    """Whether `env_id`'s observations are [H, W, C] planes (what the conv torso takes): the
+    MinAtar games and MiniGrid (tests/test_env_families.py checks every id's shape)."""
+    return env_id.endswith("-MinAtar") or family_of(env_id).name == "xminigrid"
+
+
+def describe_ids() -> str:
+    """Every id offered, by family, each optional family with its extra (for --help and errors)."""
+    return "; ".join(
+        f"{f.name}{f' (extra {f.extra})' if f.extra else ''}: {', '.join(f.ids)}" for f in FAMILIES
+    )
+
+
+def missing_extra(env_id: str) -> str | None:
+    """The extra to install before `env_id` can be made, or None when its family is there."""
+    family = family_of(env_id)
+    if family.extra is None or importlib.util.find_spec(family.package) is not None:
+        return None
+    return family.extra
+
+
+def make_vec_env(env_id: str, num_envs: int, full_action_set: bool = False, sticky_actions: float = 0.0) -> VecEnv:
+    """`num_envs` copies of `env_id`, stepped together. Raises ValueError for an unknown id.
+
+    `full_action_set` (MinAtar only): all 6 actions instead of the game's minimal set.
+    `sticky_actions`: probability of repeating the last action (MinAtar's original uses 0.1).
+    """
+    family = family_of(env_id)
+    module = _ADAPTERS[family.name]
+    adapter = module.make(env_id, full_action_set) if family.name == "gymnax" else module.make(env_id)
+    return VecEnv(adapter, num_envs, float(sticky_actions))
+
+
+def env_from_config(config, num_envs: int) -> VecEnv:
+    """The vectorized env a config describes, with `num_envs` copies."""
+    return make_vec_env(config.env_id, num_envs, config.full_action_set, config.sticky_actions)

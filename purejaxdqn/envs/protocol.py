@@ -1,0 +1,174 @@
+"""The environment protocol: what the training loop needs from an env family.
+
+An adapter is one environment, unbatched, that resets itself:
+
+- `spec`: an `EnvSpec` (actions, observation shape and storage dtype, time limit, mask);
+- `reset(key) -> (obs, state)`;
+- `step(key, state, action) -> StepResult` whose `obs` is already the next episode's first
+  observation after an end, `next_obs` the observation the step led to (the episode's true
+  final one after an end), and the end split into `terminated` (no bootstrap) and
+  `truncated` (time limit: bootstrap from `next_obs`), never both;
+- `frame(state) -> uint8 [H, W, 3] | None`: the family's own picture of a state, for
+  `evaluate --gif` (None: video.py draws the observation instead).
+
+A family with action masks puts the mask in the observation, as its last `num_actions`
+entries (1 = allowed), so replay stores it with the observation and every bootstrap sees the
+mask of the state it bootstraps from; `action_mask(spec, obs)` reads it back. `VecEnv` runs
+`num_envs` copies of an adapter with vmap, and adds sticky actions for any family.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class EnvSpec(NamedTuple):
+    num_actions: int
+    obs_shape: tuple[int, ...]
+    obs_dtype: Any  # the dtype replay stores observations in
+    max_episode_steps: int  # the time limit (it also bounds an evaluation episode)
+    masked: bool = False  # the observation's last num_actions entries are the action mask
+
+
+class StepResult(NamedTuple):
+    """One env step (leading axis: envs, once vectorized)."""
+
+    obs: jax.Array  # observation to act on next (first of a new episode after a reset)
+    env_state: Any
+    reward: jax.Array
+    next_obs: jax.Array  # the observation this step led to (the final one if the episode ended)
+    terminated: jax.Array  # natural end: the TD target must not bootstrap
+    truncated: jax.Array  # time limit: the TD target bootstraps from next_obs
+
+
+class Adapter(Protocol):
+    spec: EnvSpec
+
+    def reset(self, key: jax.Array) -> tuple[jax.Array, Any]: ...
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array) -> StepResult: ...
+
+    def frame(self, state: Any) -> np.ndarray | None: ...
+
+
+def action_mask(spec: EnvSpec, obs: jax.Array) -> jax.Array | None:
+    """bool [..., A]: the actions allowed in `obs` (a batch of flat observations), or None for
+    a family without masks (every action allowed, and no mask computed at all)."""
+    if not spec.masked:
+        return None
+    return obs[..., -spec.num_actions :] > 0
+
+
+class Timed(NamedTuple):
+    """The state of a family that has no time limit of its own: its state and the step count."""
+
+    inner: Any
+    t: jax.Array
+
+
+def resetting_step(
+    reset: Callable, step: Callable, time_limit: int | None = None
+) -> Callable[[jax.Array, Any, jax.Array], StepResult]:
+    """`step(key, state, action) -> StepResult` for a family whose own step does not reset.
+
+    `step(key, state, action) -> (next_obs, state, reward, terminated, truncated)` is the
+    family's step; after an end the state and observation are replaced by `reset(key)`'s (a key
+    of its own). With `time_limit` the state is `Timed` and the episode is truncated after that
+    many steps (for families without a limit). Truncation never overrides a real end.
+    """
+
+    def resetting(key, state, action):
+        step_key, reset_key = jax.random.split(key)
+        inner = state.inner if time_limit else state
+        next_obs, inner, reward, terminated, truncated = step(step_key, inner, action)
+        if time_limit:
+            t = state.t + 1
+            truncated = truncated | (t >= time_limit)
+            inner = Timed(inner, t)
+        truncated = truncated & ~terminated
+        ended = terminated | truncated
+        reset_obs, reset_state = reset(reset_key)
+        if time_limit:
+            reset_state = Timed(reset_state, jnp.int32(0))
+        new_state = jax.tree.map(lambda r, s: jnp.where(ended, r, s), reset_state, inner)
+        obs = jnp.where(ended, reset_obs, next_obs)
+        return StepResult(obs, new_state, reward.astype(jnp.float32), next_obs, terminated, truncated)
+
+    return resetting
+
+
+def timed_reset(reset: Callable, time_limit: int | None) -> Callable:
+    """`reset` whose state is `Timed` when `resetting_step` counts the time limit."""
+    if not time_limit:
+        return reset
+
+    def timed(key):
+        obs, state = reset(key)
+        return obs, Timed(state, jnp.int32(0))
+
+    return timed
+
+
+class StickyState(NamedTuple):
+    """Env state with sticky actions: the adapter's state and each env's last action."""
+
+    inner: Any
+    last_action: jax.Array  # [num_envs] int32; 0 (no-op) at an episode start, as in MinAtar
+
+
+class VecEnv(NamedTuple):
+    """`num_envs` copies of one adapter, stepped together."""
+
+    adapter: Any
+    num_envs: int
+    sticky_actions: float = 0.0  # probability that an env repeats its last action instead
+
+    @property
+    def spec(self) -> EnvSpec:
+        return self.adapter.spec
+
+    @property
+    def num_actions(self) -> int:
+        return self.spec.num_actions
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return self.spec.obs_shape
+
+    @property
+    def obs_dtype(self):
+        return self.spec.obs_dtype
+
+    @property
+    def max_episode_steps(self) -> int:
+        return self.spec.max_episode_steps
+
+    def action_mask(self, obs: jax.Array) -> jax.Array | None:
+        return action_mask(self.spec, obs)
+
+    def reset(self, key: jax.Array, num_envs: int | None = None) -> tuple[jax.Array, Any]:
+        n = num_envs or self.num_envs
+        obs, env_state = jax.vmap(self.adapter.reset)(jax.random.split(key, n))
+        if self.sticky_actions > 0:
+            env_state = StickyState(env_state, jnp.zeros(n, jnp.int32))
+        return obs, env_state
+
+    def step(self, key: jax.Array, env_state: Any, action: jax.Array) -> StepResult:
+        if self.sticky_actions > 0:
+            # MinAtar's protocol: with probability p the env ignores the agent and repeats the
+            # action it executed last (the no-op after a reset).
+            key, sticky_key = jax.random.split(key)
+            repeat = jax.random.uniform(sticky_key, action.shape) < self.sticky_actions
+            action = jnp.where(repeat, env_state.last_action, action)
+            sticky, env_state = env_state, env_state.inner
+        keys = jax.random.split(key, action.shape[0])
+        res = jax.vmap(self.adapter.step)(keys, env_state, action)
+        if self.sticky_actions > 0:
+            ended = jnp.logical_or(res.terminated, res.truncated)
+            last = jnp.where(ended, 0, action).astype(jnp.int32)
+            res = res._replace(env_state=sticky._replace(inner=res.env_state, last_action=last))
+        return res

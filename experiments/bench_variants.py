@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from purejaxdqn.algorithm import prioritized, replay
 from purejaxdqn.host import runner
 from purejaxdqn.config import from_preset
-from purejaxdqn.environments import env_from_config
+from purejaxdqn.envs import env_from_config
 
 
 def timed(fn, *args):

@@ -418,7 +418,7 @@ def micro_env_ceiling(env_id: str, num_envs: int, iterations: int) -> dict:
     """Random-action stepping of num_envs envs in a jitted scan: the most a trainer can reach."""
     import jax
 
-    from purejaxdqn.environments import make_vec_env
+    from purejaxdqn.envs import make_vec_env
 
     venv = make_vec_env(env_id, num_envs)
 

@@ -57,6 +57,32 @@ _MINATAR_NOTES = (
     "instead of its RMSProp, and 8 envs stepped together (still one update per env step); 1M steps."
 )
 
+# MiniGrid (XLand-MiniGrid): one-hot 7x7 views, a sparse reward 1 - 0.9 t / T at the goal.
+# Both families' settings are sized for a CPU: an MLP 128-128 and batch 64 (on 1,225 or 725
+# inputs a 256-wide batch-128 update is 4x the cost, ~100 updates/s on 2 cores).
+_MINIGRID = {
+    "num_envs": 16, "total_steps": 150_000, "num_chunks": 6, "eval_every": 25_000, "num_eval_envs": 16,
+    "widths": (128, 128), "lr": 5e-4, "buffer_size": 50_000, "batch_size": 64, "learning_starts": 2_000,
+    "update_every": 4, "target_update_every": 250, "n_step": 3, "eps_end": 0.05, "eps_decay_steps": 50_000,
+}  # fmt: skip
+_MINIGRID_SUMMARY = "a MiniGrid task of XLand-MiniGrid, MLP on the one-hot view, 3-step Double DQN"
+_MINIGRID_NOTES = (
+    "150k steps, 16 envs, MLP 128-128 on the 7x7x25 one-hot view, Adam lr 5e-4, replay 50k, batch "
+    "64, one update every 4 env steps, target copy every 250 updates, 3-step Double DQN targets, "
+    "epsilon 1 -> 0.05 over 50k steps, learning starts 2k, eval every 25k steps on 16 envs."
+)
+# Jumanji and Craftax: flat float observations (Jumanji's action mask closing the vector).
+_VECTOR_FAMILY = {
+    "num_envs": 16, "total_steps": 300_000, "num_chunks": 6, "eval_every": 50_000, "num_eval_envs": 16,
+    "widths": (128, 128), "lr": 5e-4, "buffer_size": 100_000, "batch_size": 64, "learning_starts": 2_000,
+    "update_every": 4, "target_update_every": 250, "n_step": 3, "eps_end": 0.05, "eps_decay_steps": 100_000,
+}  # fmt: skip
+_VECTOR_NOTES = (
+    "300k steps, 16 envs, MLP 128-128, Adam lr 5e-4, replay 100k, batch 64, one update every 4 env "
+    "steps, target copy every 250 updates, 3-step Double DQN targets, epsilon 1 -> 0.05 over 100k "
+    "steps, learning starts 2k, eval every 50k steps on 16 envs."
+)
+
 RECORDS: tuple[Preset, ...] = (
     # The reference workload of ../shared/notes/references.md.
     Preset(
@@ -144,6 +170,29 @@ RECORDS: tuple[Preset, ...] = (
     Preset("asterix", _MINATAR_SUMMARY, {**_MINATAR, "env_id": "Asterix-MinAtar"}, _MINATAR_NOTES, default=True),
     Preset(
         "space-invaders", _MINATAR_SUMMARY, {**_MINATAR, "env_id": "SpaceInvaders-MinAtar"}, _MINATAR_NOTES, default=True
+    ),
+    # The other families (purejaxdqn/envs): settings written down once, not tuned; the learning
+    # suite judges them on unseen seeds (BENCHMARKS.md, "Env families").
+    Preset("minigrid-empty", _MINIGRID_SUMMARY, {**_MINIGRID, "env_id": "MiniGrid-Empty-8x8"}, _MINIGRID_NOTES, default=True),
+    Preset(
+        "minigrid-doorkey", _MINIGRID_SUMMARY, {**_MINIGRID, "env_id": "MiniGrid-DoorKey-5x5"}, _MINIGRID_NOTES, default=True
+    ),
+    Preset(
+        "snake",
+        "Jumanji's Snake (12x12) with an MLP, 3-step Double DQN, masked actions",
+        {**_VECTOR_FAMILY, "env_id": "Snake-v1"},
+        _VECTOR_NOTES,
+        default=True,
+    ),
+    Preset(
+        "craftax-classic",
+        "Craftax-Classic, symbolic observations, MLP 256-256, 3-step Double DQN",
+        {**_VECTOR_FAMILY, "env_id": "Craftax-Classic-Symbolic-v1", "widths": (256, 256), "buffer_size": 50_000,
+         "total_steps": 200_000, "num_chunks": 4},  # fmt: skip
+        _VECTOR_NOTES.replace("300k", "200k").replace("MLP 128-128", "MLP 256-256").replace("replay 100k", "replay 50k")
+        + " A symbolic observation is 1,345 floats (5.4 kB); Craftax steps at ~430 env steps/s on 2 CPU cores "
+        "(a world is generated on every step for the reset), so 200k steps is what a CPU affords.",
+        default=True,
     ),
     Preset(
         "rainbow",

@@ -95,6 +95,8 @@ def _check_counts(c: Config) -> None:
             raise ConfigError(_opt(name), f"must be a positive integer, got {value!r}")
     if not isinstance(c.learning_starts, int) or c.learning_starts < 0:
         raise ConfigError("--learning-starts", f"must be a non-negative integer, got {c.learning_starts!r}")
+    if isinstance(c.time_limit, bool) or not isinstance(c.time_limit, int) or c.time_limit < 0:
+        raise ConfigError("--time-limit", f"must be a non-negative integer (0: the env's own), got {c.time_limit!r}")
 
 
 def _check_counters(c: Config) -> None:

@@ -36,7 +36,7 @@ SEED_LIMIT = 2**32  # seeds are uint32
 
 # Settings added after runs were first saved, with the value that reproduces what a run saved
 # before them did (its config.json lacks them); any other missing setting is refused.
-ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "branching", "unroll": 0}
+ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "branching", "unroll": 0, "time_limit": 0}
 
 
 def _field(default, help: str, group: str, **kw):
@@ -68,6 +68,9 @@ class Config:
     )
     sticky_actions: float = _field(
         0.0, "probability that an env repeats its last action (MinAtar's original protocol: 0.1)", "environment"
+    )
+    time_limit: int = _field(
+        0, "episode time limit in env steps, a truncation (bootstrapped); 0: the env's own", "environment"
     )
 
     # -- run length and logging --

@@ -65,18 +65,26 @@ def missing_extra(env_id: str) -> str | None:
     return family.extra
 
 
-def make_vec_env(env_id: str, num_envs: int, full_action_set: bool = False, sticky_actions: float = 0.0) -> VecEnv:
+def make_vec_env(
+    env_id: str, num_envs: int, full_action_set: bool = False, sticky_actions: float = 0.0, time_limit: int = 0
+) -> VecEnv:
     """`num_envs` copies of `env_id`, stepped together. Raises ValueError for an unknown id.
 
     `full_action_set` (MinAtar only): all 6 actions instead of the game's minimal set.
     `sticky_actions`: probability of repeating the last action (MinAtar's original uses 0.1).
+    `time_limit`: episodes truncated after this many steps instead of the env's own limit (0),
+    set in each family's own terms (gymnax's and Craftax's params, xminigrid's max_steps, the
+    Jumanji adapter's count), so it costs nothing per step.
     """
     family = family_of(env_id)
     module = _ADAPTERS[family.name]
-    adapter = module.make(env_id, full_action_set) if family.name == "gymnax" else module.make(env_id)
+    if family.name == "gymnax":
+        adapter = module.make(env_id, full_action_set, time_limit)
+    else:
+        adapter = module.make(env_id, time_limit)
     return VecEnv(adapter, num_envs, float(sticky_actions))
 
 
 def env_from_config(config, num_envs: int) -> VecEnv:
     """The vectorized env a config describes, with `num_envs` copies."""
-    return make_vec_env(config.env_id, num_envs, config.full_action_set, config.sticky_actions)
+    return make_vec_env(config.env_id, num_envs, config.full_action_set, config.sticky_actions, config.time_limit)

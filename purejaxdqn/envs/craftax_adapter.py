@@ -43,11 +43,14 @@ class CraftaxAdapter(NamedTuple):
         return np.asarray(_renderer(self.classic)(state), np.uint8)
 
 
-def make(env_id: str) -> CraftaxAdapter:
+def make(env_id: str, time_limit: int = 0) -> CraftaxAdapter:
+    """`time_limit` > 0 replaces Craftax's `max_timesteps` (10,000)."""
     from craftax.craftax_env import make_craftax_env_from_name
 
     env = make_craftax_env_from_name(env_id, auto_reset=False)
     params = env.default_params
+    if time_limit:
+        params = params.replace(max_timesteps=time_limit)
     obs, _ = jax.eval_shape(env.reset_env, jax.random.key(0), params)
     spec = EnvSpec(
         num_actions=int(env.action_space(params).n),

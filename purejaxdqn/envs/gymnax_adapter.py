@@ -52,14 +52,17 @@ class GymnaxAdapter(NamedTuple):
         return None  # video.py draws gymnax observations (its renderers need pygame/seaborn)
 
 
-def make(env_id: str, full_action_set: bool = False) -> GymnaxAdapter:
-    """`full_action_set` (MinAtar only): all 6 actions instead of the game's minimal set."""
+def make(env_id: str, full_action_set: bool = False, time_limit: int = 0) -> GymnaxAdapter:
+    """`full_action_set` (MinAtar only): all 6 actions instead of the game's minimal set;
+    `time_limit` > 0 replaces the env's `max_steps_in_episode`."""
     import gymnax
 
     if env_id == "Asterix-MinAtar":
         _asterix_without_while_loop()
     kwargs = {"use_minimal_action_set": False} if full_action_set else {}
     env, params = gymnax.make(env_id, **kwargs)
+    if time_limit:
+        params = params.replace(max_steps_in_episode=time_limit)
     obs, _ = jax.eval_shape(env.reset, jax.random.key(0), params)
     spec = EnvSpec(
         num_actions=int(env.action_space(params).n),

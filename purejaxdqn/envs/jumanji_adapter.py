@@ -83,7 +83,8 @@ class JumanjiAdapter(NamedTuple):
         return None  # Jumanji's renderers draw with matplotlib figures; video.py draws the vector
 
 
-def make(env_id: str) -> JumanjiAdapter:
+def make(env_id: str, time_limit: int = 0) -> JumanjiAdapter:
+    """`time_limit` > 0 replaces the env's limit (or `TIME_LIMIT`)."""
     import jumanji
 
     own_limit = getattr(jumanji.make(env_id), "time_limit", None)
@@ -91,7 +92,7 @@ def make(env_id: str) -> JumanjiAdapter:
     spec = env.action_spec
     action_shape = () if np.ndim(spec.num_values) == 0 else tuple(int(n) for n in spec.num_values)
     num_actions = math.prod(action_shape) if action_shape else int(spec.num_values)
-    adapter = JumanjiAdapter(env, None, action_shape, int(own_limit or TIME_LIMIT))
+    adapter = JumanjiAdapter(env, None, action_shape, int(time_limit or own_limit or TIME_LIMIT))
     obs, _ = jax.eval_shape(adapter.reset, jax.random.key(0))
     _, mask = jax.eval_shape(lambda k: flatten_observation(env.reset(k)[1].observation), jax.random.key(0))
     env_spec = EnvSpec(

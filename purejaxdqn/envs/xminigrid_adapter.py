@@ -67,10 +67,14 @@ class XMiniGridAdapter(NamedTuple):
         return np.asarray(image, np.uint8) if isinstance(image, np.ndarray) else None
 
 
-def make(env_id: str) -> XMiniGridAdapter:
+def make(env_id: str, time_limit: int = 0) -> XMiniGridAdapter:
+    """`time_limit` > 0 replaces the task's `max_steps` (its reward, 1 - 0.9 t / max_steps,
+    scales with it)."""
     import xminigrid
 
     env, params = xminigrid.make(env_id)
+    if time_limit:
+        params = params.replace(max_steps=time_limit)
     adapter = XMiniGridAdapter(env, params, None)
     obs, _ = jax.eval_shape(adapter.reset, jax.random.key(0))
     spec = EnvSpec(

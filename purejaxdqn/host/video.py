@@ -104,10 +104,11 @@ def _draw_cartpole(canvas, obs) -> None:
 def _draw_bars(canvas, obs) -> None:
     """Any vector observation: one bar per component, squashed to [-1, 1] with tanh."""
     mid, width = HEIGHT / 2, WIDTH / max(len(obs), 1)
+    gap = 2 if width > 6 else 0  # long vectors (Jumanji's boards, flattened): bars touch
     canvas.line([(0, mid), (WIDTH, mid)], fill="gray")
     for i, value in enumerate(np.tanh(obs)):
         top = mid - value * (mid - 10)
-        canvas.rectangle([i * width + 2, min(mid, top), (i + 1) * width - 2, max(mid, top)], fill=(70, 110, 200))
+        canvas.rectangle([i * width + gap, min(mid, top), (i + 1) * width - gap, max(mid, top)], fill=(70, 110, 200))
 
 
 def save_gif(frames: list[np.ndarray], path, fps: int = 20) -> Path:

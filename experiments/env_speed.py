@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-steps", type=int, default=200, help="vectorized steps of the ceiling scan")
     parser.add_argument("--steps", type=int, default=20_000, help="env steps of the trainer run")
     parser.add_argument("--out", type=Path, default=Path("runs/env_speed"))
+    parser.add_argument("--json", action="store_true", help="end with one JSON line per env: the trainer's row "
+                        "with the ceiling's env steps/s beside it (the GPU suite's rows)")  # fmt: skip
     args = parser.parse_args(argv)
     rows = []
     for name in args.envs.split(","):
@@ -101,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "env_speed.json").write_text(json.dumps(report, indent=1))
     (args.out / "env_speed.md").write_text(markdown(report))
     print(markdown(report))
+    if args.json:
+        for r in rows:
+            print(json.dumps({**r["trainer"], "ceiling_env_steps_per_s": r["ceiling"]["env_steps_per_s"],
+                              "fraction_of_env_ceiling": r["trainer_vs_ceiling"], "num_envs": r["num_envs"]}))  # fmt: skip
     return 0
 
 

@@ -77,6 +77,9 @@ FULL = {
     "peer_pairs": [(1, 2), (128, 1)],  # (seeds, interleaved pairs)
     "peer_steps": 500_000,
     "structure": ["reference", "reference:branching"],
+    # (preset, envs, trainer steps): the env families beside their ceilings (env_speed.py);
+    # on a GPU many envs (the trainer is one run); skipped where a family is not installed.
+    "families": [("minigrid-empty", 1024, 500_000), ("snake", 1024, 500_000), ("craftax-classic", 1024, 200_000)],
 }
 SMOKE = {
     "ab": [(1, (1, 2)), (2, (1,))],
@@ -96,6 +99,7 @@ SMOKE = {
     "peer_pairs": [(1, 1)],
     "peer_steps": 20_000,
     "structure": ["reference:branching"],
+    "families": [("minigrid-empty", 4, 400)],
 }
 SMOKE_CARTPOLE = ["--total-steps", "4000", "--learning-starts", "1000", "--eval-every", "2000", "--num-chunks", "2"]
 MINATAR_SMOKE = ["--learning-starts", "500", "--eval-every", "1000", "--num-chunks", "2", "--buffer-size", "2000",
@@ -110,7 +114,7 @@ XLA_FLAG_VARIANTS = {
     "unroll_loops": "--xla_gpu_command_buffer_unroll_loops=true",
 }
 SMOKE_XLA_FLAGS = "--xla_backend_optimization_level=0"  # machine code at -O0: same HLO, faster CPU compiles
-GROUPS = ("ab1", "default", "peer1", "ab128", "peer128", "flags", "minatar", "rest")
+GROUPS = ("ab1", "default", "peer1", "ab128", "peer128", "flags", "minatar", "families", "rest")
 
 
 class Suite:
@@ -247,6 +251,8 @@ def run_suite(out: Path, budget_s: float, smoke: bool, purejaxrl: Path | None = 
         ceiling = suite.micro(f"env-only ceiling, Breakout-MinAtar x {envs} envs", "env_ceiling",
                               {"env_id": "Breakout-MinAtar", "num_envs": envs, "iterations": p["micro_iterations"]}, 90)
         minatar(suite, p, "breakout", ceiling)
+    if "families" in only:
+        families(suite, p)
     if "rest" in only:
         rest(suite, p, purejaxrl, ceiling)
     report = suite.write(complete=True)
@@ -301,6 +307,24 @@ def minatar(suite: Suite, p: dict, preset: str, ceiling: dict) -> dict:
         row["fraction_of_env_ceiling"] = row["env_steps_per_s"] / ceiling["env_steps_per_s"]
         suite.write(complete=False)
     return row
+
+
+def families(suite: Suite, p: dict) -> None:
+    """The env families (#22): each preset's env-only ceiling and its trainer, one row each."""
+    import importlib.util
+
+    from purejaxdqn.config import from_preset
+    from purejaxdqn.envs import family_of
+
+    for preset, envs, steps in p["families"]:
+        item = f"{preset} x {envs} envs: trainer (env-only ceiling in notes)"
+        package = family_of(from_preset(preset).env_id).package
+        if importlib.util.find_spec(package) is None:
+            suite._add({"item": item, "status": f"skipped: {package} not installed"})
+            continue
+        argv = [str(HERE / "env_speed.py"), "--envs", preset, "--num-envs", str(envs), "--steps", str(steps),
+                "--ceiling-steps", str(p["micro_iterations"] // 10), "--out", str(suite.out / "env_speed"), "--json"]  # fmt: skip
+        suite.script(item, argv, 300)
 
 
 def rest(suite: Suite, p: dict, purejaxrl: Path | None, ceiling: dict) -> None:

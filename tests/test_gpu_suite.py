@@ -79,6 +79,9 @@ def test_gpu_suite_smoke_mode_runs_every_item_and_writes_its_table(tmp_path):
     assert flag["over_default_flags"] == flag["run_s"] / static["run_s"]
     # 5. MinAtar against its env-only ceiling
     assert 0 < rows["breakout x 1 seeds"]["fraction_of_env_ceiling"] < 1
+    # 5b. the env families (#22): the trainer beside its env-only ceiling
+    family = rows["minigrid-empty x 4 envs: trainer (env-only ceiling in notes)"]
+    assert 0 < family["fraction_of_env_ceiling"] < 1 and family["ceiling_env_steps_per_s"] > family["env_steps_per_s"]
     # 6. the rest
     assert any(i.startswith("env-only ceiling") for i in items) and any(i.startswith("prioritized") for i in items)
     profile = rows["profile of one iteration, reference preset"]["us_per_iteration"]

@@ -9,6 +9,7 @@ defaults; the defaults themselves are stated once, where each setting is defined
 from __future__ import annotations
 
 import argparse
+import textwrap
 import dataclasses
 from pathlib import Path
 
@@ -34,7 +35,18 @@ class UsageError(Exception):
     """Bad command-line input: reported as one line, exit status 2."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, wrapping lines at spaces only: env ids and preset names (MiniGrid-DoorKey-5x5,
+    space-invaders) stay whole, to be read and pasted."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=HelpFormatter, **kwargs)
+
     def error(self, message: str):  # one line, no usage dump
         raise UsageError(message)
 
@@ -103,7 +115,8 @@ def train_parser(defaults: Config | None = None, described: str = "cartpole") ->
     parser = Parser(
         prog=TRAIN_PROG,
         description=(
-            "Train a DQN agent on a gymnax environment, entirely on the accelerator. With no "
+            "Train a DQN agent on a JAX environment (gymnax, Craftax, XLand-MiniGrid, Jumanji), entirely on the "
+            "accelerator. With no "
             f"options: CartPole-v1 with the tuned 'cartpole' preset. Defaults shown: {described}."
         ),
         epilog="Option values override the preset (or --config), which overrides the plain defaults; "

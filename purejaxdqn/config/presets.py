@@ -73,14 +73,14 @@ _MINIGRID_NOTES = (
 )
 # Jumanji and Craftax: flat float observations (Jumanji's action mask closing the vector).
 _VECTOR_FAMILY = {
-    "num_envs": 16, "total_steps": 300_000, "num_chunks": 6, "eval_every": 50_000, "num_eval_envs": 16,
+    "num_envs": 16, "total_steps": 100_000, "num_chunks": 5, "eval_every": 20_000, "num_eval_envs": 16,
     "widths": (128, 128), "lr": 5e-4, "buffer_size": 100_000, "batch_size": 64, "learning_starts": 2_000,
-    "update_every": 4, "target_update_every": 250, "n_step": 3, "eps_end": 0.05, "eps_decay_steps": 100_000,
+    "update_every": 4, "target_update_every": 250, "n_step": 3, "eps_end": 0.05, "eps_decay_steps": 50_000,
 }  # fmt: skip
 _VECTOR_NOTES = (
-    "300k steps, 16 envs, MLP 128-128, Adam lr 5e-4, replay 100k, batch 64, one update every 4 env "
-    "steps, target copy every 250 updates, 3-step Double DQN targets, epsilon 1 -> 0.05 over 100k "
-    "steps, learning starts 2k, eval every 50k steps on 16 envs."
+    "100k steps, 16 envs, MLP 128-128, Adam lr 5e-4, replay 100k, batch 64, one update every 4 env "
+    "steps, target copy every 250 updates, 3-step Double DQN targets, epsilon 1 -> 0.05 over 50k "
+    "steps, learning starts 2k, eval every 20k steps on 16 envs."
 )
 
 RECORDS: tuple[Preset, ...] = (
@@ -188,10 +188,12 @@ RECORDS: tuple[Preset, ...] = (
         "craftax-classic",
         "Craftax-Classic, symbolic observations, MLP 256-256, 3-step Double DQN",
         {**_VECTOR_FAMILY, "env_id": "Craftax-Classic-Symbolic-v1", "widths": (256, 256), "buffer_size": 50_000,
-         "total_steps": 200_000, "num_chunks": 4},  # fmt: skip
-        _VECTOR_NOTES.replace("300k", "200k").replace("MLP 128-128", "MLP 256-256").replace("replay 100k", "replay 50k")
-        + " A symbolic observation is 1,345 floats (5.4 kB); Craftax steps at ~430 env steps/s on 2 CPU cores "
-        "(a world is generated on every step for the reset), so 200k steps is what a CPU affords.",
+         "total_steps": 50_000, "num_chunks": 5, "eval_every": 10_000, "eps_decay_steps": 25_000},  # fmt: skip
+        "50k steps (what 2 CPU cores afford for 3 seeds: Craftax steps at ~430 env steps/s there, a world "
+        "generated on every step for the reset; on a GPU raise --total-steps), 16 envs, MLP 256-256 on the "
+        "1,345-float symbolic observation, Adam lr 5e-4, replay 50k, batch 64, one update every 4 env steps, "
+        "target copy every 250 updates, 3-step Double DQN targets, epsilon 1 -> 0.05 over 25k steps, "
+        "learning starts 2k, eval every 10k steps on 16 envs.",
         default=True,
     ),
     Preset(

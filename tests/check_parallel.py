@@ -86,8 +86,8 @@ def test_identical_data_gradient_does_not_scale_with_devices(setup, n):
 
 
 # unroll 1: the static chunk rolled, the smallest program (these checks compare mesh layouts of
-# one program; unrolling is tested in test_static_loop.py) — the CPU's default 2 doubled the
-# compile time of this file's many programs.
+# one program; unrolling is tested in test_static_loop.py): unrolling 2 (the CPU default) makes
+# each of this file's many programs larger to compile.
 SMALL = Config(
     total_steps=8 * 300, num_envs=8, num_eval_envs=4, buffer_size=800, batch_size=32,
     learning_starts=800, eval_every=800, widths=(32,), target_update_every=10, num_chunks=3, unroll=1,

@@ -70,8 +70,9 @@ def test_opcode_of_hlo_lines():
 # rows (structure unchanged) and XLA's machine code is built at -O0 (`--fast-compile`: the
 # optimized HLO read is the same).
 HALVES = (
-    ["breakout", "freeway", "freeway,original,minatar-paper", "reference", "cartpole"],
-    ["asterix", "space-invaders", "acrobot", "mountaincar", "rainbow", "reference:branching"],
+    ["breakout", "freeway", "freeway,original,minatar-paper", "reference", "cartpole", "minigrid-empty",
+     "minigrid-doorkey", "snake"],
+    ["asterix", "space-invaders", "acrobot", "mountaincar", "rainbow", "reference:branching", "craftax-classic"],
 )
 SPECS = [spec for half in HALVES for spec in half if ":" not in spec]
 

@@ -61,7 +61,7 @@ _MINATAR_NOTES = (
 # Both families' settings are sized for a CPU: an MLP 128-128 and batch 64 (on 1,225 or 725
 # inputs a 256-wide batch-128 update is 4x the cost, ~100 updates/s on 2 cores).
 _MINIGRID = {
-    "num_envs": 16, "total_steps": 160_000, "num_chunks": 5, "eval_every": 16_000, "num_eval_envs": 16,
+    "num_envs": 16, "total_steps": 160_000, "num_chunks": 10, "eval_every": 16_000, "num_eval_envs": 16,
     "widths": (128, 128), "lr": 5e-4, "buffer_size": 50_000, "batch_size": 64, "learning_starts": 2_000,
     "update_every": 4, "target_update_every": 250, "n_step": 3, "eps_end": 0.05, "eps_decay_steps": 50_000,
 }  # fmt: skip

@@ -439,29 +439,12 @@ def markdown(report: dict) -> str:
 
 # ------------------------------------------------------------------ microbenchmarks (own process)
 def micro_env_ceiling(env_id: str, num_envs: int, iterations: int) -> dict:
-    """Random-action stepping of num_envs envs in a jitted scan: the most a trainer can reach."""
-    import jax
+    """Random-action stepping of num_envs envs in a jitted scan: the most a trainer can reach
+    (env_speed.py's ceiling, which the families item runs too)."""
+    from env_speed import ceiling
 
-    from purejaxdqn.envs import make_vec_env
-
-    venv = make_vec_env(env_id, num_envs)
-
-    def body(carry, _):
-        env_state, key = carry
-        key, action_key, step_key = jax.random.split(key, 3)
-        action = jax.random.randint(action_key, (num_envs,), 0, venv.num_actions)
-        return (venv.step(step_key, env_state, action).env_state, key), None
-
-    def run(key):
-        _, env_state = venv.reset(key)
-        return jax.lax.scan(body, (env_state, key), None, length=iterations)[0]
-
-    compiled = jax.jit(run).lower(jax.random.key(0)).compile()
-    jax.block_until_ready(compiled(jax.random.key(0)))
-    t0 = time.perf_counter()
-    jax.block_until_ready(compiled(jax.random.key(1)))
-    run_s = time.perf_counter() - t0
-    return {"run_s": run_s, "env_steps_per_s": iterations * num_envs / run_s, **_device()}
+    row = ceiling(env_id, num_envs, iterations)
+    return {"run_s": row["run_s"], "env_steps_per_s": row["env_steps_per_s"], **_device()}
 
 
 def micro_per(capacity: int, batch: int, iterations: int) -> dict:

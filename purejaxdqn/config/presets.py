@@ -60,11 +60,12 @@ _MINATAR_NOTES = (
 # MiniGrid (XLand-MiniGrid): one-hot 7x7 views, a sparse reward 1 - 0.9 t / T at the goal.
 # Both families' settings are sized for a CPU: an MLP 128-128 and batch 64 (on 1,225 or 725
 # inputs a 256-wide batch-128 update is 4x the cost, ~100 updates/s on 2 cores).
-_MINIGRID = {
-    "num_envs": 16, "total_steps": 160_000, "num_chunks": 10, "eval_every": 16_000, "num_eval_envs": 16,
-    "widths": (128, 128), "lr": 5e-4, "buffer_size": 50_000, "batch_size": 64, "learning_starts": 2_000,
-    "update_every": 4, "target_update_every": 250, "n_step": 3, "eps_end": 0.05, "eps_decay_steps": 50_000,
+_CPU_FAMILY = {  # what the MiniGrid, Jumanji and Craftax presets share
+    "num_envs": 16, "num_eval_envs": 16, "widths": (128, 128), "lr": 5e-4, "batch_size": 64,
+    "learning_starts": 2_000, "update_every": 4, "target_update_every": 250, "n_step": 3, "eps_end": 0.05,
+    "eps_decay_steps": 50_000,
 }  # fmt: skip
+_MINIGRID = {**_CPU_FAMILY, "total_steps": 160_000, "num_chunks": 10, "eval_every": 16_000, "buffer_size": 50_000}
 _MINIGRID_SUMMARY = "a MiniGrid task of XLand-MiniGrid, MLP on the one-hot view, 3-step Double DQN"
 _MINIGRID_NOTES = (
     "160k steps, 16 envs, MLP 128-128 on the 7x7x25 one-hot view, Adam lr 5e-4, replay 50k, batch "
@@ -72,11 +73,7 @@ _MINIGRID_NOTES = (
     "epsilon 1 -> 0.05 over 50k steps, learning starts 2k, eval every 16k steps on 16 envs."
 )
 # Jumanji and Craftax: flat float observations (Jumanji's action mask closing the vector).
-_VECTOR_FAMILY = {
-    "num_envs": 16, "total_steps": 100_000, "num_chunks": 5, "eval_every": 20_000, "num_eval_envs": 16,
-    "widths": (128, 128), "lr": 5e-4, "buffer_size": 100_000, "batch_size": 64, "learning_starts": 2_000,
-    "update_every": 4, "target_update_every": 250, "n_step": 3, "eps_end": 0.05, "eps_decay_steps": 50_000,
-}  # fmt: skip
+_VECTOR_FAMILY = {**_CPU_FAMILY, "total_steps": 100_000, "num_chunks": 5, "eval_every": 20_000, "buffer_size": 100_000}
 _VECTOR_NOTES = (
     "100k steps, 16 envs, MLP 128-128, Adam lr 5e-4, replay 100k, batch 64, one update every 4 env "
     "steps, target copy every 250 updates, 3-step Double DQN targets, epsilon 1 -> 0.05 over 50k "

@@ -145,6 +145,9 @@ CASES = [
     ("eps-decay-int32", "train", ["--eps-decay-steps", "3e9"], "--eps-decay-steps", None, {}),
     ("eps-start-above-1", "train", ["--eps-start", "2"], "--eps-start", None, {}),
     ("sticky-1", "train", ["--sticky-actions", "1"], "--sticky-actions", None, {}),
+    ("time-limit-negative", "train", ["--time-limit", "-1"], "--time-limit", None, {}),
+    ("conv-on-vectors", "train", ["--env-id", "Snake-v1", "--torso", "conv"], "--torso", None, {}),
+    ("full-action-set-on-minigrid", "train", ["--env-id", "MiniGrid-Empty-8x8", "--full-action-set"], "--full-action-set", None, {}),
     ("full-action-set-cartpole", "train", ["--full-action-set"], "--full-action-set", None, {}),
     ("priority-beta", "train", ["--priority-beta", "2"], "--priority-beta", None, {}),
     # train: presets, sweeps, checkpoints, devices

@@ -13,8 +13,9 @@ from purejaxdqn.cli.parsers import EVALUATE_PROG as PROG
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The evaluate command; returns the exit status (0, or 2 for bad input or a run it cannot
-    read). As a process's command line (`argv` None) nothing follows its error line."""
+    """The evaluate command; returns the exit status (0, 2 for bad input or a run it cannot
+    read, 1 for a GIF that could not be written). As a process's command line (`argv` None)
+    nothing follows its error line."""
     status = _main(argv)
     if status and argv is None:
         from purejaxdqn.host.progress import mute_stderr
@@ -50,9 +51,23 @@ def _parse(argv: list[str] | None):
         raise UsageError(f"--epsilon: must be in [0, 1], got {args.epsilon}")
     if not 0 < args.max_frames <= 100_000:
         raise UsageError(f"--max-frames: must be in [1, 100000], got {args.max_frames}")
-    if args.gif is not None and (args.gif.suffix.lower() != ".gif" or not args.gif.parent.is_dir()):
-        raise UsageError(f"--gif: {args.gif} must be a .gif file in an existing directory")
+    if args.gif is not None:
+        _check_gif_path(args.gif)
     return args
+
+
+def _check_gif_path(gif) -> None:
+    """--gif names a .gif file (new, or one to replace) in a directory this process can write."""
+    import os
+
+    from purejaxdqn.cli.parsers import UsageError
+
+    if gif.suffix.lower() != ".gif" or not gif.parent.is_dir():
+        raise UsageError(f"--gif: {gif} must be a .gif file in an existing directory")
+    if gif.is_dir():
+        raise UsageError(f"--gif: {gif} is a directory, not a file")
+    if not os.access(gif.parent, os.W_OK | os.X_OK) or (gif.exists() and not os.access(gif, os.W_OK)):
+        raise UsageError(f"--gif: {gif} cannot be written (no write permission in {gif.parent})")
 
 
 def _evaluate(args) -> int:
@@ -92,7 +107,11 @@ def _evaluate(args) -> int:
         from purejaxdqn.host.video import render_episode, save_gif
 
         frames, episode_return = render_episode(policy, seed=args.seed, max_frames=args.max_frames)
-        save_gif(frames, args.gif)
+        try:
+            save_gif(frames, args.gif)
+        except OSError as err:  # a full disk, ...: the evaluation above stands, no partial GIF is left
+            print(f"{PROG}: error: --gif: {err}", file=sys.stderr)
+            return 1
         cut = " (stopped at --max-frames)" if len(frames) == args.max_frames else ""
         print(f"{args.gif}: one greedy episode, {len(frames)} frames{cut}, return {episode_return:g}")
     return 0

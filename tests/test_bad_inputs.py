@@ -7,6 +7,7 @@ read, which comes after the compile) and no file changed anywhere under the test
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -70,6 +71,52 @@ def write(name: str, data: bytes):
         (run / name).write_bytes(data)
 
     return setup
+
+
+def both(*setups):
+    def setup(run: Path):
+        for one in setups:
+            one(run)
+
+    return setup
+
+
+def drop_trained_settings(run: Path):
+    """Checkpoints as saved before they held the settings they were trained with."""
+    for step in ("1", "2", "3"):
+        shutil.rmtree(run / run_directory.CHECKPOINT_DIR / step / "settings")
+
+
+def edit_seed(seed: int):
+    """A consistent edit of the seed: config.json's seed and every run's (then only the
+    checkpoint can tell)."""
+
+    def change(saved):
+        saved["config"]["seed"] = seed
+        for k, run in enumerate(saved["runs"]):
+            run["seed"] = seed + k
+
+    return edit_config(change)
+
+
+def deep_nesting(run: Path):
+    (run / run_directory.CONFIG_FILE).write_text("[" * 100_000)
+
+
+def lock_unwritable(tmp: Path, monkeypatch):
+    """The run directory's lock file cannot be opened for writing (a read-only directory, as a
+    user other than root meets it)."""
+
+    def refuse(path, mode="r", *args, **kwargs):
+        if Path(path).name == run_directory.LOCK_FILE:
+            raise PermissionError(13, "Permission denied")
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(run_directory, "open", refuse, raising=False)
+
+
+def gif_directory(tmp: Path, monkeypatch):
+    (tmp / "x.gif").mkdir()
 
 
 def truncate_checkpoint(run: Path):
@@ -223,7 +270,52 @@ CASES = [
     ("resume-metrics-no-chunk", "resume", [], "metrics.jsonl line 2", write(run_directory.METRICS_FILE, b'{"chunk": 0}\n[1]\n{"chunk": 1}\n'), {}),
     ("resume-evals-garbage", "resume", [], "evals.jsonl line 1", write(run_directory.EVALS_FILE, b'{"env_steps": "x"}\n{}\n'), {}),
     ("resume-truncated-checkpoint", "resume", [], "cannot be restored", truncate_checkpoint, {"compiles": True}),
-    ("resume-shape-mismatch", "resume", [], "cannot be restored", set_key("config", "widths", [32]), {"compiles": True}),
+    ("resume-shape-mismatch", "resume", [], "cannot be restored", both(set_key("config", "widths", [32]), drop_trained_settings),
+     {"compiles": True}),
+    # round two (issue #23): empty lists, wrong JSON types, deep nesting, unbounded counts,
+    # edited saved configs, unwritable paths, settings a run would ignore
+    ("sweep-empty-over-finished-run", "train", ["--sweep", "lr=,,", "--output-dir", "{run}", "--overwrite"], "--sweep lr: an empty value", None, {}),
+    ("sweep-blank-values", "train", ["--sweep", "lr= , ", "--output-dir", "{tmp}/new"], "--sweep lr: an empty value", None, {}),
+    ("sweep-trailing-comma", "train", ["--sweep", "lr=1e-3,"], "--sweep lr: an empty value", None, {}),
+    ("sweep-no-values", "train", ["--sweep", "lr="], "--sweep lr: an empty value", None, {}),
+    ("sweep-unknown-setting", "train", ["--sweep", "colour=1,2"], "--sweep: unknown setting 'colour'", None, {}),
+    ("sweep-integer-setting-fraction", "train", ["--sweep", "learning_starts=600,700.5"], "--sweep learning_starts", None, {}),
+    ("sweep-unused-huber", "train", ["--loss", "mse", "--sweep", "huber_delta=1,2"], "--sweep huber_delta: only applies with --loss huber", None, {}),
+    ("sweep-unused-priority", "train", ["--sweep", "priority_alpha=0.4,0.6"], "--sweep priority_alpha: only applies with --prioritized", None, {}),
+    ("priority-alpha-uniform-replay", "train", ["--priority-alpha", "0.6"], "--priority-alpha: only applies with --prioritized", None, {}),
+    ("num-seeds-unbounded", "train", ["--num-seeds", "1e9"], "--num-seeds", None, {}),
+    ("runs-unbounded", "train", ["--num-seeds", "40000", "--sweep", "lr=1e-3,2e-3"], "--num-seeds/--sweep", None, {}),
+    ("cpu-devices-unbounded", "train", ["--cpu-devices", "1000000"], "--cpu-devices: must be an integer from 1 to", None, {}),
+    ("num-processes-unbounded", "train", ["--num-processes", "1e9"], "--num-processes", None, {}),
+    ("distributed-timeout-unbounded", "train", ["--distributed-timeout", "1e12"], "--distributed-timeout", None, {}),
+    ("compilation-cache-a-file", "train", ["--compilation-cache", "{file}"], "--compilation-cache: ", None, {}),
+    ("compilation-cache-under-a-file", "train", ["--compilation-cache", "{file}/cache"], "--compilation-cache: ", None, {}),
+    ("env-id-empty", "train", ["--env-id", ""], "--env-id: unknown or unsupported environment ''", None, {}),
+    ("preset-two-envs", "train", ["--preset", "cartpole,acrobot"], "--preset: 'cartpole' and 'acrobot'", None, {}),
+    ("digits-of-another-script", "train", [*TINY, "--total-steps", "\u0664\u0660\u0660\u0660"], "--total-steps: invalid integer", None, {}),
+    ("number-of-another-script", "train", [*TINY, "--lr", "\u0661e-3"], "--lr: invalid number", None, {}),
+    ("widths-empty-item", "train", ["--widths", "16,,16"], "--widths", None, {}),
+    ("config-saved-empty-sweep", "train", ["--config", "{run}"], "--sweep lr: needs a non-empty list", set_key("sweep", {"lr": []}), {}),
+    ("config-saved-sweep-a-list", "train", ["--config", "{run}"], "--sweep: must map settings", set_key("sweep", [1]), {}),
+    ("config-saved-sweep-text", "train", ["--config", "{run}"], "damaged: --sweep lr: needs a non-empty list", set_key("sweep", {"lr": "abc"}), {}),
+    ("config-saved-sweep-widths", "train", ["--config", "{run}"], "damaged: --sweep widths: changes array shapes", set_key("sweep", {"widths": [[16]]}), {}),
+    ("config-saved-num-seeds-text", "train", ["--config", "{run}"], "damaged: --num-seeds", set_key("num_seeds", "two"), {}),
+    ("config-saved-settings-edited", "train", ["--config", "{run}"], "damaged: settings: do not match", set_key("settings", [{"lr": 0.1}]), {}),
+    ("config-saved-seed-alone", "train", ["--config", "{run}"], "damaged: runs: do not match", set_key("config", "seed", 5), {}),
+    ("config-deep-nesting", "train", ["--config", "{run}"], "nested too deeply", deep_nesting, {}),
+    ("resume-deep-nesting", "resume", [], "nested too deeply", deep_nesting, {}),
+    ("resume-saved-sweep-empty", "resume", [], "--sweep lr: needs a non-empty list", set_key("sweep", {"lr": []}), {}),
+    ("resume-edited-num-chunks", "resume", [], "num_chunks (trained with 3, config.json has 6)", set_key("config", "num_chunks", 6), {}),
+    ("resume-edited-lr", "resume", [], "lr (trained with 0.00025", set_key("config", "lr", 1e-3), {}),
+    ("resume-edited-seed", "resume", [], "seed (trained with 0, config.json has 5)", edit_seed(5), {}),
+    ("resume-lock-unwritable", "resume", [], "--resume ", None, {"setup_tmp": lock_unwritable}),
+    ("overwrite-unwritable-run", "train", ["--output-dir", "{run}", "--overwrite"], "--output-dir ", None, {"setup_tmp": lock_unwritable}),
+    ("evaluate-edited-env", "evaluate", ["{run}"], "env_id (trained with 'CartPole-v1'", set_key("config", "env_id", "Acrobot-v1"), {}),
+    ("evaluate-edited-epsilon", "evaluate", ["{run}"], "eval_epsilon (trained with", set_key("config", "eval_epsilon", 0.5), {}),
+    ("evaluate-gif-a-directory", "evaluate", ["{run}", "--gif", "{tmp}/x.gif"], "--gif: ", None, {"setup_tmp": gif_directory}),
+    ("evaluate-gif-read-only", "evaluate", ["{run}", "--gif", "{tmp}/ro/x.gif"], "--gif: ", None, {"setup_tmp": read_only("ro")}),
+    ("evaluate-deep-nesting", "evaluate", ["{run}"], "nested too deeply", deep_nesting, {}),
+    ("evaluate-saved-sweep-empty", "evaluate", ["{run}"], "--sweep lr: needs a non-empty list", set_key("sweep", {"lr": []}), {}),
     # evaluate
     ("evaluate-missing", "evaluate", ["{tmp}/missing"], "not a directory", None, {}),
     ("evaluate-no-args", "evaluate", [], "run_dir", None, {}),
@@ -245,7 +337,7 @@ CASES = [
     ("evaluate-missing-key", "evaluate", ["{run}"], "gamma: missing", drop_key("config", "gamma"), {}),
     ("evaluate-no-checkpoint", "evaluate", ["{run}"], "no checkpoints", lambda run: shutil.rmtree(run / run_directory.CHECKPOINT_DIR), {}),
     ("evaluate-truncated-checkpoint", "evaluate", ["{run}"], "cannot be restored", truncate_checkpoint, {}),
-    ("evaluate-shape-mismatch", "evaluate", ["{run}"], "cannot be restored", set_key("config", "widths", [32]), {}),
+    ("evaluate-shape-mismatch", "evaluate", ["{run}"], "cannot be restored", both(set_key("config", "widths", [32]), drop_trained_settings), {}),
     # the Python API
     ("api-make-train-num-envs-0", "api", lambda p: make_train(Config(num_envs=0)), "--num-envs", None, {"raises": ConfigError}),
     ("api-make-trainer-lr", "api", lambda p: make_trainer(Config(lr=-1.0)), "--lr", None, {"raises": ConfigError}),
@@ -257,10 +349,34 @@ CASES = [
     ("api-from-dict-missing", "api", lambda p: Config.from_dict({"lr": 1e-3}), "missing", None, {"raises": ConfigError}),
     ("api-load-policy-missing", "api", lambda p: load_policy(p["tmp"] / "missing"), "not a directory", None, {"raises": RunDirError}),
     ("api-load-policy-run", "api", lambda p: load_policy(p["run"], run=3), "run 3", None, {"raises": RunDirError}),
+    ("api-replace-unknown", "api", lambda p: Config().replace(colour=1), "colour: unknown setting", None, {"raises": ConfigError}),
+    ("api-from-preset-unknown", "api", lambda p: from_preset(None, colour=1), "colour: unknown setting", None, {"raises": ConfigError}),
+    ("api-hp-lr-negative", "api", lambda p: train_with(lr=-1.0), "hp.lr=-1.0", None, {"raises": ConfigError}),
+    ("api-hp-gamma-nan", "api", lambda p: train_with(gamma=float("nan")), "hp.gamma=nan", None, {"raises": ConfigError}),
+    ("api-hp-learning-starts-float", "api", lambda p: train_with(learning_starts=600.5), "hp.learning_starts: must be integers", None,
+     {"raises": ConfigError}),
+    ("api-hp-one-bad-of-many", "api", lambda p: train_with(lr=[1e-3, -1.0]), "hp.lr=-1.0", None, {"raises": ConfigError}),
+    ("api-make-runs-empty-sweep", "api", lambda p: runner.make_runs(from_preset("cartpole"), 1, {"lr": []}), "--sweep lr", None,
+     {"raises": ConfigError}),
+    ("api-make-runs-0-seeds", "api", lambda p: runner.make_runs(from_preset("cartpole"), 0), "--num-seeds", None, {"raises": ConfigError}),
     ("api-train-runs-not-empty", "api", lambda p: runner.train_runs(from_preset("cartpole"), *runner.make_runs(from_preset("cartpole")), RunOptions(output_dir=p["run"])),
      "--overwrite", None, {"raises": run_directory.OutputDirError}),
 ]  # fmt: skip
 assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def train_with(**hp):
+    """`train(key, hp)` of the tiny config with some traced hyperparameters replaced."""
+    import jax
+    import jax.numpy as jnp
+
+    config = tiny_config()
+    return make_train(config)(jax.random.key(0), config.hparams()._replace(**{k: jnp.asarray(v) for k, v in hp.items()}))
+
+
+def tiny_config() -> Config:
+    return Config(total_steps=3000, num_envs=4, learning_starts=500, batch_size=32, buffer_size=1000, eval_every=1000,
+                  num_chunks=3, widths=(16,), num_eval_envs=2)  # fmt: skip
 
 
 def tree_hash(root: Path) -> dict[str, str]:
@@ -326,3 +442,68 @@ def test_garbage_checkpoint_metadata_is_no_noise(finished, tmp_path, capfd):
     capfd.readouterr()
     assert cli.main(["--resume", str(run)]) == 0
     assert capfd.readouterr().err.strip() == ""
+
+
+def changed(name: str, value):
+    """Another value of the same type for a setting (the class test of edited config.json)."""
+    others = {"env_id": "Acrobot-v1", "widths": [32], "loss": "huber", "torso": "conv", "optimizer": "rmsprop", "loop": "branching"}
+    if name in others:
+        return others[name]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1 if name not in ("num_chunks",) else value * 2
+    return value / 2 if value else 0.5
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Config)])
+def test_every_edited_setting_of_a_saved_run_is_refused_on_resume(name, finished, tmp_path, capfd, monkeypatch):
+    """Any edit of config.json's settings after a checkpoint (a valid value or not) ends in exit
+    2 and one line naming the setting (the validation's or the checkpoint's), and changes
+    nothing: the resumed run would otherwise mix two runs."""
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    saved = json.loads((run / run_directory.CONFIG_FILE).read_text())
+    saved["config"][name] = changed(name, saved["config"][name])
+    if name == "seed":
+        saved["runs"][0]["seed"] = saved["config"]["seed"]
+    (run / run_directory.CONFIG_FILE).write_text(json.dumps(saved))
+    monkeypatch.setattr(runner, "compile_program", lambda *a, **k: pytest.fail("compiled"))
+    before = tree_hash(tmp_path)
+    capfd.readouterr()
+    assert cli.main(["--resume", str(run)]) == 2
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    assert name in lines[0].replace("-", "_"), lines[0]
+    assert tree_hash(tmp_path) == before
+
+
+def wrong_type(value):
+    """A JSON value of another type than `value`'s."""
+    if isinstance(value, bool):
+        return "yes"
+    if isinstance(value, (int, float)):
+        return "1"
+    if isinstance(value, str):
+        return 1
+    return {"a": 1}
+
+
+@pytest.mark.parametrize("key", [*(f"config.{f.name}" for f in dataclasses.fields(Config)), "num_seeds", "sweep", "runs", "settings", "mesh"])
+def test_every_saved_value_of_the_wrong_json_type_is_one_line(key, finished, tmp_path, capfd):
+    """config.json with any value of another JSON type: `--config` (and so `--resume` and
+    `evaluate`, which read it the same way) say it is damaged, naming the key, in one line."""
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    saved = json.loads((run / run_directory.CONFIG_FILE).read_text())
+    *parents, last = key.split(".")
+    target = saved[parents[0]] if parents else saved
+    target[last] = wrong_type(target[last])
+    (run / run_directory.CONFIG_FILE).write_text(json.dumps(saved))
+    before = tree_hash(tmp_path)
+    capfd.readouterr()
+    assert cli.main(["--config", str(run), "--output-dir", str(tmp_path / "new")]) == 2
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0] and "is damaged" in lines[0], lines
+    assert last in lines[0].replace("-", "_"), lines[0]
+    assert tree_hash(tmp_path) == before

@@ -245,3 +245,91 @@ def test_a_signal_stops_with_one_line_and_a_resumable_directory(tmp_path, capsys
     else:
         checkpointing.latest_step(out)
         run_directory.check_logs(out)
+
+
+def fail_writing(monkeypatch, name: str):
+    """The first write of a file called `name` (or its temporary twin) fails as a full disk
+    does, after creating the file empty."""
+    import builtins
+    import io
+
+    real, failed = io.open, []
+
+    def open_or_full(file, mode="r", *args, **kwargs):
+        if not failed and Path(str(file)).name in (name, name + ".tmp") and any(m in mode for m in "wax"):
+            failed.append(file)
+            real(file, mode, *args, **kwargs).close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", open_or_full)
+    monkeypatch.setattr(builtins, "open", open_or_full)
+    return failed
+
+
+WRITTEN = [run_directory.CONFIG_FILE, run_directory.SEGMENTS_FILE, run_directory.METRICS_FILE, run_directory.EVALS_FILE,
+           run_directory.CURVES_FILE, run_directory.SUMMARY_FILE]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", WRITTEN)
+def test_a_full_disk_on_any_file_train_writes_is_one_line_and_the_run_resumes(name, tmp_path, capsys, monkeypatch):
+    """ENOSPC on each file a run writes: exit 1, one line naming the file, no temporary file
+    left; config.json failing leaves nothing at all, any other file a run that --resume ends
+    exactly as one never stopped."""
+    out = tmp_path / "run"
+    failed = fail_writing(monkeypatch, name)
+    assert cli.main([*TINY, "--checkpoint-min-interval", "0", "--output-dir", str(out)]) == 1
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip()
+    assert failed and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert name in err and "No space left on device" in err, err
+    assert not list(tmp_path.rglob("*.tmp"))
+    if name == run_directory.CONFIG_FILE:
+        assert "nothing was written" in err and not out.exists()
+        return
+    assert "--resume" in err
+    assert cli.main(["--resume", str(out)]) == 0
+    assert chunks(out) == [0, 1, 2] and steps(out) == [1, 2, 3] and (out / run_directory.SUMMARY_FILE).is_file()
+
+
+def test_a_full_disk_on_the_gif_keeps_the_evaluation_and_the_old_gif(finished, tmp_path, capsys, monkeypatch):
+    from purejaxdqn import evaluate
+
+    gif = tmp_path / "x.gif"
+    gif.write_bytes(b"the old GIF")
+    fail_writing(monkeypatch, gif.name)
+    assert evaluate.main([str(finished), "--episodes", "2", "--gif", str(gif)]) == 1
+    out, err = capsys.readouterr()
+    assert "mean return" in out and len(err.strip().splitlines()) == 1 and "--gif: cannot write" in err, err
+    assert gif.read_bytes() == b"the old GIF" and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_failed_earlier_save_is_named_by_its_own_checkpoint(tmp_path, capsys, monkeypatch):
+    """orbax reports a failed asynchronous save at the next one: the line names the checkpoint
+    whose temporary directory is left, not the one being started."""
+    real = ocp.CheckpointManager.save
+
+    def earlier_failed(self, step, *args, **kwargs):
+        if step == 2:  # started in the background, its files half written when the disk fills
+            (Path(self.directory) / f"2{checkpointing.PARTIAL_MARK}-1").mkdir()
+            return True
+        if step == 3:  # orbax waits for the save before it, which failed
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", earlier_failed)
+    assert cli.main([*TINY, "--checkpoint-min-interval", "0", "--output-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "saving checkpoint 2 " in err and "checkpoint 1 (after chunk 1) is intact" in err, err
+
+
+def test_an_emptied_step_directory_falls_back_to_the_newest_complete_checkpoint(finished, tmp_path, capsys):
+    from purejaxdqn import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / run_directory.CHECKPOINT_DIR / "99").mkdir()
+    assert evaluate.main([str(run), "--episodes", "2"]) == 0
+    assert "checkpoint after chunk 3" in capsys.readouterr().out
+    assert cli.main(["--resume", str(run)]) == 0
+    assert steps(run) == [1, 2, 3]  # the stray directory is gone: no later save collides with it

@@ -38,7 +38,7 @@ from purejaxdqn.algorithm import replay as replay_lib
 from purejaxdqn.algorithm.evaluation import make_evaluate
 from purejaxdqn.algorithm.networks import QNetwork, make_network
 from purejaxdqn.algorithm.schedules import linear_epsilon, multiples_crossed
-from purejaxdqn.config import Config, HParams
+from purejaxdqn.config import Config, HParams, check_hparams
 from purejaxdqn.config import schedule as schedule_lib
 from purejaxdqn.envs import VecEnv, env_from_config
 
@@ -416,8 +416,12 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
 
     def train(key: jax.Array, hp: HParams | None = None) -> TrainState:
         """The whole run: every chunk in one scan (statistics summed over the run). `hp`
-        defaults to `config.hparams()`."""
-        hp = c.hparams() if hp is None else hp
+        defaults to `config.hparams()`; one given is checked like `--sweep` values where it is
+        concrete (`check_hparams`)."""
+        if hp is None:
+            hp = c.hparams()
+        else:
+            check_hparams(c, hp)
         return repeat(lambda s: chunk_iterations(s, hp), init(key, hp), c.num_chunks)
 
     return Trainer(config=c, venv=venv, network=network, init=init, run_chunk=run_chunk, train=train)

@@ -52,7 +52,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def integer(text: str) -> int:
-    """Integers as 500000, 500_000 or 5e5."""
+    """Integers as 500000, 500_000 or 5e5 (ASCII digits only: Python's int() also reads other
+    scripts' digits, which a typo should not turn into a number)."""
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r} (ASCII digits only)")
     try:
         return int(text.replace("_", ""))
     except ValueError:
@@ -67,6 +70,8 @@ def integer(text: str) -> int:
 
 
 def number(text: str) -> float:
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r} (ASCII digits only)")
     try:
         return float(text)
     except ValueError:
@@ -74,11 +79,14 @@ def number(text: str) -> float:
 
 
 def widths(text: str) -> tuple[int, ...]:
-    """Comma-separated layer widths, e.g. 120,84. An empty string means no layers."""
-    parts = [p for p in text.replace(" ", "").split(",") if p]
+    """Comma-separated layer widths, e.g. 120,84. An empty string means no layers (which
+    validation refuses, naming --widths); an empty item between commas is a typo."""
+    parts = text.replace(" ", "").split(",")
+    if parts == [""]:
+        return ()
     try:
-        return tuple(int(p) for p in parts)
-    except ValueError:
+        return tuple(integer(p) for p in parts)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"widths must be comma-separated integers, got {text!r}") from None
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from purejaxdqn.cli.parsers import TRAIN_PROG, Parser, UsageError, integer, negative_values_attached, number, option, train_parser
-from purejaxdqn.config import PRESETS, SEED_LIMIT, SWEEPABLE, Config, ConfigError, check_sweep, from_preset, preset_names, validate
-from purejaxdqn.host import distributed, run_directory, tracking
+from purejaxdqn.config import PRESETS, Config, ConfigError, check_used, from_preset, preset_names, validate
+from purejaxdqn.config.batch import check_sweep_name, check_sweep_shape, make_batch
+from purejaxdqn.host import distributed, hardware, run_directory, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, cadence_defaults, option_dest
-from purejaxdqn.host.runner import make_runs
 
 CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
@@ -43,7 +43,7 @@ class Plan(NamedTuple):
     preset: str  # the presets the config started from ('none': plain defaults)
     num_seeds: int
     sweep: dict[str, list]  # swept hyperparameter -> values
-    runs: list[dict]  # seeds x settings (runner.make_runs)
+    runs: list[dict]  # seeds x settings (config.batch.make_batch)
     settings: list[dict]
     output_dir: Path | None  # as named by --output-dir or --resume (None: a new default one)
     overwrite: bool
@@ -113,21 +113,24 @@ def _check_command_options(given: dict, overrides: dict) -> None:
     """Checks of the options that are the command's own (not `Config` settings)."""
     if "preset" in given and not all(n.strip() for n in given["preset"].split(",")):
         raise ConfigError("--preset", f"empty preset name in {given['preset']!r}; choose from {', '.join([*PRESETS, 'none'])}")
-    if overrides.get("loss") == "mse" and "huber_delta" in overrides:
-        raise ConfigError("--huber-delta", "contradicts --loss mse (the Huber threshold is unused)")
     if given.get("overwrite") and "output_dir" not in given:
         raise ConfigError("--overwrite", "only applies together with --output-dir")
     if "config" in given:
         for name in ("preset", "resume"):
             if name in given:
                 raise ConfigError(option(name), "contradicts --config (the saved config is the base)")
-    if given.get("num_seeds", 1) <= 0:
-        raise ConfigError("--num-seeds", f"must be a positive integer, got {given['num_seeds']}")
     if not given.get("distributed_timeout", 1) > 0:
         raise ConfigError("--distributed-timeout", f"must be a positive number of seconds, got {given['distributed_timeout']}")
-    for name in ("num_processes", "cpu_devices"):  # the mesh axes: parallel.choose_mesh
-        if name in given and given[name] <= 0:
-            raise ConfigError(option(name), f"must be a positive integer, got {given[name]}")
+    # Every count has a bound (the mesh axes: parallel.choose_mesh, against the devices there are).
+    for name, most in (("num_processes", distributed.MAX_PROCESSES), ("cpu_devices", hardware.MAX_CPU_DEVICES)):
+        if name in given and not 0 < given[name] <= most:
+            raise ConfigError(option(name), f"must be an integer from 1 to {most}, got {given[name]}")
+    if given.get("distributed_timeout", 1) > distributed.MAX_TIMEOUT_S:
+        raise ConfigError("--distributed-timeout", f"must be at most {distributed.MAX_TIMEOUT_S} s (a day), "
+                          f"got {given['distributed_timeout']}")  # fmt: skip
+    cache = given.get("compilation_cache")
+    if cache is not None and cache.lower() != "off" and (problem := hardware.cache_dir_problem(cache)):
+        raise ConfigError("--compilation-cache", f"{problem}; name a directory, or off")
     if given.get("checkpoint_every", 0) < 0:
         raise ConfigError("--checkpoint-every", f"must be 0 or more, got {given['checkpoint_every']}")
     if not given.get("checkpoint_min_interval", 0) >= 0:
@@ -176,13 +179,10 @@ def _new_plan(given: dict, overrides: dict, common: dict) -> Plan:
         config, rerun_of = from_preset(given.get("preset"), **overrides), None
         saved_seeds, saved_sweep = 1, {}
     validate(config)
-    num_seeds = given.get("num_seeds", saved_seeds)
-    if config.seed + num_seeds > SEED_LIMIT:
-        raise ConfigError("--seed", f"seeds {config.seed}..{config.seed + num_seeds - 1} do not fit uint32: "
-                          f"--seed must be at most 2**32 - --num-seeds = {SEED_LIMIT - num_seeds}")  # fmt: skip
+    check_used(config, overrides)
     sweep = parse_sweep(given["sweep"], overrides) if "sweep" in given else saved_sweep
-    config = check_sweep(config, sweep)  # max_grad_norm swept: clipping compiled in
-    runs, settings = make_runs(config, num_seeds, sweep)
+    num_seeds = given.get("num_seeds", saved_seeds)
+    config, runs, settings = make_batch(config, num_seeds, sweep)  # max_grad_norm swept: clipping compiled in
     return Plan(config, preset, num_seeds, sweep, runs, settings, given.get("output_dir"), given.get("overwrite", False), None,
                 rerun_of, cadence=_cadence(given, cadence_defaults()), **common)  # fmt: skip
 
@@ -193,33 +193,21 @@ def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
     for spec in specs:
         name, sep, text = spec.partition("=")
         name = name.strip().replace("-", "_")
-        if not sep or not text.strip() or not name.isidentifier() or name.startswith("_"):
+        if not sep or not name.isidentifier() or name.startswith("_"):
             raise ConfigError("--sweep", f"expected NAME=V1,V2,..., got {spec!r}")
-        _check_sweepable(name, sweep, overrides)
-        parse = integer if isinstance(CONFIG_FIELDS[name].default, int) else number
+        parse = integer if check_sweep_name(name) is int else number
+        if name in sweep:
+            raise ConfigError(f"--sweep {name}", "given twice; list all values in one --sweep")
+        if name in overrides:
+            raise ConfigError(f"--sweep {name}", f"contradicts {option(name)} given as a single value")
+        if not all(v.strip() for v in text.split(",")):
+            raise ConfigError(f"--sweep {name}", f"an empty value in {text!r}; expected {name}=V1,V2,...")
         try:
-            values = [parse(v) for v in text.split(",") if v.strip()]
+            sweep[name] = [parse(v.strip()) for v in text.split(",")]
         except argparse.ArgumentTypeError as err:
             raise ConfigError(f"--sweep {name}", str(err)) from None
-        if len(set(values)) != len(values):
-            raise ConfigError(f"--sweep {name}", f"repeated values in {text!r}")
-        sweep[name] = values
+    check_sweep_shape(sweep)  # repeated values
     return sweep
-
-
-def _check_sweepable(name: str, sweep: dict, overrides: dict) -> None:
-    if name not in CONFIG_FIELDS:
-        raise ConfigError("--sweep", f"unknown setting {name!r}; sweepable: {', '.join(SWEEPABLE)}")
-    if name not in SWEEPABLE:
-        raise ConfigError(
-            f"--sweep {name}",
-            "changes array shapes or program structure, so it cannot be vmapped in one program; "
-            "run each setting as its own command, or experiments/sweep_static.py from a checkout",
-        )
-    if name in sweep:
-        raise ConfigError(f"--sweep {name}", "given twice; list all values in one --sweep")
-    if name in overrides:
-        raise ConfigError(f"--sweep {name}", f"contradicts {option(name)} given as a single value")
 
 
 def _resume_plan(given: dict, overrides: dict, common: dict) -> Plan:

@@ -182,7 +182,7 @@ def _train(plan: Plan, mesh_shape: parallel.MeshShape, state: dict) -> tuple[int
                 print(f"{plan.output_dir} has no complete checkpoint (stopped before its first save): "
                       "starting it over from scratch with its saved config.json")  # fmt: skip
             return 0, training.train(progress)
-    except (memory.OutOfMemoryError, run_directory.OutputDirError) as err:
+    except (memory.OutOfMemoryError, run_directory.OutputDirError, run_directory.RunDirError) as err:
         state["output_dir"] = None  # refused before anything was written
         return _usage_error(err), None
     except (checkpointing.SaveError, OSError) as err:  # a full disk, a failed save, ...

@@ -4,10 +4,12 @@
   `HParams` (the traced settings, derived from those markers), `ConfigError`, the integer limits.
 - `presets`: the presets as data (`Preset` records), `from_preset`, `preset_names`, and the
   `--preset` help and README table generated from them.
-- `checks`: `validate(config)` and `check_sweep(config, sweep)`.
+- `checks`: `validate(config)`, `check_sweep(config, sweep)`, `check_used(config, names)` and
+  `check_hparams(config, hp)`.
+- `batch`: `make_batch(config, num_seeds, sweep)`, the one check and layout of seeds x settings.
 """
 
-from purejaxdqn.config.checks import check_sweep, validate
+from purejaxdqn.config.checks import check_hparams, check_sweep, check_used, validate
 from purejaxdqn.config.presets import DEFAULT_PRESETS, PRESETS, RECORDS, Preset, from_preset, preset_names
 from purejaxdqn.config.schema import (
     ADDED_SINCE,
@@ -22,6 +24,6 @@ from purejaxdqn.config.schema import (
 
 __all__ = [
     "ADDED_SINCE", "DEFAULT_PRESETS", "HPARAM_DTYPES", "INT32_LIMIT", "PRESETS", "RECORDS", "SEED_LIMIT",
-    "SWEEPABLE", "Config", "ConfigError", "HParams", "Preset", "check_sweep", "from_preset", "preset_names",
+    "SWEEPABLE", "Config", "ConfigError", "HParams", "Preset", "check_hparams", "check_sweep", "check_used", "from_preset", "preset_names",
     "validate",
 ]  # fmt: skip

@@ -1,4 +1,5 @@
-"""Validation: `validate(config)` and `check_sweep(config, sweep)`.
+"""Validation: `validate(config)`, `check_sweep(config, sweep)`, `check_used(config, names)` and
+`check_hparams(config, hp)`.
 
 `validate` runs short named checks in a fixed order and raises `ConfigError` for the first bad
 setting; the order is part of the behaviour (it decides which of several problems is reported).
@@ -32,8 +33,10 @@ def check_sweep(config: Config, sweep: Mapping[str, Sequence], *, compile_in: bo
     - `compile_in=False` (a config that is compiled as it is, e.g. the runner's): a config with
       clipping off cannot sweep max_grad_norm.
     Then each value must make a valid config: `validate(config.replace(name=value))`, its error
-    named `--sweep NAME=VALUE`.
+    named `--sweep NAME=VALUE`; and no swept setting may be one the config never reads
+    (`check_used`).
     """
+    check_used(config, sweep, "--sweep ")
     if "max_grad_norm" in sweep:
         if not compile_in and config.max_grad_norm == 0:
             raise ConfigError("max_grad_norm", "clipping is off in this config (0), so it cannot be swept; set a positive value")
@@ -48,6 +51,46 @@ def check_sweep(config: Config, sweep: Mapping[str, Sequence], *, compile_in: bo
             except ConfigError as err:
                 raise ConfigError(f"--sweep {name}={value}", err.message) from None
     return config
+
+
+def check_hparams(config: Config, hp) -> None:
+    """Check an `HParams` given to `train(key, hp)` as `--sweep` values are checked: each
+    concrete value (every element of a vmapped one) must make a valid config with `config`,
+    integer settings take integers. Traced values (a `train` the caller jits or vmaps with `hp`
+    as an argument) cannot be looked at here and pass unchecked. Raises ConfigError naming
+    `hp.NAME`."""
+    import jax
+    import numpy as np
+
+    for name, value in zip(type(hp)._fields, hp):
+        if isinstance(value, jax.core.Tracer):
+            continue
+        values = np.asarray(value)
+        integral = isinstance(Config.__dataclass_fields__[name].default, int)
+        if values.dtype == bool or not np.issubdtype(values.dtype, np.integer if integral else np.number):
+            raise ConfigError(f"hp.{name}", f"must be {'integers' if integral else 'numbers'}, got dtype {values.dtype}")
+        for v in np.unique(values):
+            try:
+                validate(config.replace(**{name: v.item()}))
+            except ConfigError as err:
+                raise ConfigError(f"hp.{name}={v.item()!r}", err.message) from None
+
+
+# A setting read only when another says so: (setting, whether the config reads it, what it needs).
+_READ_ONLY_WITH: tuple[tuple[str, Callable[[Config], bool], str], ...] = (
+    ("huber_delta", lambda c: c.loss == "huber", "--loss huber (with --loss mse the Huber threshold is unused)"),
+    ("priority_alpha", lambda c: c.prioritized, "--prioritized (uniform replay has no priorities)"),
+    ("priority_beta", lambda c: c.prioritized, "--prioritized (uniform replay has no importance weights)"),
+    ("priority_eps", lambda c: c.prioritized, "--prioritized (uniform replay has no priorities)"),
+)
+
+
+def check_used(config: Config, names, prefix: str = "") -> None:
+    """Refuse a setting given (or swept) that `config` never reads: a run that would ignore it
+    (a sweep of identical settings) is a mistake, not a choice."""
+    for name, reads, needs in _READ_ONLY_WITH:
+        if name in names and not reads(config):
+            raise ConfigError(f"{prefix}{_opt(name) if not prefix else name}", f"only applies with {needs}")
 
 
 # ------------------------------------------------------------------ the checks, in order

@@ -251,10 +251,14 @@ def preset_names(spec: str | None, env_id: str | None = None) -> list[str]:
     for name in names:
         if name not in PRESETS and name != "none":
             raise ConfigError("--preset", f"unknown preset {name!r}; choose from {', '.join([*PRESETS, 'none'])}")
+    bases = [n for n in names if "env_id" in PRESETS[n]]
+    if len(bases) > 1:
+        raise ConfigError("--preset", f"{' and '.join(map(repr, bases))} are both made for an env (at most one such preset, "
+                          "plus modifiers)")  # fmt: skip
     if "none" in names:
         return [n for n in names if n != "none"]
-    if not any("env_id" in PRESETS[n] for n in names):
-        default = DEFAULT_PRESETS.get(env_id or Config.env_id)
+    if not bases:
+        default = DEFAULT_PRESETS.get(Config.env_id if env_id is None else env_id)
         names = [default, *names] if default else names
     return names
 
@@ -268,7 +272,7 @@ def from_preset(spec: str | None, **overrides) -> Config:
             raise ConfigError("--preset", f"{name!r} is made for {preset_env} and contradicts --env-id {overrides['env_id']}")
         settings.update(PRESETS[name])
     settings.update(overrides)
-    return Config(**settings)
+    return Config().replace(**settings)
 
 
 # ------------------------------------------------------------------ generated documentation

@@ -199,6 +199,9 @@ class Config:
         return HParams(**{k: jnp.asarray(getattr(self, k), HPARAM_DTYPES[k]) for k in SWEEPABLE})
 
     def replace(self, **changes) -> "Config":
+        unknown = sorted(set(changes) - set(self.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(unknown[0], "unknown setting")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:

@@ -3,7 +3,9 @@
 A checkpoint holds the complete `TrainState` of every run in the batch: online and target
 parameters, optimizer state, the replay buffer, env states and observations, RNG keys, step
 counters and the eval log. A small second item holds just the online parameters, so a policy
-loads without the replay buffer. The step of a checkpoint is the number of chunks done.
+loads without the replay buffer, and a JSON item the settings the state was trained with (the
+config and the runs), so an edited config.json is caught (`saved_settings`). The step of a
+checkpoint is the number of chunks done.
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so a
 kill during a save leaves the previous checkpoints intact and `latest_step` only ever names a
@@ -125,18 +127,26 @@ def make_directory(run_dir: Path) -> Path:
     return directory
 
 
-def save(mngr: ocp.CheckpointManager, chunks_done: int, state) -> None:
-    """Start saving checkpoint `chunks_done`. A save orbax skips (a step not newer than the
-    newest one there) or that fails raises CheckpointError: never a run that saved nothing."""
+SETTINGS_ITEM = "settings"  # the JSON item: {"config": Config.to_dict(), "runs": [...]}
+
+
+def save(mngr: ocp.CheckpointManager, chunks_done: int, state, settings: dict | None = None) -> None:
+    """Start saving checkpoint `chunks_done` (with `settings`, the JSON the state was trained
+    with, where given). A save orbax skips (a step not newer than the newest one there) or that
+    fails raises CheckpointError: never a run that saved nothing."""
     ocp = _orbax()
     try:
         items = {"state": state, "params": state.learner.params}
         if state.best is not None:  # --keep-best: the best eval's parameters, readable alone too
             items["best"] = state.best
-        saved = mngr.save(chunks_done, args=ocp.args.Composite(**{k: ocp.args.StandardSave(v) for k, v in items.items()}))
+        args = {k: ocp.args.StandardSave(v) for k, v in items.items()}
+        if settings is not None:
+            args[SETTINGS_ITEM] = ocp.args.JsonSave(settings)
+        saved = mngr.save(chunks_done, args=ocp.args.Composite(**args))
     except Exception as err:  # orbax/tensorstore raise many types (OSError, ValueError, ...)
         _raise_lost_peer(err)
-        raise SaveError(f"saving checkpoint {chunks_done} in {mngr.directory} failed: {one_line(err)}") from None
+        raise SaveError(f"saving checkpoint {_failed_step(mngr.directory, chunks_done)} in {mngr.directory} failed: "
+                        f"{one_line(err)}") from None  # fmt: skip
     if not saved:
         raise SaveError(f"checkpoint {chunks_done} was not saved: {mngr.directory} already holds "
                               f"checkpoint {mngr.latest_step()} (from another run?)")  # fmt: skip
@@ -148,9 +158,17 @@ def finish(mngr: ocp.CheckpointManager) -> None:
         mngr.wait_until_finished()
     except Exception as err:
         _raise_lost_peer(err)
-        raise SaveError(f"saving a checkpoint in {mngr.directory} failed: {one_line(err)}") from None
+        raise SaveError(f"saving checkpoint {_failed_step(mngr.directory, '?')} in {mngr.directory} failed: "
+                        f"{one_line(err)}") from None  # fmt: skip
     finally:
         mngr.close()
+
+
+def _failed_step(directory, default):
+    """The checkpoint whose save failed: the newest one left as a temporary directory (a save
+    that fails may be the one before the save that reports it, which orbax waits for first)."""
+    steps = [int(m.group(1)) for p in Path(directory).glob(f"*{PARTIAL_MARK}*") if (m := re.match(r"(\d+)\.", p.name))]
+    return max(steps, default=default)
 
 
 def _raise_lost_peer(err: Exception) -> None:
@@ -161,9 +179,11 @@ def _raise_lost_peer(err: Exception) -> None:
 
 
 def remove_partial(run_dir: Path) -> list[str]:
-    """Delete the temporary directories of saves a kill cut short; returns their names."""
+    """Delete the temporary directories of saves a kill cut short, and step directories that
+    are not complete checkpoints (a later save would collide with them); returns their names."""
     directory = Path(run_dir) / CHECKPOINT_DIR
     partial = [p for p in directory.glob(f"*{PARTIAL_MARK}*") if p.is_dir()] if directory.is_dir() else []
+    partial += [p for p in _step_dirs(run_dir) if not _complete(p)]
     for path in partial:
         shutil.rmtree(path)
     return [p.name for p in partial]
@@ -174,25 +194,29 @@ def latest_step(run_dir: Path) -> int:
     directory = Path(run_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
         raise NoCheckpointError(f"{run_dir} has no checkpoints (no {CHECKPOINT_DIR}/ directory)")
-    try:
-        with _quiet(), _reading(run_dir) as mngr:
-            step = mngr.latest_step()
-    except Exception as err:
-        raise CheckpointError(f"the checkpoints in {directory} cannot be read: {one_line(err)}") from None
-    if step is None:
+    steps = all_steps(run_dir)
+    if not steps:
         raise NoCheckpointError(f"{run_dir} has no complete checkpoint in {CHECKPOINT_DIR}/")
-    return step
+    return steps[-1]
 
 
 def all_steps(run_dir: Path) -> list[int]:
-    """Every complete checkpoint of a run directory, oldest first (empty without any)."""
-    if not (Path(run_dir) / CHECKPOINT_DIR).is_dir():
-        return []
+    """Every complete checkpoint of a run directory, oldest first (empty without any). A step
+    directory without both of its arrays' items (emptied, or left by a copy cut short) is not
+    one: the newest complete checkpoint before it is used instead."""
+    return sorted(int(p.name) for p in _step_dirs(run_dir) if _complete(p))
+
+
+def _step_dirs(run_dir: Path) -> list[Path]:
+    directory = Path(run_dir) / CHECKPOINT_DIR
     try:
-        with _quiet(), _reading(run_dir) as mngr:
-            return sorted(mngr.all_steps())
-    except Exception as err:
-        raise CheckpointError(f"the checkpoints in {Path(run_dir) / CHECKPOINT_DIR} cannot be read: {one_line(err)}") from None
+        return [p for p in directory.iterdir() if p.name.isdigit() and p.is_dir()] if directory.is_dir() else []
+    except OSError as err:
+        raise CheckpointError(f"the checkpoints in {directory} cannot be read: {err.strerror or err}") from None
+
+
+def _complete(step_dir: Path) -> bool:
+    return all((step_dir / item).is_dir() for item in ("state", "params"))
 
 
 def restore(run_dir: Path, step: int, abstract_state):
@@ -210,6 +234,20 @@ def restore_best(run_dir: Path, step: int, abstract_best):
     """Only the best-evaluation parameters kept up to checkpoint `step` (`loop.BestParams`, a
     run trained with keep_best)."""
     return _restore_item(run_dir, step, "best", abstract_best)
+
+
+def saved_settings(run_dir: Path, step: int) -> dict | None:
+    """The settings checkpoint `step` was trained with (None: saved before checkpoints held
+    them); CheckpointError when they cannot be read."""
+    if not (Path(run_dir) / CHECKPOINT_DIR / str(step) / SETTINGS_ITEM).is_dir():
+        return None
+    ocp = _orbax()
+    try:
+        with _quiet(), _reading(run_dir) as mngr:
+            restored = mngr.restore(step, args=ocp.args.Composite(**{SETTINGS_ITEM: ocp.args.JsonRestore()}))
+    except Exception as err:
+        raise CheckpointError(f"checkpoint {step} in {run_dir} cannot be read: {one_line(err)}") from None
+    return restored[SETTINGS_ITEM]
 
 
 def _restore_item(run_dir: Path, step: int, item: str, abstract):

@@ -24,6 +24,8 @@ def fetch(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
+MAX_PROCESSES = 65_536  # --num-processes
+MAX_TIMEOUT_S = 86_400  # --distributed-timeout: a day
 DEFAULT_TIMEOUT_S = 300  # seconds to wait for the processes to join, and for one that stops answering
 _distributed = {"timeout_s": DEFAULT_TIMEOUT_S}  # as given to initialize_distributed
 

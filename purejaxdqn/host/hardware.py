@@ -54,6 +54,22 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path | None
     return path
 
 
+MAX_CPU_DEVICES = 1024  # --cpu-devices: each host device holds its own buffers and threads
+
+
+def cache_dir_problem(directory: str) -> str | None:
+    """Why `directory` cannot be the compilation cache (a file, or not creatable), or None."""
+    path = Path(directory).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        return f"{directory} exists and is not a directory"
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{directory} cannot be created or written (in {ancestor})"
+    return None
+
+
 def use_cpu_cores(count: int | None = None) -> int | None:
     """Split the CPU into `count` host devices (None: one per core). Returns the count set, or
     None where it is left alone: the user forced a count in XLA_FLAGS, or JAX's backends have

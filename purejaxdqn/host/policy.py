@@ -83,6 +83,7 @@ def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = Fal
         step = checkpointing.latest_step(run_dir)
     elif step not in (steps := checkpointing.all_steps(run_dir)):
         raise RunDirError(f"--step {step}: {run_dir} has no such checkpoint (complete ones: {', '.join(map(str, steps)) or 'none'})")
+    run_directory.check_unedited(run_dir, step, run_directory.trained_settings(config, record.runs))
     venv = env_from_config(config, 1)
     network = make_network(config, venv.num_actions)
     one = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, *venv.obs_shape), venv.obs_dtype))

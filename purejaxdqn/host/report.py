@@ -110,7 +110,7 @@ def plot_curves(path: Path, eval_steps, eval_mean, runs: list[dict], settings: l
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")  # `path` may be a temporary name
     plt.close(fig)
 
 

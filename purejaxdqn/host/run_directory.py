@@ -25,9 +25,10 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from purejaxdqn.config import Config, ConfigError, validate
+from purejaxdqn.config.batch import make_batch
 from purejaxdqn.host import checkpointing, distributed, provenance
 from purejaxdqn.host.checkpointing import CHECKPOINT_DIR
 from purejaxdqn.host.run_options import cadence_defaults
@@ -58,6 +59,9 @@ class RunDirBusyError(OutputDirError):
 
 class WriteError(OSError):
     """A run file could not be written (full disk, ...); the message names the file."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,11 +96,14 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, saved) -> "RunRecord":
-        """A record from config.json's contents, checked like a new run (ConfigError otherwise);
-        keys added since older runs were saved get the value those runs had."""
+        """A record from config.json's contents, checked like a new run (ConfigError otherwise):
+        the config, then seeds and sweep (`make_batch`, the command line's check), whose runs
+        and settings must be the ones saved (an edit of one without the other is refused). Keys
+        added since older runs were saved get the value those runs had."""
         _check_saved(saved)
         config = Config.from_dict(saved["config"])
         validate(config)  # exactly the checks a new run gets
+        _check_batch(config, saved)
         return cls(config, saved["runs"], saved["settings"], saved["mesh"], saved.get("processes", 1),
                    saved.get("preset", "none"), {**cadence_defaults(), **(saved.get("checkpoint") or {})},
                    saved.get("rerun_of"), saved.get("provenance"))  # fmt: skip
@@ -116,6 +123,23 @@ def _check_saved(saved) -> None:
     mesh = {"model": 1, **saved["mesh"]}  # "model" is written only when that axis was used
     if not all(_is_int(mesh.get(k)) and mesh[k] > 0 for k in ("runs", "data", "model")):
         raise ConfigError("mesh", f"must hold positive integers 'runs' and 'data' (and 'model'), got {saved['mesh']!r}")
+
+
+def _check_batch(config: Config, saved: dict) -> None:
+    """config.json's seeds and sweep, checked as `--num-seeds` and `--sweep` are, must lay out
+    exactly its runs and settings (runs written before "num_seeds" and "sweep" were saved are
+    read from their runs and settings)."""
+    settings, runs = saved["settings"], saved["runs"]
+    if not all(isinstance(s, dict) for s in settings):
+        raise ConfigError("settings", "must be a list of objects (each setting's swept values)")
+    derived_sweep = {n: list(dict.fromkeys(s.get(n) for s in settings)) for n in (settings[0] if settings else {})}
+    num_seeds = saved.get("num_seeds", len(runs) // max(1, len(settings)))
+    sweep = saved.get("sweep", derived_sweep)
+    _, expected_runs, expected_settings = make_batch(config, num_seeds, sweep, compile_in=False)
+    for key, expected in (("settings", expected_settings), ("runs", expected_runs)):
+        if saved[key] != expected:
+            raise ConfigError(key, f"do not match the saved seed {config.seed}, num_seeds {num_seeds} and sweep {sweep} "
+                              "(config.json edited by hand?)"[:300])  # fmt: skip
 
 
 def _is_int(x) -> bool:
@@ -142,6 +166,8 @@ def read_file(path: Path) -> RunRecord:
         raise RunDirError(f"{path} cannot be read: {err.strerror or err}") from None
     except ValueError as err:
         raise RunDirError(f"{path} is damaged (not JSON: {err})") from None
+    except RecursionError:
+        raise RunDirError(f"{path} is damaged (not JSON this program reads: nested too deeply)") from None
     try:
         return RunRecord.from_json(saved)
     except ConfigError as err:
@@ -195,6 +221,7 @@ def create(path: Path, record: RunRecord, overwrite: bool = False, writing: bool
     lock = None
     if writing:
         _refuse_uncreatable(path)
+        existed = path.exists()
         lock, made = _take_lock(path, create=True)
         try:
             _refuse_earlier_run(path, overwrite)
@@ -202,23 +229,30 @@ def create(path: Path, record: RunRecord, overwrite: bool = False, writing: bool
             write_json(path / CONFIG_FILE, record.to_json())
         except BaseException:
             _release(lock, path if made else None)
+            if not existed:
+                with contextlib.suppress(OSError):
+                    path.rmdir()  # made here and still empty: as if never named
             raise
     distributed.sync("purejaxdqn: run directory ready")  # the others wait for process 0 to clear it
     return RunDir(path, lock=lock, command=command)
 
 
-def resume(path: Path, writing: bool = True, command: list[str] | None = None) -> RunDir:
-    """Prepare to continue the run in `path` (its record `read` before): take its lock, refuse
-    malformed logs, find its newest complete checkpoint (0: killed before the first, start over)
-    and drop the partial saves a kill left. A finished run without checkpoints is refused."""
+def resume(path: Path, writing: bool = True, command: list[str] | None = None, settings: dict | None = None) -> RunDir:
+    """Prepare to continue the run in `path` (its record `read` before; `settings` its
+    `trained_settings`): take its lock, refuse malformed logs, find its newest complete
+    checkpoint (0: killed before the first, start over), refuse a config.json edited since that
+    checkpoint, and drop the partial saves a kill left. A finished run without checkpoints is
+    refused."""
     path = Path(path)
-    lock = _take_lock(path, create=False)[0] if writing else None
+    lock = _take_lock(path, create=False, option="--resume")[0] if writing else None
     try:
         if writing:
             check_logs(path)
         start_chunk = distributed.main_value(_resume_point(path))  # process 0's: every process continues there
         if start_chunk == 0 and (path / SUMMARY_FILE).exists():
             raise checkpointing.NoCheckpointError(f"{path} finished but has no checkpoint left to resume from")
+        if start_chunk and settings is not None:
+            check_unedited(path, start_chunk, settings)
         if writing:
             checkpointing.remove_partial(path)
     except BaseException:
@@ -226,6 +260,32 @@ def resume(path: Path, writing: bool = True, command: list[str] | None = None) -
         raise
     distributed.sync("purejaxdqn: run directory ready")  # the others wait for process 0 to clean it
     return RunDir(path, start_chunk, resumed=True, lock=lock, command=command)
+
+
+def trained_settings(config: Config, runs: list[dict]) -> dict:
+    """What a checkpoint records of the settings its state was trained with."""
+    return _clean({"config": config.to_dict(), "runs": runs})
+
+
+class EditedError(RunDirError):
+    """config.json no longer says what a checkpoint was trained with."""
+
+
+def check_unedited(path: Path, step: int, settings: dict) -> None:
+    """Refuse (EditedError naming each changed setting) when config.json's settings are not the
+    ones checkpoint `step` was trained with: continuing would mix two runs in one. Checkpoints
+    saved before they held their settings are not checked."""
+    trained = checkpointing.saved_settings(path, step)
+    if trained is None:
+        return
+    now, then = settings["config"], trained.get("config", {})
+    changed = [f"{k} (trained with {then.get(k)!r}, config.json has {now.get(k)!r})" for k in now if now.get(k) != then.get(k)]
+    if trained.get("runs") != settings["runs"]:
+        changed.append("runs (their seeds or swept values)")
+    if changed:
+        raise EditedError(f"{path / CONFIG_FILE} was edited after checkpoint {step} was saved: {'; '.join(changed)}"[:400]
+                          + "; a run keeps the settings it was trained with: undo the edit, or train a new run from it "
+                          f"with --config {path / CONFIG_FILE} --output-dir NEW_DIR")  # fmt: skip
 
 
 def _resume_point(path: Path) -> int:
@@ -277,15 +337,17 @@ def lock_run_dir(path: Path, create: bool):
     return _take_lock(Path(path), create)[0]
 
 
-def _take_lock(path: Path, create: bool):
-    """lock_run_dir, and whether the lock file was made now (so a refusal can remove it)."""
+def _take_lock(path: Path, create: bool, option: str = "--output-dir"):
+    """lock_run_dir, and whether the lock file was made now (so a refusal can remove it);
+    `option` is the one that named `path`, for the message."""
     made = not (path / LOCK_FILE).exists()
     try:
         if create:
             path.mkdir(parents=True, exist_ok=True)
         lock = open(path / LOCK_FILE, "a")
     except OSError as err:
-        raise OutputDirError(f"--output-dir {path} cannot be created or written: {err.strerror or err}") from None
+        what = "cannot be created or written" if create else "cannot be written (its lock file)"
+        raise OutputDirError(f"{option} {path} {what}: {err.strerror or err}") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -394,10 +456,21 @@ def _row_value(line: str, key: str) -> int | None:
 
 def write_text(path: Path, text: str) -> None:
     """Atomically replace `path` with `text`."""
+    write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """Replace `path` with the file `write(tmp)` makes, renamed over it once complete: a failed
+    write (WriteError naming `path`) leaves the old file as it was, and no temporary one."""
+    path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with _writing(path):
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def read_jsonl(path: Path) -> list[dict]:

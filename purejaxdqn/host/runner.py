@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import platform
 import resource
 import time
@@ -23,6 +22,7 @@ import numpy as np
 from purejaxdqn.host import checkpointing, distributed, interrupts, memory, provenance, report, run_directory, tracking
 from purejaxdqn.algorithm import loop, parallel
 from purejaxdqn.config import SWEEPABLE, Config, HParams, check_sweep
+from purejaxdqn.config.batch import make_batch
 from purejaxdqn.envs import env_from_config
 from purejaxdqn.algorithm.loop import TrainState, make_trainer, run_axes
 from purejaxdqn.host.progress import WALL, ProgressBar, runs_text
@@ -44,19 +44,10 @@ class RunResult:
 
 
 def make_runs(config: Config, num_seeds: int = 1, sweep: dict[str, list] | None = None) -> tuple[list[dict], list[dict]]:
-    """The grid of swept hyperparameter settings x seeds config.seed, config.seed + 1, ...
-
-    Returns (runs, settings). Run i is {"run": i, "seed", "setting": index into settings,
-    **that setting's values}; runs are ordered setting-major, seed-minor.
-    """
-    sweep = sweep or {}
-    settings = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
-    runs = [
-        {"run": i * num_seeds + k, "seed": config.seed + k, "setting": i, **setting}
-        for i, setting in enumerate(settings)
-        for k in range(num_seeds)
-    ]
-    return runs, settings
+    """The grid of swept hyperparameter settings x seeds config.seed, config.seed + 1, ...,
+    checked (ConfigError) and laid out by `config.batch.make_batch` (the command line's check);
+    `config` is compiled as it is. Returns (runs, settings)."""
+    return make_batch(config, num_seeds, sweep, compile_in=False)[1:]
 
 
 def swept_values(runs: list[dict]) -> dict[str, list]:
@@ -225,7 +216,7 @@ def _open_run_dir(batch: Batch, options: RunOptions) -> run_directory.RunDir:
     """The run directory, new or resumed; written by this process only with `write_outputs`."""
     writing = options.write_outputs
     if options.resume:
-        return run_directory.resume(options.output_dir, writing, options.command)
+        return run_directory.resume(options.output_dir, writing, options.command, run_directory.trained_settings(batch.config, batch.runs))
     record = run_directory.RunRecord(
         batch.config, batch.runs, batch.settings, batch.mesh_shape.as_dict(), jax.process_count(), options.preset,
         options.cadence(), options.rerun_of, provenance.collect(options.command) if writing else None,
@@ -323,7 +314,7 @@ class Training:
                     if saves is not None and saves.due(chunk):
                         with timers.timing("save_s"), interrupts.deferred():
                             ckpt = ckpt or checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
-                            checkpointing.save(ckpt, chunk + 1, state)
+                            checkpointing.save(ckpt, chunk + 1, state, run_directory.trained_settings(b.config, b.runs))
                 jax.block_until_ready(state)
         except BaseException as err:
             if distributed.multi_host() and not isinstance(err, NonFiniteError):
@@ -402,11 +393,10 @@ class Training:
         (wall, CPU) clocks when the summary began) and "other"; "wall_split_cpu_s" holds the CPU
         seconds of the clock's spans."""
         b, path = self.batch, self.run_dir.path
-        report.plot_curves(
-            path / run_directory.CURVES_FILE, evals.step[0], evals.mean, b.runs, b.settings,
-            title=f"{b.config.env_id} ({runs_text(len(b.runs))})",
-            train=report.training_returns(run_directory.read_jsonl(path / run_directory.METRICS_FILE), len(b.runs)),
-        )  # fmt: skip
+        train = report.training_returns(run_directory.read_jsonl(path / run_directory.METRICS_FILE), len(b.runs))
+        run_directory.write_atomically(path / run_directory.CURVES_FILE, lambda tmp: report.plot_curves(
+            tmp, evals.step[0], evals.mean, b.runs, b.settings, title=f"{b.config.env_id} ({runs_text(len(b.runs))})", train=train,
+        ))  # fmt: skip
         if WALL.started:
             WALL.add("summary_and_plot", time.perf_counter() - started[0], time.process_time() - started[1])
             summary["wall_s"], summary["wall_split_s"] = WALL.split(**this_process)

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+
 import numpy as np
 
 from purejaxdqn.algorithm import acting
 from purejaxdqn.envs import env_from_config
+from purejaxdqn.host import run_directory
 
 CELL = 16  # pixels per MinAtar cell
 WIDTH, HEIGHT = 320, 180  # vector-observation frames
@@ -112,10 +114,13 @@ def _draw_bars(canvas, obs) -> None:
 
 
 def save_gif(frames: list[np.ndarray], path, fps: int = 20) -> Path:
-    """Write `frames` as a looping GIF at `fps` frames per second."""
+    """Write `frames` as a looping GIF at `fps` frames per second, atomically: a failed write
+    (full disk, ...) raises run_directory.WriteError and leaves no partial file (nor the old
+    one changed)."""
     from PIL import Image
 
     path = Path(path)
     images = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0)
+    run_directory.write_atomically(path, lambda tmp: images[0].save(
+        tmp, format="GIF", save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0))  # fmt: skip
     return path

@@ -75,6 +75,6 @@ def check_sweep_name(name) -> type:
     if name not in fields:
         raise ConfigError("--sweep", f"unknown setting {name!r}; sweepable: {', '.join(SWEEPABLE)}"[:300])
     if name not in SWEEPABLE:
-        raise ConfigError(f"--sweep {name}", "changes array shapes or program structure, so it cannot be swept in one "
+        raise ConfigError(f"--sweep {name}", "changes array shapes or program structure, so it cannot be vmapped in one "
                           "program; run each setting as its own command, or experiments/sweep_static.py from a checkout")  # fmt: skip
     return type(fields[name].default)

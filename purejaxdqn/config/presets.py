@@ -251,7 +251,7 @@ def preset_names(spec: str | None, env_id: str | None = None) -> list[str]:
     for name in names:
         if name not in PRESETS and name != "none":
             raise ConfigError("--preset", f"unknown preset {name!r}; choose from {', '.join([*PRESETS, 'none'])}")
-    bases = [n for n in names if "env_id" in PRESETS[n]]
+    bases = [n for n in names if "env_id" in PRESETS.get(n, {})]
     if len(bases) > 1:
         raise ConfigError("--preset", f"{' and '.join(map(repr, bases))} are both made for an env (at most one such preset, "
                           "plus modifiers)")  # fmt: skip

@@ -221,7 +221,7 @@ def create(path: Path, record: RunRecord, overwrite: bool = False, writing: bool
     lock = None
     if writing:
         _refuse_uncreatable(path)
-        existed = path.exists()
+        missing = [p for p in (path, *path.absolute().parents) if not p.exists()]  # what mkdir will make, deepest first
         lock, made = _take_lock(path, create=True)
         try:
             _refuse_earlier_run(path, overwrite)
@@ -229,9 +229,9 @@ def create(path: Path, record: RunRecord, overwrite: bool = False, writing: bool
             write_json(path / CONFIG_FILE, record.to_json())
         except BaseException:
             _release(lock, path if made else None)
-            if not existed:
-                with contextlib.suppress(OSError):
-                    path.rmdir()  # made here and still empty: as if never named
+            with contextlib.suppress(OSError):  # made here and still empty: as if never named
+                for made_dir in missing:
+                    made_dir.rmdir()
             raise
     distributed.sync("purejaxdqn: run directory ready")  # the others wait for process 0 to clear it
     return RunDir(path, lock=lock, command=command)

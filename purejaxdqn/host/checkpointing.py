@@ -241,22 +241,17 @@ def saved_settings(run_dir: Path, step: int) -> dict | None:
     them); CheckpointError when they cannot be read."""
     if not (Path(run_dir) / CHECKPOINT_DIR / str(step) / SETTINGS_ITEM).is_dir():
         return None
-    ocp = _orbax()
-    try:
-        with _quiet(), _reading(run_dir) as mngr:
-            restored = mngr.restore(step, args=ocp.args.Composite(**{SETTINGS_ITEM: ocp.args.JsonRestore()}))
-    except Exception as err:
-        raise CheckpointError(f"checkpoint {step} in {run_dir} cannot be read: {one_line(err)}") from None
-    return restored[SETTINGS_ITEM]
+    return _restore_item(run_dir, step, SETTINGS_ITEM, None)
 
 
 def _restore_item(run_dir: Path, step: int, item: str, abstract):
+    """One item of checkpoint `step`: arrays laid out like `abstract`, or (None) the JSON item."""
     ocp = _orbax()
-    target = jax.tree.map(_abstract, abstract)
+    args = ocp.args.JsonRestore() if abstract is None else ocp.args.StandardRestore(jax.tree.map(_abstract, abstract))
     stray = io.StringIO()
     try:
         with contextlib.redirect_stderr(stray), _quiet(), _reading(run_dir) as mngr:
-            restored = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))
+            restored = mngr.restore(step, args=ocp.args.Composite(**{item: args}))
     except Exception as err:  # orbax raises many types for damaged or mismatched files
         _settle(stray)
         raise CheckpointError(f"checkpoint {step} in {run_dir} cannot be restored: {one_line(err)}") from None

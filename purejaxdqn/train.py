@@ -24,11 +24,13 @@ def main() -> int:
     # atexit handlers and the files' flushes still run.
     gc.freeze()
     if status:
+        # A failed or stopped run ends here, at once: the interpreter's shutdown could meet a
+        # computation still in flight (a signal during the first chunk's start) and crash
+        # (SIGSEGV) after the error line, and JAX's distributed shutdown waits for every process
+        # and aborts on a lost one. Every file of ours is closed by now; stdout is flushed here.
         mute_stderr()
-        if "jax" in sys.modules and sys.modules["jax"].distributed.is_initialized():
-            # JAX's distributed shutdown at exit waits for every process, and aborts on a lost one.
-            sys.stdout.flush()
-            os._exit(status)
+        sys.stdout.flush()
+        os._exit(status)
     return status
 
 

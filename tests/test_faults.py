@@ -247,6 +247,25 @@ def test_a_signal_stops_with_one_line_and_a_resumable_directory(tmp_path, capsys
         run_directory.check_logs(out)
 
 
+def test_ctrl_c_in_the_first_minute_keeps_the_run(tmp_path):
+    """With the default --checkpoint-min-interval (60 s) no save is due yet: the signal still
+    lets the chunk in flight finish and saves it, so the README's `--resume` continues (not
+    "starts over") and ends the run with every chunk logged once."""
+    out = tmp_path / "run"
+    args = [a for a in LONG if a not in ("--checkpoint-min-interval", "0")]
+    proc = start([*args, "--output-dir", str(out)], tmp_path)
+    wait_for(lambda: (out / run_directory.METRICS_FILE).exists() and len(chunks(out)) >= 2, proc)
+    assert not (out / run_directory.CHECKPOINT_DIR).exists() or not steps(out)  # none due yet
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and len(err.strip().splitlines()) == 1, err[-2000:]
+    saved = checkpointing.latest_step(out)
+    assert f"checkpoint {saved} (after chunk {saved}) is intact" in err and 2 <= saved < 40
+    assert chunks(out) == list(range(saved))  # the checkpoint is of the last chunk logged
+    assert cli.main(["--resume", str(out)]) == 0
+    assert chunks(out) == list(range(40)) and steps(out)[-1] == 40
+
+
 def fail_writing(monkeypatch, name: str):
     """The first write of a file called `name` (or its temporary twin) fails as a full disk
     does, after creating the file empty."""

@@ -40,6 +40,9 @@ def test_progress_text_eta_and_durations():
     assert progress.format_duration(None) == "?" and progress.format_duration(float("inf")) == "?"
     assert progress.eta_seconds(50_000, 200_000, 10_000.0) == 15.0
     assert progress.eta_seconds(0, 200_000, 0.0) is None
+    # 8 runs at 80,000 steps/s together: each run moves at 10,000 steps/s.
+    assert progress.eta_seconds(50_000, 200_000, 80_000.0, runs=8) == 15.0
+    assert progress.describe(50_000, 200_000, 80_000.0, None, runs=8).endswith("ETA 0:15")
     assert progress.describe(60_000, 200_000, 40_000.0, 212.44) == (
         "60,000/200,000 steps | 40,000 steps/s | eval 212.4 | ETA 0:04"
     )
@@ -57,10 +60,34 @@ def test_progress_bar_writes_status_then_bar_only_when_enabled(monkeypatch):
     bar.close()
     text = stream.getvalue()
     assert "compiled 4 runs in 3.2 s" in text and "100,000/200,000 steps" in text and "ETA 0:02" in text
-    quiet = io.StringIO()  # not a terminal, no --progress: nothing at all
-    bar = progress.ProgressBar(10, stream=quiet)
+    log = io.StringIO()  # not a terminal, no --progress: a plain line per note and per chunk
+    bar = progress.ProgressBar(10, stream=log, runs=2)
+    bar.status("x"), bar.note("y"), bar.update(5, 1.0, None), bar.close()
+    assert log.getvalue() == "purejaxdqn: y\npurejaxdqn: 5/10 steps | 1 steps/s | eval - | ETA 0:10\n"
+    quiet = io.StringIO()  # --no-progress: nothing at all
+    bar = progress.ProgressBar(10, enabled=False, stream=quiet)
     bar.status("x"), bar.note("y"), bar.update(5, 1.0, None), bar.close()
     assert quiet.getvalue() == ""
+
+
+def test_a_log_file_gets_a_line_per_chunk_and_the_eta_counts_every_run(tmp_path):
+    """stderr redirected to a file, no --progress: the compile note and one line per chunk,
+    whose ETA is one run's steps left at one run's share of the summed speed (4 runs)."""
+    args = [a for a in TINY if a != "--no-progress"]
+    with open(tmp_path / "log.txt", "w") as log:
+        proc = subprocess.run([sys.executable, "-m", "purejaxdqn.train", *args, "--num-seeds", "4", "--output-dir",
+                               str(tmp_path / "run")], stderr=log, stdout=subprocess.PIPE, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0
+    lines = (tmp_path / "log.txt").read_text().splitlines()
+    bars = [line for line in lines if " steps | " in line]
+    assert any("compiled 4 runs" in line for line in lines) and len(bars) == 3, lines
+    rows = run_directory.read_jsonl(tmp_path / "run" / run_directory.METRICS_FILE)
+    for chunk, line in enumerate(bars):
+        of_chunk = [row for row in rows if row["chunk"] == chunk]
+        row, eval_mean = of_chunk[0], float(np.mean([r["eval_return_mean"] for r in of_chunk]))  # the bar's: all runs'
+        left = (3000 - row["env_steps"]) * 4 / row["env_steps_per_s"]
+        assert line == f"purejaxdqn: {progress.describe(row['env_steps'], 3000, row['env_steps_per_s'], eval_mean, 4)}"
+        assert line.endswith(f"ETA {progress.format_duration(left)}")
 
 
 def test_status_can_come_before_jax_is_imported(monkeypatch, capsys):

@@ -158,7 +158,8 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
     )
     main.add_argument(
         "--progress", action=argparse.BooleanOptionalAction,
-        help="status lines and a progress bar with ETA on stderr (default: on when stderr is a terminal)",
+        help="status lines and a progress bar with ETA on stderr (default: the bar on a terminal, else a plain "
+        "line per chunk: steps, steps/s, eval, ETA; --no-progress: neither)",
     )  # fmt: skip
 
 

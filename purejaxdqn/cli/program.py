@@ -175,7 +175,7 @@ def _options(plan: Plan) -> RunOptions:
 def _train(plan: Plan, mesh_shape: parallel.MeshShape, state: dict) -> tuple[int, runner.RunResult | None]:
     """Prepare and train; the exit status, and the result when it is 0."""
     main_process = distributed.is_main_process()
-    progress = ProgressBar(plan.config.actual_total_steps, enabled=plan.progress if main_process else False)
+    progress = ProgressBar(plan.config.actual_total_steps, enabled=plan.progress if main_process else False, runs=len(plan.runs))
     try:
         with runner.prepare(plan.config, plan.runs, plan.settings, _options(plan), mesh_shape=mesh_shape) as training:
             if plan.resume and training.start_chunk == 0 and main_process:

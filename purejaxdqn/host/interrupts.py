@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 
 
@@ -23,7 +24,7 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
-_deferring = {"depth": 0, "pending": None}
+_deferring = {"depth": 0, "pending": None, "holding": False}
 
 
 @contextlib.contextmanager
@@ -35,10 +36,15 @@ def interruptible(signals=(signal.SIGINT, signal.SIGTERM)):
         return
 
     def handler(signum, frame):
-        if _deferring["depth"]:
+        if _deferring["depth"]:  # a save is starting or finishing: it completes first
             _deferring["pending"] = signum
-            return
-        raise Interrupted(signum)
+        elif _deferring["holding"] and _deferring["pending"] is None:  # the first: finish the chunk
+            _deferring["pending"] = signum
+            if sys.stderr.isatty():  # someone pressed Ctrl-C: say why it is not instant
+                print(f"purejaxdqn: {signal.Signals(signum).name}: stopping once the chunk in flight is done and saved "
+                  "(again to stop now)", file=sys.stderr, flush=True)  # fmt: skip
+        else:
+            raise Interrupted(signum)
 
     previous = {s: signal.signal(s, handler) for s in signals}
     try:
@@ -57,7 +63,30 @@ def deferred():
         yield
     finally:
         _deferring["depth"] -= 1
-        signum = _deferring["pending"]
-        if not _deferring["depth"] and signum is not None:
-            _deferring["pending"] = None
-            raise Interrupted(signum)
+        if not _deferring["depth"] and not _deferring["holding"]:
+            raise_pending()
+
+
+@contextlib.contextmanager
+def held_to_chunk_end():
+    """Within the block, a first signal only marks the run to stop (`pending`): the chunk
+    loop finishes the chunk in flight, saves it and then calls `raise_pending`, so a stopped run
+    keeps its work and leaves no computation running while the process exits. A second signal
+    stops at once."""
+    _deferring["holding"] = True
+    try:
+        yield
+    finally:
+        _deferring["holding"] = False
+
+
+def pending() -> bool:
+    """Whether a signal arrived that has not raised yet."""
+    return _deferring["pending"] is not None
+
+
+def raise_pending() -> None:
+    """Raise Interrupted for the signal that arrived (if one did) and forget it."""
+    signum, _deferring["pending"] = _deferring["pending"], None
+    if signum is not None:
+        raise Interrupted(signum)

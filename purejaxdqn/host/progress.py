@@ -1,6 +1,7 @@
 """What the training command says on stderr while it works, built on rich: a status line from
 process start (importing, compiling N runs, compiled in X s), then a bar with env steps,
-steps/s, the latest eval return and the time left. Off when stderr is not a terminal.
+steps/s, the latest eval return and the time left. When stderr is not a terminal (a log file,
+a cluster job) and --progress is not given: a plain line per chunk instead of the bar.
 
 `WALL`, the process's wall clock: where the training command's own wall time goes (imports,
 JAX's start, planning, compile, run, saves, summary and plot), for summary.json's
@@ -112,17 +113,20 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def eta_seconds(steps: int, total: int, steps_per_s: float) -> float | None:
-    """Seconds left at the latest chunk's speed (None before any speed is known)."""
+def eta_seconds(steps: int, total: int, steps_per_s: float, runs: int = 1) -> float | None:
+    """Seconds left at the latest chunk's speed (None before any speed is known). `steps` and
+    `total` count one run's env steps; `steps_per_s` is summed over all `runs` (every device
+    and process), as the bar shows it: the runs advance together, each at steps_per_s / runs."""
     if steps_per_s <= 0 or not math.isfinite(steps_per_s):
         return None
-    return max(total - steps, 0) / steps_per_s
+    return max(total - steps, 0) * max(runs, 1) / steps_per_s
 
 
-def describe(steps: int, total: int, steps_per_s: float, eval_return: float | None) -> str:
-    """The text beside the bar: '60,000/200,000 steps | 41,000 steps/s | eval 212.4 | ETA 0:03'."""
+def describe(steps: int, total: int, steps_per_s: float, eval_return: float | None, runs: int = 1) -> str:
+    """The text beside the bar: '60,000/200,000 steps | 41,000 steps/s | eval 212.4 | ETA 0:03'
+    (steps of each run; steps/s of all runs together)."""
     eval_text = "-" if eval_return is None else f"{eval_return:.1f}"
-    eta = format_duration(eta_seconds(steps, total, steps_per_s))
+    eta = format_duration(eta_seconds(steps, total, steps_per_s, runs))
     return f"{steps:,}/{total:,} steps | {steps_per_s:,.0f} steps/s | eval {eval_text} | ETA {eta}"
 
 
@@ -145,15 +149,17 @@ def early_status(argv: list[str], text: str = "importing JAX ...") -> None:
 
 
 class ProgressBar:
-    """Status lines, then one bar redrawn on `stream` (stderr). Disabled: prints nothing.
+    """Status lines, then one bar redrawn on `stream` (stderr), for `runs` runs trained together.
 
-    `enabled=None` turns it on only when the stream is a terminal.
+    `enabled=None`: the bar on a terminal; on any other stream (a log file) plain lines instead,
+    one per note and one per chunk, so `tail -f` shows the run. `enabled=False`: nothing.
     """
 
-    def __init__(self, total_steps: int, enabled: bool | None = None, stream: TextIO | None = None):
+    def __init__(self, total_steps: int, enabled: bool | None = None, stream: TextIO | None = None, runs: int = 1):
         self.stream = stream or sys.stderr
         self.enabled = shown(enabled, self.stream)
-        self.total = total_steps
+        self.lines = enabled is None and not self.enabled
+        self.total, self.runs = total_steps, runs
         self._console = self._spinner = self._bar = self._task = None
 
     def _rich_console(self):
@@ -173,12 +179,17 @@ class ProgressBar:
 
     def note(self, text: str) -> None:
         """A permanent line (e.g. 'compiled 4 runs in 3.2 s'); ends the spinner."""
+        if self.lines:
+            self._line(text)
         if not self.enabled:
             return
         self._stop_spinner()
         self._rich_console().print(f"purejaxdqn: {text}", markup=False)
 
     def update(self, steps: int, steps_per_s: float, eval_return: float | None) -> None:
+        text = describe(steps, self.total, steps_per_s, eval_return, self.runs)
+        if self.lines:
+            self._line(text)
         if not self.enabled:
             return
         self._stop_spinner()
@@ -188,7 +199,11 @@ class ProgressBar:
             self._bar = Progress(BarColumn(bar_width=24), TextColumn("{task.description}"), console=self._rich_console())
             self._task = self._bar.add_task("", total=self.total)
             self._bar.start()
-        self._bar.update(self._task, completed=steps, description=describe(steps, self.total, steps_per_s, eval_return))
+        self._bar.update(self._task, completed=steps, description=text)
+
+    def _line(self, text: str) -> None:
+        self.stream.write(f"purejaxdqn: {text}\n")
+        self.stream.flush()
 
     def close(self) -> None:
         self._stop_spinner()

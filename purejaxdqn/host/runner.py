@@ -305,16 +305,20 @@ class Training:
         t_run = time.perf_counter() - init_s
         eval_seen = int((distributed.fetch(state.evals).step[0] > 0).sum())
         logger = ChunkLogger(b, self.run_dir.path if self.writing else None, self.options.tracking, timers, eval_seen)
+        # Single-host, a signal lets the chunk in flight finish and saves it (interrupts.held_to_chunk_end);
+        # multi-host it stops at once: a save is a collective, and the other processes got no signal.
+        hold = contextlib.nullcontext() if distributed.multi_host() else interrupts.held_to_chunk_end()
         try:
-            with logger:
+            with logger, hold:
                 for chunk in range(self.start_chunk, b.config.num_chunks):
                     state = self._one_chunk(program, state, chunk, logger, progress)
                     if saves is not None and chunk == self.start_chunk:
                         checkpointing.prefetch()
-                    if saves is not None and saves.due(chunk):
+                    if saves is not None and (saves.due(chunk) or interrupts.pending()):
                         with timers.timing("save_s"), interrupts.deferred():
                             ckpt = ckpt or checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
                             checkpointing.save(ckpt, chunk + 1, state, run_directory.trained_settings(b.config, b.runs))
+                    interrupts.raise_pending()
                 jax.block_until_ready(state)
         except BaseException as err:
             if distributed.multi_host() and not isinstance(err, NonFiniteError):

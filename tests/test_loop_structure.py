@@ -72,7 +72,7 @@ def test_opcode_of_hlo_lines():
 HALVES = (
     ["breakout", "freeway", "freeway,original,minatar-paper", "reference", "cartpole", "minigrid-empty",
      "minigrid-doorkey", "snake"],
-    ["asterix", "space-invaders", "acrobot", "mountaincar", "rainbow", "reference:branching", "craftax-classic"],
+    ["asterix", "space-invaders", "acrobot", "mountaincar", "rainbow", "reference:branching", "craftax-classic", "seaquest"],
 )
 SPECS = [spec for half in HALVES for spec in half if ":" not in spec]
 

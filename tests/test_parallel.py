@@ -103,7 +103,7 @@ def test_two_processes_on_localhost_run_one_program(tmp_path):
     results = finish_processes(procs)
     for p, (stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stderr[-3000:]
-    assert "2 process(es)" in results[0][0] and "final eval" not in results[1][0]
+    assert "2 processes" in results[0][0] and "final eval" not in results[1][0]
     assert (out / run_directory.SUMMARY_FILE).exists() and not (tmp_path / "runs").exists()
     summary = json.loads((out / run_directory.SUMMARY_FILE).read_text())
     assert summary["processes"] == 2 and summary["mesh"] == {"runs": 1, "data": 4}

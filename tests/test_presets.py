@@ -62,7 +62,7 @@ def test_presets_mapping_and_defaults_come_from_the_records():
     assert DEFAULT_PRESETS == {
         "CartPole-v1": "cartpole", "Acrobot-v1": "acrobot", "MountainCar-v0": "mountaincar",
         "Breakout-MinAtar": "breakout", "Freeway-MinAtar": "freeway", "Asterix-MinAtar": "asterix",
-        "SpaceInvaders-MinAtar": "space-invaders", "MiniGrid-Empty-8x8": "minigrid-empty",
+        "SpaceInvaders-MinAtar": "space-invaders", "Seaquest-MinAtar": "seaquest", "MiniGrid-Empty-8x8": "minigrid-empty",
         "MiniGrid-DoorKey-5x5": "minigrid-doorkey", "Snake-v1": "snake", "Craftax-Classic-Symbolic-v1": "craftax-classic",
     }  # fmt: skip
     for env_id, name in DEFAULT_PRESETS.items():

@@ -98,7 +98,27 @@ def test_iqm_and_table_against_numpy_reference():
         assert report.LAST_K == 3 and row["last_k_mean"] == pytest.approx(last.mean())
     assert report.summarize(runs, evals[:, :2], settings)[0]["last_k_mean"] == pytest.approx(evals[:5, :2].mean())
     assert rows[int(np.argmax([report.iqm(finals[:5]), report.iqm(finals[5:])]))]["best"]
-    assert report.format_table(rows).count("*") == 2  # the marked row and the legend line
+    for row, values in zip(rows, (finals[:5], finals[5:])):
+        assert row["se"] == pytest.approx(values.std(ddof=1) / np.sqrt(5)) and row["last_k"] == 3
+    assert report.summarize(runs, evals[:, :2], settings)[0]["last_k"] == 2
+    assert "last 2: mean of each seed's last 2 evals" in report.format_table(report.summarize(runs, evals[:, :2], settings))
+
+
+def test_the_sweep_table_stars_a_best_setting_only_when_it_clearly_leads():
+    """'*' only when every setting has 2+ seeds and the best mean leads each other's by more than
+    2 standard errors of the difference (NumPy's ddof=1 SE); otherwise the last line says why."""
+    runs, settings = runner.make_runs(SHORT, num_seeds=4, sweep={"lr": [1e-3, 1e-4]})
+    base = np.array([[100.0], [102.0], [98.0], [100.0]])  # mean 100, SE 0.816
+    table = lambda a, b: report.format_table(report.summarize(runs, np.concatenate([a, b]), settings))  # noqa: E731
+    clear = table(base, base + 2 * np.hypot(0.8165, 0.8165) + 0.1)
+    assert clear.count("*") == 2 and clear.splitlines()[2].startswith("* lr=0.0001")
+    close = table(base, base + 2 * np.hypot(0.8165, 0.8165) - 0.1)
+    assert "*" not in close and "within 2 standard errors" in close.splitlines()[-1]
+    one_seed_runs, one_seed_settings = runner.make_runs(SHORT, num_seeds=1, sweep={"lr": [1e-3, 1e-4]})
+    single = report.format_table(report.summarize(one_seed_runs, np.array([[0.0], [500.0]]), one_seed_settings))
+    assert "*" not in single and "one seed per setting" in single
+    alone_runs, alone = runner.make_runs(SHORT, num_seeds=3)
+    assert "*" not in report.format_table(report.summarize(alone_runs, np.array([[1.0], [2.0], [9.0]]), alone))
 
 
 def test_memory_estimate_and_refusal():

@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 
 from purejaxdqn import __version__
-from purejaxdqn.config import SWEEPABLE, Config, from_preset, presets
+from purejaxdqn.config import SWEEPABLE, Config, budget, from_preset, presets
 from purejaxdqn.envs import describe_ids
 from purejaxdqn.host import distributed, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, option_dest
@@ -265,6 +265,9 @@ def _add_settings(parser: argparse.ArgumentParser, defaults: Config) -> None:
         else:
             kwargs.update(type=str, choices=meta.get("choices"))
         groups[meta["group"]].add_argument(option(field.name), **kwargs)
+    for name, setting in budget.FRACTIONS.items():  # after the setting each one sets
+        group = groups[Config.__dataclass_fields__[setting].metadata["group"]]
+        group.add_argument(option(name), type=number, metavar="F", dest=name, help=budget.FRACTION_HELP[name])
 
 
 def _show(value) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from purejaxdqn.cli.parsers import TRAIN_PROG, Parser, UsageError, integer, negative_values_attached, number, option, train_parser
-from purejaxdqn.config import PRESETS, Config, ConfigError, check_used, from_preset, preset_names, validate
+from purejaxdqn.config import PRESETS, Config, budget, ConfigError, check_used, from_preset, preset_names, validate
 from purejaxdqn.config.batch import check_sweep_name, check_sweep_shape, make_batch
 from purejaxdqn.host import distributed, hardware, run_directory, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, cadence_defaults, option_dest
@@ -54,6 +54,7 @@ class Plan(NamedTuple):
     progress: bool | None  # None: on when stderr is a terminal
     devices: Devices
     command: list[str]  # as recorded in config.json
+    warnings: tuple[str, ...] = ()  # a new run's settings that do not fit it (config.budget), no preset, ...
 
 
 def make_plan(argv: list[str]) -> Plan:
@@ -170,6 +171,7 @@ def _cadence(given: dict, base: dict) -> dict:
 
 def _new_plan(given: dict, overrides: dict, common: dict) -> Plan:
     """A new run: from presets (or a saved config) plus the options given."""
+    notes = []
     if "config" in given:
         base = _read_base(given["config"])
         config, preset, rerun_of = base.config.replace(**overrides), base.preset, str(given["config"])
@@ -178,13 +180,38 @@ def _new_plan(given: dict, overrides: dict, common: dict) -> Plan:
         preset = ",".join(preset_names(given.get("preset"), overrides.get("env_id"))) or "none"
         config, rerun_of = from_preset(given.get("preset"), **overrides), None
         saved_seeds, saved_sweep = 1, {}
+        if preset == "none" and "preset" not in given:
+            notes.append(f"{config.env_id} has no tuned preset: the plain defaults (--preset none) with the options given")
+    config, overrides = _with_fractions(config, overrides, given)
+    if "num_chunks" not in given and (chunks := budget.chunks_for_exact_length(config)):
+        config = config.replace(num_chunks=chunks)  # the run exactly as long as asked
     validate(config)
     check_used(config, overrides)
     sweep = parse_sweep(given["sweep"], overrides) if "sweep" in given else saved_sweep
     num_seeds = given.get("num_seeds", saved_seeds)
     config, runs, settings = make_batch(config, num_seeds, sweep)  # max_grad_norm swept: clipping compiled in
+    notes += budget_notes(config, settings)
     return Plan(config, preset, num_seeds, sweep, runs, settings, given.get("output_dir"), given.get("overwrite", False), None,
-                rerun_of, cadence=_cadence(given, cadence_defaults()), **common)  # fmt: skip
+                rerun_of, cadence=_cadence(given, cadence_defaults()), **common, warnings=tuple(notes))  # fmt: skip
+
+
+def budget_notes(config: Config, settings: list[dict]) -> list[str]:
+    """The run's length when it is not the one asked, and schedules that do not fit it."""
+    return [n for n in [budget.length_note(config)] if n] + budget.warnings(config, settings)
+
+
+def _with_fractions(config: Config, overrides: dict, given: dict) -> tuple[Config, dict]:
+    """--exploration-fraction / --learning-starts-fraction as the step counts they stand for
+    (config.budget), which count as given settings from here on."""
+    fractions = {name: given[name] for name in budget.FRACTIONS if name in given}
+    swept = {spec.partition("=")[0].strip().replace("-", "_") for spec in given.get("sweep", [])}
+    for name in fractions:
+        setting = budget.FRACTIONS[name]
+        if setting in overrides or setting in swept:
+            given_as = f"--sweep {setting}" if setting in swept else option(setting)
+            raise ConfigError(option(name), f"contradicts {given_as}: give the steps or the fraction, not both")
+    steps = budget.from_fractions(config, fractions)
+    return config.replace(**steps), {**overrides, **steps}
 
 
 def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
@@ -223,6 +250,7 @@ def _resume_plan(given: dict, overrides: dict, common: dict) -> Plan:
         raise ConfigError("--num-processes", f"{run_dir} was made by {saved.processes} process(es), "
                           f"resumed by {num_processes}: resume it with as many (each restores its own shards)")  # fmt: skip
     config = saved.config
+    config, overrides = _with_fractions(config, overrides, given)
     differ = [f"{k} (saved {getattr(config, k)!r}, given {v!r})" for k, v in overrides.items() if getattr(config, k) != v]
     if given.get("num_seeds", saved.num_seeds) != saved.num_seeds:
         differ.append(f"num_seeds (saved {saved.num_seeds}, given {given['num_seeds']})")
@@ -231,4 +259,5 @@ def _resume_plan(given: dict, overrides: dict, common: dict) -> Plan:
     if differ:
         raise ConfigError("--resume", "settings differ from the saved run: " + "; ".join(differ))
     return Plan(config, saved.preset, saved.num_seeds, saved.sweep, saved.runs, saved.settings, run_dir, False, saved,
-                saved.rerun_of, cadence=_cadence(given, saved.checkpoint), **common)  # fmt: skip
+                saved.rerun_of, cadence=_cadence(given, saved.checkpoint), **common,
+                warnings=tuple(budget_notes(config, saved.settings)))  # fmt: skip

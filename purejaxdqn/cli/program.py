@@ -20,7 +20,7 @@ from purejaxdqn.cli.parsers import UsageError
 from purejaxdqn.cli.plan import Plan, make_plan
 from purejaxdqn.config import ConfigError
 from purejaxdqn.host import checkpointing, distributed, hardware, interrupts, memory, report, run_directory, runner, tracking
-from purejaxdqn.host.progress import WALL, ProgressBar
+from purejaxdqn.host.progress import WALL, ProgressBar, count
 from purejaxdqn.host.run_options import RunOptions
 
 EXIT_WRITE = 1  # a write failed (full disk, failed checkpoint save): earlier checkpoints are intact
@@ -158,17 +158,22 @@ def resume_mesh(saved: dict, runs: int | None, data: int | None, model: int | No
 
 
 def _warn(plan: Plan) -> None:
+    """The plan's warnings on stderr (process 0's; `--no-progress` silences them, summary.json
+    keeps them)."""
     config = plan.config
     if distributed.is_main_process() and config.eval_every >= config.actual_total_steps:
         print(f"{PROG}: warning: --eval-every {config.eval_every:,} is not below the run's {config.actual_total_steps:,} "
               "env steps: only the final evaluation runs (one point in curves.png)", file=sys.stderr)  # fmt: skip
+    if distributed.is_main_process() and plan.progress is not False and not plan.resume:  # said at its start
+        for line in plan.warnings:
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
 
 
 def _options(plan: Plan) -> RunOptions:
     return RunOptions(
         output_dir=plan.output_dir, overwrite=plan.overwrite, write_outputs=distributed.is_main_process(),
         resume=plan.resume is not None, command=plan.command, tracking=plan.tracking, preset=plan.preset,
-        rerun_of=plan.rerun_of,
+        rerun_of=plan.rerun_of, warnings=plan.warnings,
     ).with_cadence(plan.cadence)  # fmt: skip
 
 
@@ -203,13 +208,13 @@ def _print_result(plan: Plan, result: runner.RunResult, mesh_shape: parallel.Mes
         print(f"{config.env_id}: final eval return {s['final_eval_return_mean'][0]:.1f} "
               f"(min {s['final_eval_return_min'][0]:.1f}) after {config.actual_total_steps:,} env steps")  # fmt: skip
     else:
-        print(f"{config.env_id}: {len(runs)} runs ({len(plan.settings)} settings x {plan.num_seeds} seeds), "
+        print(f"{config.env_id}: {len(runs)} runs ({count(len(plan.settings), 'setting')} x {count(plan.num_seeds, 'seed')}), "
               f"{config.actual_total_steps:,} env steps each, one compiled program")  # fmt: skip
         print(report.format_table(result.table))
     processes = s["processes"]
     if mesh_shape.size > 1 or processes > 1:
         model = f" x {mesh_shape.model} (model)" if mesh_shape.model > 1 else ""
-        print(f"mesh: {mesh_shape.runs} (runs) x {mesh_shape.data} (data){model} devices, {processes} process(es)")
+        print(f"mesh: {mesh_shape.runs} (runs) x {mesh_shape.data} (data){model} devices, {count(processes, 'process')}")
     if started.on_cpu and started.cpu_devices and started.cpu_devices > 1 and mesh_shape.runs > 1:
         print(f"cpu: runs split over {mesh_shape.runs} host devices, one per core (--cpu-devices 1 to turn off)")
     if plan.resume and s["resumed_from_chunk"]:
@@ -217,7 +222,8 @@ def _print_result(plan: Plan, result: runner.RunResult, mesh_shape: parallel.Mes
     print(
         f"compile {s['compile_s']:.1f} s | run {s['run_s']:.1f} s | "
         f"{s['env_steps_per_s']:,.0f} env steps/s | {s['updates_per_s']:,.0f} updates/s"
-        + (f" (whole run, {s['segments']} processes)" if s.get("segments", 1) > 1 else "")
+        + (f" (the whole run: {s['segments']} segments, its start and {count(s['segments'] - 1, 'resume')})"
+           if s.get("segments", 1) > 1 else "")  # fmt: skip
     )
     print(f"outputs: {plan.output_dir}")
     for line in tracking.where(plan.tracking, plan.output_dir, len(runs)):

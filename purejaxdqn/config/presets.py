@@ -168,6 +168,7 @@ RECORDS: tuple[Preset, ...] = (
     Preset(
         "space-invaders", _MINATAR_SUMMARY, {**_MINATAR, "env_id": "SpaceInvaders-MinAtar"}, _MINATAR_NOTES, default=True
     ),
+    Preset("seaquest", _MINATAR_SUMMARY, {**_MINATAR, "env_id": "Seaquest-MinAtar"}, _MINATAR_NOTES, default=True),
     # The other families (purejaxdqn/envs): settings written down once, not tuned; the learning
     # suite judges them on unseen seeds (BENCHMARKS.md, "Env families").
     Preset("minigrid-empty", _MINIGRID_SUMMARY, {**_MINIGRID, "env_id": "MiniGrid-Empty-8x8"}, _MINIGRID_NOTES, default=True),

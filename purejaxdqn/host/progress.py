@@ -130,8 +130,13 @@ def describe(steps: int, total: int, steps_per_s: float, eval_return: float | No
     return f"{steps:,}/{total:,} steps | {steps_per_s:,.0f} steps/s | eval {eval_text} | ETA {eta}"
 
 
+def count(n: int, noun: str) -> str:
+    """1 -> '1 run', 4 -> '4 runs' ('process' -> 'processes')."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
+
+
 def runs_text(num_runs: int) -> str:
-    return f"{num_runs} run" if num_runs == 1 else f"{num_runs} runs"
+    return count(num_runs, "run")
 
 
 def shown(enabled: bool | None, stream: TextIO) -> bool:

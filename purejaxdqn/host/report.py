@@ -28,22 +28,25 @@ LAST_K = 3
 
 
 def summarize(runs: list[dict], eval_returns, settings: list[dict]) -> list[dict]:
-    """One row per setting: mean, std (ddof 0), IQM, min and max over its seeds of the final
-    eval return, and `last_k_mean`: the mean over seeds of each seed's mean of its last
-    `LAST_K` evals (fewer when the run had fewer).
+    """One row per setting: mean, std (ddof 0), its standard error (ddof 1; 0 for one seed),
+    IQM, min and max over its seeds of the final eval return, and `last_k_mean`: the mean over
+    seeds of each seed's mean of its last `last_k` evals (`LAST_K`, or all of them when the run
+    had fewer).
 
     `runs[i]["setting"]` indexes `settings`; `eval_returns[i]` is run i's eval returns in order.
     """
     eval_returns = np.asarray(eval_returns, dtype=np.float64)
-    final, last_k = eval_returns[:, -1], eval_returns[:, -LAST_K:].mean(axis=1)
+    last = min(LAST_K, eval_returns.shape[1])
+    final, last_k = eval_returns[:, -1], eval_returns[:, -last:].mean(axis=1)
     rows = []
     for index, setting in enumerate(settings):
         members = [i for i, r in enumerate(runs) if r["setting"] == index]
         values = final[members]
+        se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
         rows.append({
             "setting": index, "label": setting_label(setting), **setting, "seeds": len(values),
-            "mean": float(values.mean()), "std": float(values.std()), "iqm": iqm(values),
-            "min": float(values.min()), "max": float(values.max()), "last_k_mean": float(last_k[members].mean()),
+            "mean": float(values.mean()), "std": float(values.std()), "se": se, "iqm": iqm(values),
+            "min": float(values.min()), "max": float(values.max()), "last_k": last, "last_k_mean": float(last_k[members].mean()),
         })  # fmt: skip
     return mark_best(rows)
 
@@ -56,19 +59,46 @@ def mark_best(rows: list[dict]) -> list[dict]:
     return rows
 
 
+SEPARATION = 2.0  # standard errors of the difference by which the best mean must lead
+
+
+def why_no_clear_best(rows: list[dict]) -> str | None:
+    """None when the best row (highest IQM) is clearly best: every setting has 2+ seeds and its
+    mean leads every other setting's by more than SEPARATION standard errors of the difference
+    (sqrt(se_a^2 + se_b^2)); else why no setting should be called best."""
+    if len(rows) < 2:
+        return "one setting"
+    if min(r["seeds"] for r in rows) < 2:
+        return "one seed per setting cannot tell settings apart (--num-seeds 2 or more)"
+    best = next(r for r in rows if r["best"])
+    for other in rows:
+        if other is not best and best["mean"] - other["mean"] <= SEPARATION * np.hypot(best["se"], other["se"]):
+            return (f"no setting is marked best: {best['label']} and {other['label']} are within {SEPARATION:g} "
+                    f"standard errors of each other over {min(best['seeds'], other['seeds'])} seeds")  # fmt: skip
+    return None
+
+
 def format_table(rows: list[dict]) -> str:
-    """A plain-text table; the best setting (highest IQM, then mean) is marked with '*'."""
+    """A plain-text table; the best setting (highest IQM, then mean) is marked with '*' only
+    when it clearly leads (`why_no_clear_best`), else the last line says why none is."""
     label_width = max(len("setting"), *(len(r["label"]) for r in rows))
-    lines = [f"  {'setting':<{label_width}}  seeds    mean     std     IQM     min     max  last {LAST_K}"]
+    k = rows[0].get("last_k", LAST_K)
+    unclear = why_no_clear_best(rows)
+    lines = [f"  {'setting':<{label_width}}  seeds    mean     std     IQM     min     max  last {k}"]
     for r in rows:
-        mark = "*" if r["best"] else " "
+        mark = "*" if r["best"] and unclear is None else " "
         last = f"{r['last_k_mean']:>7.1f}" if "last_k_mean" in r else "      -"
         lines.append(
             f"{mark} {r['label']:<{label_width}}  {r['seeds']:>5}  {r['mean']:>6.1f}  {r['std']:>6.1f}"
             f"  {r['iqm']:>6.1f}  {r['min']:>6.1f}  {r['max']:>6.1f}  {last}"
         )
-    lines.append(f"final eval return across seeds (last {LAST_K}: mean of each seed's last {LAST_K} evals); "
-                 "* = best setting (by IQM)")  # fmt: skip
+    evals = "each seed's last eval" if k == 1 else f"each seed's last {k} evals"
+    legend = f"final eval return across seeds (last {k}: mean of {evals})"
+    if unclear is None:
+        legend += f"; * = best setting (by IQM), its mean over {SEPARATION:g} standard errors above every other's"
+    elif unclear != "one setting":
+        legend += f"; {unclear}"
+    lines.append(legend)
     return "\n".join(lines)
 
 

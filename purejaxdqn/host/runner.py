@@ -381,6 +381,7 @@ class Training:
             "checkpoint_save_s": timers.save_s,
             "logging_s": timers.log_s,
             "resumed_from_chunk": self.start_chunk if resumed else None,
+            "warnings": list(self.options.warnings),
             "total_s": None,  # set last, once everything is written
             "env_steps_per_s": config.actual_total_steps * len(runs) / timing["run_s"],
             "updates_per_s": int(np.asarray(final_updates).sum()) / timing["run_s"],

@@ -76,7 +76,7 @@ def _evaluate(args) -> int:
 
     from purejaxdqn.host import runner
     from purejaxdqn.host.checkpointing import CheckpointError, quiet_logs
-    from purejaxdqn.host.policy import load_policy
+    from purejaxdqn.host.policy import describe_run, load_policy
     from purejaxdqn.host.run_directory import RunDirError
 
     quiet_logs()
@@ -94,9 +94,10 @@ def _evaluate(args) -> int:
         return 2
     epsilon = policy.config.eval_epsilon if args.epsilon is None else args.epsilon
     returns = policy.play(args.episodes, args.seed, epsilon)
-    which = f"checkpoint after chunk {policy.step}, run {args.run}"
+    run = describe_run(policy.run)
+    which = f"checkpoint after chunk {policy.step}, {run}"
     if policy.best_eval is not None:
-        which = f"best evaluation up to chunk {policy.step}: env step {policy.best_eval[0]:,}, return {policy.best_eval[1]:.1f}; run {args.run}"
+        which = f"best evaluation up to chunk {policy.step}: env step {policy.best_eval[0]:,}, return {policy.best_eval[1]:.1f}; {run}"
     played = f"epsilon-greedy episodes (epsilon {epsilon:g})" if epsilon > 0 else "greedy episodes"
     print(
         f"{policy.config.env_id}: {args.episodes} {played} ({which}): mean return {returns.mean():.2f} "

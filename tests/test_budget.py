@@ -11,7 +11,7 @@ import pytest
 from purejaxdqn import Config, ConfigError, cli
 from purejaxdqn.cli import make_plan
 from purejaxdqn.config import budget
-from purejaxdqn.host import run_directory
+from purejaxdqn.host import report, run_directory
 
 from tiny import TINY
 
@@ -121,3 +121,17 @@ def test_warnings_go_to_stderr_and_summary_json_but_not_with_no_progress_or_on_r
     assert cli.main([*args, "--output-dir", str(tmp_path / "quiet")]) == 0
     assert "warning" not in capsys.readouterr().err
     assert json.loads((tmp_path / "quiet" / run_directory.SUMMARY_FILE).read_text())["warnings"] == summary["warnings"]
+
+
+def test_a_c51_support_too_narrow_for_the_returns_is_warned_at_the_end(tmp_path, capsys):
+    """CartPole's +1 per step against a [-0.5, 0.5] support: the projected targets pile on v_max,
+    the last chunk's mean Q sits at its end and the command says so; [0, 100] fits and is quiet."""
+    assert report.support_warning(-10, 10, [9.5, None, 3.0]).startswith("the C51 support [-10, 10] looks too narrow")
+    assert "--v-min" in report.support_warning(-10, 10, [-9.8]) and report.support_warning(-10, 10, [0.0, None]) is None
+    for support, warned in ((["--v-min", "-0.5", "--v-max", "0.5"], True), (["--v-min", "0", "--v-max", "100"], False)):
+        out = tmp_path / support[-1]
+        fast = ["--lr", "0.01", "--update-every", "1", "--target-update-every", "10"]  # 2,501 updates
+        assert cli.main([*TINY, *fast, "--distributional", *support, "--output-dir", str(out)]) == 0
+        q = json.loads((out / run_directory.SUMMARY_FILE).read_text())["last_chunk_q_mean"]
+        assert ("looks too narrow" in capsys.readouterr().err) == warned, q
+        assert q[0] >= 0.45 if warned else 0 < q[0] < 90

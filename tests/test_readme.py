@@ -135,3 +135,13 @@ def test_readme_parsing_sees_every_example():
     assert run_command(["pip", "install", "-e", "."], Path("."))[0] == "skipped"
     with pytest.raises(AssertionError, match="not covered"):
         run_command(["python", "-m", "purejaxdqn.unknown"], Path("."))
+
+
+def test_the_contents_list_is_the_readme_sections():
+    """The list at the top names every `## ` section, in order, with GitHub's anchors."""
+    text = README.read_text()
+    heads = re.findall(r"^## (.+)$", text, re.M)
+    anchor = lambda h: re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")  # noqa: E731
+    listed = text.split("Contents:\n\n", 1)[1].split("\n\n", 1)[0]
+    assert listed == "\n".join(f"- [{h}](#{anchor(h)})" for h in heads)
+    assert heads[0] == "Two commands for a fresh machine"

@@ -160,6 +160,8 @@ def test_policy_play_is_what_evaluate_reports(finished, capsys):
     assert evaluate.main([str(finished), "--run", "1", "--episodes", "6", "--seed", "4", "--epsilon", "0"]) == 0
     out = capsys.readouterr().out
     assert "6 greedy episodes" in out and f"mean return {returns.mean():.2f} +- {returns.std():.2f}" in out
+    assert "run 1 (seed 1, lr=0.001)" in out  # which of the 2 seeds x 2 learning rates
+    assert repr(policy) == "Policy(CartPole-v1, run 1 (seed 1, lr=0.001), checkpoint 3, mlp 16, 2 actions)"
 
 
 def test_keep_best_is_offered_beside_the_final_policy(finished, tmp_path, capsys):

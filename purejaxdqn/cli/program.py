@@ -204,6 +204,8 @@ def _train(plan: Plan, mesh_shape: parallel.MeshShape, state: dict) -> tuple[int
 
 def _print_result(plan: Plan, result: runner.RunResult, mesh_shape: parallel.MeshShape, started: JaxStarted) -> None:
     config, runs, s = plan.config, plan.runs, result.summary
+    if config.distributional and (warning := report.support_warning(config.v_min, config.v_max, s["last_chunk_q_mean"])):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     if len(runs) == 1:
         print(f"{config.env_id}: final eval return {s['final_eval_return_mean'][0]:.1f} "
               f"(min {s['final_eval_return_min'][0]:.1f}) after {config.actual_total_steps:,} env steps")  # fmt: skip

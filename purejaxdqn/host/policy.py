@@ -25,6 +25,14 @@ from purejaxdqn.host import checkpointing, run_directory
 from purejaxdqn.host.run_directory import RunDirError
 
 
+def describe_run(run: dict | None) -> str:
+    """'run 5 (seed 2, lr=0.0003)': a run of a batch by its index, seed and swept values."""
+    if run is None:
+        return "run ?"
+    swept = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items() if k not in ("run", "seed", "setting")]
+    return f"run {run['run']} (seed {run['seed']}{''.join(', ' + s for s in swept)})"
+
+
 class Policy(NamedTuple):
     config: Config
     params: Any  # online parameters of the chosen run
@@ -32,6 +40,14 @@ class Policy(NamedTuple):
     spec: EnvSpec  # the run's env: observation shape, action mask
     step: int  # the checkpoint read (chunks done)
     best_eval: tuple[int, float] | None = None  # best=True: (env step, mean return) of that evaluation
+    run: dict | None = None  # which run of its directory: {"run", "seed", "setting", and the swept values}
+
+    def __repr__(self) -> str:
+        """One line (the parameters themselves are left out: print(policy.params) shows them)."""
+        layers = "-".join(map(str, self.config.widths))
+        best = f", best eval {self.best_eval[1]:.1f} at step {self.best_eval[0]:,}" if self.best_eval else ""
+        return (f"Policy({self.config.env_id}, {describe_run(self.run)}, checkpoint {self.step}, "
+                f"{self.config.torso} {layers}, {self.spec.num_actions} actions{best})")  # fmt: skip
 
     @property
     def obs_shape(self) -> tuple[int, ...]:
@@ -93,10 +109,10 @@ def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = Fal
     )
     if not best:
         params = checkpointing.restore_params(run_dir, step, abstract)
-        return Policy(config, jax.tree.map(lambda x: x[run], params), network, venv.spec, step)
+        return Policy(config, jax.tree.map(lambda x: x[run], params), network, venv.spec, step, run=record.runs[run])
     per_run = lambda dtype: jax.ShapeDtypeStruct((num_runs,), dtype, sharding=device)  # noqa: E731
     kept = checkpointing.restore_best(run_dir, step, BestParams(abstract, per_run(jnp.int32), per_run(jnp.float32)))
     if int(kept.step[run]) == 0:
         raise RunDirError(f"checkpoint {step} of {run_dir} comes before run {run}'s first evaluation: no best parameters yet")
     params = jax.tree.map(lambda x: x[run], kept.params)
-    return Policy(config, params, network, venv.spec, step, (int(kept.step[run]), float(kept.mean[run])))
+    return Policy(config, params, network, venv.spec, step, (int(kept.step[run]), float(kept.mean[run])), record.runs[run])

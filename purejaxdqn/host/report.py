@@ -102,6 +102,25 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+EDGE = 0.1  # of the C51 support's width: mean Q-values this close to an end are piled up there
+
+
+def support_warning(v_min: float, v_max: float, q_means) -> str | None:
+    """A C51 run whose last chunk's mean Q-values (one per run; NaN where no update ran) sit at
+    an end of its support [v_min, v_max]: the returns do not fit it, so the support clips them
+    (e.g. the Rainbow preset's [-10, 10] on CartPole, whose returns reach 100 at gamma 0.99)."""
+    q = np.asarray([np.nan if x is None else x for x in q_means], dtype=np.float64)
+    q = q[np.isfinite(q)]
+    if not len(q):
+        return None
+    low, high = v_min + EDGE * (v_max - v_min), v_max - EDGE * (v_max - v_min)
+    if q.max() < high and q.min() > low:
+        return None
+    edge, value = ("--v-max", q.max()) if q.max() >= high else ("--v-min", q.min())
+    return (f"the C51 support [{v_min:g}, {v_max:g}] looks too narrow for this env's returns: mean Q-values reached "
+            f"{value:.2f}, at its end; widen it ({edge}) to the discounted returns the env can give")
+
+
 MARKER_POINTS = 20  # curves with at most this many points get a marker on every point
 
 

@@ -346,11 +346,14 @@ class Training:
         """curves.png, then summary.json (with the process's wall split, when it keeps one:
         progress.WALL) and the result."""
         b, t_finish, cpu_finish = self.batch, time.perf_counter(), time.process_time()
-        evals, final_updates = distributed.fetch((state.evals, state.learner.updates))
+        evals, final_updates, stats = distributed.fetch((state.evals, state.learner.updates, state.stats))
         resumed = self.run_dir is not None and self.run_dir.resumed
         earlier = self.run_dir.path if resumed and self.writing else None
         timing = _whole_run_timing(earlier, self.start_chunk, program.compile_s, run_s)
         summary = self._summary(evals, final_updates, timing, timers)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a run without updates in its last chunk: None
+            q_mean = np.asarray(stats.q_sum, np.float64) / np.asarray(stats.updates)
+        summary["last_chunk_q_mean"] = [float(q) if np.isfinite(q) else None for q in q_mean]
         summary["total_s"] = time.perf_counter() - self.t_begin
         summary["settings"] = table = report.summarize(b.runs, evals.mean, b.settings)
         if self.writing:

@@ -27,6 +27,7 @@ Two layouts of the same algorithm (`config.loop`), bit-identical in what they co
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -44,7 +45,8 @@ from purejaxdqn.envs import VecEnv, env_from_config
 
 
 class ChunkStats(NamedTuple):
-    """Statistics of the current chunk, reset at each chunk start; never fed back into training."""
+    """Statistics of the current chunk, reset at each chunk start; never fed back into training.
+    The sums are scalars, or with `log_every` one entry per window of the chunk ([log_windows])."""
 
     updates: jax.Array
     loss_sum: jax.Array
@@ -56,10 +58,11 @@ class ChunkStats(NamedTuple):
     params_finite: jax.Array  # bool: all online parameters finite at the chunk's end
 
     @classmethod
-    def fresh(cls) -> "ChunkStats":
+    def fresh(cls, windows: int = 1) -> "ChunkStats":
+        zeros = partial(jnp.zeros, () if windows == 1 else (windows,))
         return cls(
-            jnp.int32(0), jnp.float32(0), jnp.float32(0), jnp.int32(0), jnp.float32(0), jnp.int32(0),
-            jnp.int32(-1), jnp.bool_(True),
+            zeros(dtype=jnp.int32), zeros(dtype=jnp.float32), zeros(dtype=jnp.float32), zeros(dtype=jnp.int32),
+            zeros(dtype=jnp.float32), zeros(dtype=jnp.int32), jnp.int32(-1), jnp.bool_(True),
         )  # fmt: skip
 
 
@@ -231,7 +234,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             key=run_key,
             episode_return=jnp.zeros(local_envs, jnp.float32),
             episode_length=jnp.zeros(local_envs, jnp.int32),
-            stats=ChunkStats.fresh(),
+            stats=ChunkStats.fresh(c.log_windows),
             evals=EvalLog(
                 step=jnp.zeros(n_evals, jnp.int32),
                 mean=jnp.full(n_evals, jnp.nan, jnp.float32),
@@ -239,6 +242,13 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             ),
             best=BestParams(learner.params, jnp.int32(0), jnp.float32(-jnp.inf)) if c.keep_best else None,
         )
+
+    def window_add(env_steps, total, value):
+        """`total + value`, into the logging window (`log_every`) of the env step counter
+        `env_steps` (after the step the value belongs to) where the chunk has several."""
+        if c.log_windows == 1:
+            return total + value
+        return total.at[((env_steps - 1) % c.chunk_steps) // c.log_every].add(value)
 
     def act(params, obs, env_steps, hp: HParams, explore_key, action_key) -> jax.Array:
         """1. Epsilon-greedy actions on the current observations."""
@@ -253,10 +263,11 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         episode_return = state.episode_return + res.reward
         episode_length = state.episode_length + 1
         done = res.terminated | res.truncated
+        add = partial(window_add, state.env_steps + c.num_envs)
         stats = state.stats._replace(
-            episodes=state.stats.episodes + global_sum(done.sum(dtype=jnp.int32)),
-            return_sum=state.stats.return_sum + global_sum(jnp.where(done, episode_return, 0.0).sum()),
-            length_sum=state.stats.length_sum + global_sum(jnp.where(done, episode_length, 0).sum(dtype=jnp.int32)),
+            episodes=add(state.stats.episodes, global_sum(done.sum(dtype=jnp.int32))),
+            return_sum=add(state.stats.return_sum, global_sum(jnp.where(done, episode_return, 0.0).sum())),
+            length_sum=add(state.stats.length_sum, global_sum(jnp.where(done, episode_length, 0).sum(dtype=jnp.int32))),
         )
         return state._replace(
             env_steps=state.env_steps + c.num_envs,
@@ -292,10 +303,11 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         new_learner = placed(new_learner)
         new_tree = replay.update_priorities(replay_state, batch, metrics.priority_signal, hp, active).priorities
         first_bad = (stats.nonfinite_step < 0) & ~jnp.isfinite(metrics.loss)
+        add = partial(window_add, state.env_steps)
         new_stats = stats._replace(
-            updates=stats.updates + 1,
-            loss_sum=stats.loss_sum + metrics.loss,
-            q_sum=stats.q_sum + metrics.q_mean,
+            updates=add(stats.updates, 1),
+            loss_sum=add(stats.loss_sum, metrics.loss),
+            q_sum=add(stats.q_sum, metrics.q_mean),
             nonfinite_step=jnp.where(first_bad, state.env_steps, stats.nonfinite_step),
         )
         new = jax.lax.optimization_barrier((new_learner, new_tree, new_stats))
@@ -410,7 +422,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
 
     def run_chunk(state: TrainState, hp: HParams) -> TrainState:
         """One chunk, with fresh per-chunk statistics."""
-        state = chunk_iterations(state._replace(stats=ChunkStats.fresh()), hp)
+        state = chunk_iterations(state._replace(stats=ChunkStats.fresh(c.log_windows)), hp)
         finite = jnp.all(jnp.array([jnp.isfinite(x).all() for x in jax.tree.leaves(state.learner.params)]))
         return state._replace(stats=state.stats._replace(params_finite=finite))
 

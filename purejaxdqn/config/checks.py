@@ -259,6 +259,9 @@ def _check_replay_fills(c: Config) -> None:
         )
 
 
+MAX_LOG_WINDOWS = 1_000  # metrics rows per chunk and run (--log-every): the per-chunk fetch stays small
+
+
 def _check_schedule(c: Config) -> None:
     if c.eval_every < c.num_envs:
         raise ConfigError(
@@ -268,6 +271,12 @@ def _check_schedule(c: Config) -> None:
         raise ConfigError(
             "--num-chunks", f"{c.num_chunks} chunks is more than the run's {math.ceil(c.total_steps / c.num_envs)} iterations"
         )
+    if c.log_every < 0 or c.log_every % c.num_envs:
+        raise ConfigError("--log-every", f"must be 0 or a positive multiple of --num-envs {c.num_envs} (env steps come "
+                          f"{c.num_envs} at a time), got {c.log_every}")  # fmt: skip
+    if c.log_windows > MAX_LOG_WINDOWS:
+        raise ConfigError("--log-every", f"{c.log_every} gives {c.log_windows:,} rows per chunk of {c.chunk_steps:,} env "
+                          f"steps, over {MAX_LOG_WINDOWS:,}: use a larger --log-every or more --num-chunks")  # fmt: skip
     if isinstance(c.unroll, bool) or not isinstance(c.unroll, int) or c.unroll < 0:
         raise ConfigError("--unroll", f"must be 0 (the backend's default) or a positive integer, got {c.unroll!r}")
     if c.loop == "static" and schedule.chunk_schedule(c) is None:

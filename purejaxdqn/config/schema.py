@@ -36,7 +36,8 @@ SEED_LIMIT = 2**32  # seeds are uint32
 
 # Settings added after runs were first saved, with the value that reproduces what a run saved
 # before them did (its config.json lacks them); any other missing setting is refused.
-ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "branching", "unroll": 0, "time_limit": 0}
+ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "branching", "unroll": 0, "time_limit": 0,
+               "log_every": 0}  # fmt: skip
 
 
 def _field(default, help: str, group: str, **kw):
@@ -86,6 +87,10 @@ class Config:
     eval_every: int = _field(
         25_000, "env steps between evaluations (and one at the end)", "run"
     )
+    log_every: int = _field(
+        0, "env steps between metrics.jsonl rows (and tracker points) within a chunk: loss, Q, episodes and "
+        "returns per window; 0 = one row per chunk", "run",
+    )  # fmt: skip
     eval_epsilon: float = _field(
         0.01,
         "evaluation plays epsilon-greedy with this epsilon, so the episodes of a deterministic env differ "
@@ -184,6 +189,17 @@ class Config:
     @property
     def iterations_per_chunk(self) -> int:
         return math.ceil(math.ceil(self.total_steps / self.num_envs) / self.num_chunks)
+
+    @property
+    def chunk_steps(self) -> int:
+        """Env steps of one chunk."""
+        return self.iterations_per_chunk * self.num_envs
+
+    @property
+    def log_windows(self) -> int:
+        """metrics.jsonl rows per chunk and run: windows of `log_every` env steps (the last one
+        may be shorter), or 1 (the whole chunk)."""
+        return math.ceil(self.chunk_steps / self.log_every) if self.log_every else 1
 
     @property
     def actual_total_steps(self) -> int:

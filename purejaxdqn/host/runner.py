@@ -352,7 +352,7 @@ class Training:
         timing = _whole_run_timing(earlier, self.start_chunk, program.compile_s, run_s)
         summary = self._summary(evals, final_updates, timing, timers)
         with np.errstate(invalid="ignore", divide="ignore"):  # a run without updates in its last chunk: None
-            q_mean = np.asarray(stats.q_sum, np.float64) / np.asarray(stats.updates)
+            q_mean = np.asarray(stats.q_sum, np.float64).reshape(len(b.runs), -1).sum(1) / np.asarray(stats.updates).reshape(len(b.runs), -1).sum(1)
         summary["last_chunk_q_mean"] = [float(q) if np.isfinite(q) else None for q in q_mean]
         summary["total_s"] = time.perf_counter() - self.t_begin
         summary["settings"] = table = report.summarize(b.runs, evals.mean, b.settings)
@@ -447,7 +447,7 @@ class ChunkLogger:
     def log(self, chunk: int, out: ChunkOutputs, **timing: float) -> float | None:
         """Log one chunk (`timing`: chunk_s and env_steps_per_s, added to its metric rows);
         returns the mean of the latest eval returns (None before any)."""
-        metric_rows, eval_rows = _chunk_rows(chunk, self.batch.runs, out, self.eval_seen, self.host_hp)
+        metric_rows, eval_rows = _chunk_rows(chunk, self.batch.runs, out, self.eval_seen, self.host_hp, self.batch.config)
         self.eval_seen = int((out.evals.step[0] > 0).sum())
         for row in metric_rows:
             row.update(timing)
@@ -484,8 +484,9 @@ def eval_working_bytes(config: Config) -> int:
     return 2 * (memory.state_bytes((obs, env_state)) + q_values)
 
 
-def _chunk_rows(chunk: int, runs: list[dict], out: ChunkOutputs, eval_seen: int, host_hp: HParams):
-    """metrics.jsonl rows (one per run) and evals.jsonl rows (new evals) after a chunk."""
+def _chunk_rows(chunk: int, runs: list[dict], out: ChunkOutputs, eval_seen: int, host_hp: HParams, config: Config):
+    """metrics.jsonl rows (one per run, or with `log_every` one per run and window of the
+    chunk, in env-step order) and evals.jsonl rows (new evals) after a chunk."""
     env_steps, updates, stats, evals = out
     eval_done = int((evals.step[0] > 0).sum())
     eval_rows = [
@@ -493,21 +494,31 @@ def _chunk_rows(chunk: int, runs: list[dict], out: ChunkOutputs, eval_seen: int,
          "eval_return_mean": float(evals.mean[i, j]), "eval_return_min": float(evals.min[i, j])}
         for j in range(eval_seen, eval_done) for i, r in enumerate(runs)
     ]  # fmt: skip
-    epsilon = np.asarray(linear_epsilon(env_steps, host_hp.eps_start, host_hp.eps_end, host_hp.eps_decay_steps))
+    windowed = config.log_windows > 1
+    sums = [np.asarray(x).reshape(len(runs), -1) for x in (stats.updates, stats.loss_sum, stats.q_sum, stats.episodes,
+                                                            stats.return_sum, stats.length_sum)]  # fmt: skip
+    n_upd, loss, q, n_ep, ret, length = sums
+    ends = int(env_steps) - config.chunk_steps + np.minimum((np.arange(n_upd.shape[1]) + 1) * max(config.log_every, 1), config.chunk_steps)
+    ends[-1] = int(env_steps)
+    epsilon = np.asarray(linear_epsilon(ends[None, :], np.asarray(host_hp.eps_start)[:, None], np.asarray(host_hp.eps_end)[:, None],
+                                        np.asarray(host_hp.eps_decay_steps)[:, None]))  # fmt: skip
+    after = np.asarray(updates)[:, None] - (n_upd[:, ::-1].cumsum(axis=1)[:, ::-1] - n_upd)  # cumulative at each window's end
     metric_rows = []
-    for i, r in enumerate(runs):
-        n_upd, n_ep = int(stats.updates[i]), int(stats.episodes[i])
-        metric_rows.append({
-            "chunk": chunk, **r,
-            "env_steps": int(env_steps), "updates": int(updates[i]),
-            "epsilon": float(epsilon[i]),
-            "loss": float(stats.loss_sum[i]) / n_upd if n_upd else None,
-            "q_mean": float(stats.q_sum[i]) / n_upd if n_upd else None,
-            "episodes": n_ep,
-            "train_return": float(stats.return_sum[i]) / n_ep if n_ep else None,
-            "train_length": float(stats.length_sum[i]) / n_ep if n_ep else None,
-            "eval_return_mean": float(evals.mean[i, eval_done - 1]) if eval_done else None,
-        })  # fmt: skip
+    for w, end in enumerate(ends):
+        seen = int((evals.step[0, :eval_done] <= end).sum())  # evals done by the window's end
+        for i, r in enumerate(runs):
+            u, e = int(n_upd[i, w]), int(n_ep[i, w])
+            metric_rows.append({
+                "chunk": chunk, **({"window": w} if windowed else {}), **r,
+                "env_steps": int(end), "updates": int(after[i, w]),
+                "epsilon": float(epsilon[i, w]),
+                "loss": float(loss[i, w]) / u if u else None,
+                "q_mean": float(q[i, w]) / u if u else None,
+                "episodes": e,
+                "train_return": float(ret[i, w]) / e if e else None,
+                "train_length": float(length[i, w]) / e if e else None,
+                "eval_return_mean": float(evals.mean[i, seen - 1]) if seen else None,
+            })  # fmt: skip
     return metric_rows, eval_rows
 
 

@@ -266,16 +266,22 @@ def mp4_writer_missing() -> str | None:
 
 
 def _write_mp4(frames: list[np.ndarray], path: Path, fps: int) -> None:
-    """H.264 MP4 (yuv420p: plays in browsers) through imageio-ffmpeg's ffmpeg."""
+    """H.264 MP4 (yuv420p: plays in browsers) through imageio-ffmpeg's ffmpeg. Its subprocess
+    execs at once after the fork, so JAX's warning about forking a multithreaded process is moot
+    (and would be a stray line on stderr)."""
+    import warnings
+
     import imageio_ffmpeg
 
     height, width = frames[0].shape[:2]
-    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=fps, codec="libx264", macro_block_size=BLOCK,
-                                         output_params=["-f", "mp4", "-movflags", "+faststart"], ffmpeg_log_level="error")  # fmt: skip
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame, np.uint8))
-    writer.close()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=fps, codec="libx264", macro_block_size=BLOCK,
+                                             output_params=["-f", "mp4", "-movflags", "+faststart"], ffmpeg_log_level="error")  # fmt: skip
+        writer.send(None)
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame, np.uint8))
+        writer.close()
 
 
 def save_video(frames: list[np.ndarray], path, fps: int = FPS) -> Path:

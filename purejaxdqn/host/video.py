@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import math
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import jax
@@ -109,6 +109,7 @@ def draw(env_id: str, obs: np.ndarray, t: int, episode_return: float, picture: n
     return _captioned(image, caption)
 
 
+@lru_cache(maxsize=1)
 def _font():
     from PIL import ImageFont
 

@@ -448,7 +448,8 @@ class ChunkLogger:
         part in fetching the parameters (multi-host, a collective); the writing one draws."""
         if self.spec is None or not self.spec.wants_video:
             return
-        params, env_steps = distributed.fetch((jax.tree.map(lambda x: x[0], state.learner.params), state.env_steps))
+        every_run, env_steps = distributed.fetch((state.learner.params, state.env_steps))  # global arrays: no slicing before
+        params = jax.tree.map(lambda x: x[0], every_run)
         if self.sinks is None:
             return
         from purejaxdqn.host.policy import make_policy

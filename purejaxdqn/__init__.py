@@ -24,7 +24,7 @@ _EXPORTS = {
     "from_preset": "config", "validate": "config",
     "TrainState": "algorithm.loop", "Trainer": "algorithm.loop", "make_train": "algorithm.loop", "make_trainer": "algorithm.loop",
     "Policy": "host.policy", "RunDirError": "host.run_directory", "load_policy": "host.policy",
-    "save_gif": "host.video", "render_episode": "host.video",
+    "save_gif": "host.video", "save_video": "host.video", "render_episode": "host.video",
     "RunOptions": "host.run_options",
 }  # fmt: skip
 __all__ = list(_EXPORTS)
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from purejaxdqn.host.policy import Policy, load_policy
     from purejaxdqn.host.run_directory import RunDirError
     from purejaxdqn.host.run_options import RunOptions
-    from purejaxdqn.host.video import render_episode, save_gif
+    from purejaxdqn.host.video import render_episode, save_gif, save_video
 
 
 def __getattr__(name: str):

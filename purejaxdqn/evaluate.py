@@ -2,7 +2,8 @@
 
 Loads the policy from the run's newest checkpoint (or `--step N`; parameters only) and plays N
 whole episodes (epsilon-greedy at the run's --eval-epsilon unless --epsilon) on the run's gymnax environment, vectorized and jitted; prints mean/std
-return. `--gif PATH` also draws one greedy episode as an animated GIF (purejaxdqn/host/video.py).
+return. `--gif PATH` also draws one greedy episode as an animated GIF, `--video PATH` as an MP4 or a
+GIF by its extension (purejaxdqn/host/video.py); given both, the same episode goes to both.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from purejaxdqn.cli.parsers import EVALUATE_PROG as PROG
 
 def main(argv: list[str] | None = None) -> int:
     """The evaluate command; returns the exit status (0, 2 for bad input or a run it cannot
-    read, 1 for a GIF that could not be written). As a process's command line (`argv` None)
+    read, 1 for a video that could not be written). As a process's command line (`argv` None)
     nothing follows its error line."""
     status = _main(argv)
     if status and argv is None:
@@ -51,23 +52,34 @@ def _parse(argv: list[str] | None):
         raise UsageError(f"--epsilon: must be in [0, 1], got {args.epsilon}")
     if not 0 < args.max_frames <= 100_000:
         raise UsageError(f"--max-frames: must be in [1, 100000], got {args.max_frames}")
-    if args.gif is not None:
-        _check_gif_path(args.gif)
+    for option, path in _videos(args):
+        _check_video_path(option, path)
     return args
 
 
-def _check_gif_path(gif) -> None:
-    """--gif names a .gif file (new, or one to replace) in a directory this process can write."""
+def _videos(args) -> list[tuple[str, object]]:
+    """(option, path) of each video asked for: --gif, --video."""
+    return [(option, path) for option, path in (("--gif", args.gif), ("--video", args.video)) if path is not None]
+
+
+def _check_video_path(option: str, path) -> None:
+    """`path` names a file of the option's formats (--gif: .gif; --video: video.FORMATS), new or
+    one to replace, in a directory this process can write; an .mp4 needs its writer installed."""
     import os
 
     from purejaxdqn.cli.parsers import UsageError
+    from purejaxdqn.host import video
 
-    if gif.suffix.lower() != ".gif" or not gif.parent.is_dir():
-        raise UsageError(f"--gif: {gif} must be a .gif file in an existing directory")
-    if gif.is_dir():
-        raise UsageError(f"--gif: {gif} is a directory, not a file")
-    if not os.access(gif.parent, os.W_OK | os.X_OK) or (gif.exists() and not os.access(gif, os.W_OK)):
-        raise UsageError(f"--gif: {gif} cannot be written (no write permission in {gif.parent})")
+    formats = (".gif",) if option == "--gif" else video.FORMATS
+    suffix = path.suffix.lower()
+    if suffix not in formats or not path.parent.is_dir():
+        raise UsageError(f"{option}: {path} must be a {' or '.join(formats)} file in an existing directory")
+    if path.is_dir():
+        raise UsageError(f"{option}: {path} is a directory, not a file")
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option}: {path} cannot be written (no write permission in {path.parent})")
+    if suffix == ".mp4" and (missing := video.mp4_writer_missing()):
+        raise UsageError(f"{option}: {missing}")
 
 
 def _evaluate(args) -> int:
@@ -104,17 +116,25 @@ def _evaluate(args) -> int:
         f"+- {returns.std():.2f} (standard error {returns.std() / np.sqrt(len(returns)):.2f}; "
         f"min {returns.min():.1f}, max {returns.max():.1f})"
     )
-    if args.gif is not None:
-        from purejaxdqn.host.video import render_episode, save_gif
+    return _write_videos(args, policy)
 
-        frames, episode_return = render_episode(policy, seed=args.seed, max_frames=args.max_frames)
+
+def _write_videos(args, policy) -> int:
+    """Draw one greedy episode into each video asked for (0; 1 for one that could not be written)."""
+    videos = _videos(args)
+    if not videos:
+        return 0
+    from purejaxdqn.host.video import render_episode, save_video
+
+    frames, episode_return = render_episode(policy, seed=args.seed, max_frames=args.max_frames)
+    cut = " (stopped at --max-frames)" if len(frames) == args.max_frames else ""
+    for option, path in videos:
         try:
-            save_gif(frames, args.gif)
-        except OSError as err:  # a full disk, ...: the evaluation above stands, no partial GIF is left
-            print(f"{PROG}: error: --gif: {err}", file=sys.stderr)
+            save_video(frames, path)
+        except OSError as err:  # a full disk, ...: the evaluation above stands, no partial file is left
+            print(f"{PROG}: error: {option}: {err}", file=sys.stderr)
             return 1
-        cut = " (stopped at --max-frames)" if len(frames) == args.max_frames else ""
-        print(f"{args.gif}: one greedy episode, {len(frames)} frames{cut}, return {episode_return:g}")
+        print(f"{path}: one greedy episode, {len(frames)} frames{cut}, return {episode_return:g}")
     return 0
 
 

@@ -119,6 +119,11 @@ def gif_directory(tmp: Path, monkeypatch):
     (tmp / "x.gif").mkdir()
 
 
+def without_ffmpeg(tmp: Path, monkeypatch):
+    """imageio-ffmpeg not installed (an import of it fails)."""
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+
+
 def truncate_checkpoint(run: Path):
     """Cut every array file of the newest checkpoint in half, as a full disk or a bad copy might."""
     for path in (run / run_directory.CHECKPOINT_DIR / "3").rglob("*"):
@@ -237,6 +242,7 @@ CASES = [
     ("config-bad-override", "train", ["--config", "{run}", "--lr", "-1"], "--lr", None, {}),
     ("log-unknown", "train", ["--log", "neptune"], "--log: unknown sink 'neptune'", None, {}),
     ("wandb-option-without-wandb", "train", ["--wandb-mode", "offline"], "--wandb-mode: only applies", None, {}),
+    ("log-video-without-tracker", "train", ["--log-video"], "--log-video: only applies together with --log", None, {}),
     ("wandb-mode-unknown", "train", ["--log", "wandb", "--wandb-mode", "sometimes"], "--wandb-mode", None, {}),
     # resume
     ("resume-missing", "train", ["--resume", "{tmp}/missing"], "not a directory", None, {}),
@@ -314,6 +320,10 @@ CASES = [
     ("evaluate-edited-epsilon", "evaluate", ["{run}"], "eval_epsilon (trained with", set_key("config", "eval_epsilon", 0.5), {}),
     ("evaluate-gif-a-directory", "evaluate", ["{run}", "--gif", "{tmp}/x.gif"], "--gif: ", None, {"setup_tmp": gif_directory}),
     ("evaluate-gif-read-only", "evaluate", ["{run}", "--gif", "{tmp}/ro/x.gif"], "--gif: ", None, {"setup_tmp": read_only("ro")}),
+    ("evaluate-video-a-directory", "evaluate", ["{run}", "--video", "{tmp}/x.gif"], "--video: ", None, {"setup_tmp": gif_directory}),
+    ("evaluate-video-read-only", "evaluate", ["{run}", "--video", "{tmp}/ro/x.mp4"], "--video: ", None, {"setup_tmp": read_only("ro")}),
+    ("evaluate-mp4-without-ffmpeg", "evaluate", ["{run}", "--video", "{tmp}/x.mp4"],
+     '--video: writing .mp4 needs the imageio-ffmpeg package (its ffmpeg); pip install "purejaxdqn[video]"', None, {"setup_tmp": without_ffmpeg}),
     ("evaluate-deep-nesting", "evaluate", ["{run}"], "nested too deeply", deep_nesting, {}),
     ("evaluate-saved-sweep-empty", "evaluate", ["{run}"], "--sweep lr: needs a non-empty list", set_key("sweep", {"lr": []}), {}),
     # evaluate
@@ -328,6 +338,9 @@ CASES = [
     ("evaluate-step-0", "evaluate", ["{run}", "--step", "0"], "--step", None, {}),
     ("evaluate-gif-not-gif", "evaluate", ["{run}", "--gif", "{tmp}/x.png"], "--gif", None, {}),
     ("evaluate-gif-no-dir", "evaluate", ["{run}", "--gif", "{tmp}/nowhere/x.gif"], "--gif", None, {}),
+    ("evaluate-gif-an-mp4", "evaluate", ["{run}", "--gif", "{tmp}/x.mp4"], "--gif: ", None, {}),
+    ("evaluate-video-not-a-video", "evaluate", ["{run}", "--video", "{tmp}/x.avi"], "must be a .gif or .mp4 file", None, {}),
+    ("evaluate-video-no-dir", "evaluate", ["{run}", "--video", "{tmp}/nowhere/x.mp4"], "--video: ", None, {}),
     ("evaluate-max-frames-0", "evaluate", ["{run}", "--gif", "{tmp}/x.gif", "--max-frames", "0"], "--max-frames", None, {}),
     ("evaluate-config-not-json", "evaluate", ["{run}"], "damaged", write(run_directory.CONFIG_FILE, b"{not json"), {}),
     ("evaluate-config-unreadable", "evaluate", ["{run}"], "damaged", write(run_directory.CONFIG_FILE, b"\xff\xfe\x00"), {}),

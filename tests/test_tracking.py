@@ -16,14 +16,15 @@ from tiny import TINY
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory):
-    """One tiny two-seed run logged to TensorBoard and to W&B (offline, W&B files in a tmp dir)."""
+    """One tiny two-seed run logged to TensorBoard and to W&B (offline, W&B files in a tmp dir),
+    without the end-of-training video (tests/test_video.py has it)."""
     root = tmp_path_factory.mktemp("tracked")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_DIR", str(root / "wandb-dir"))
         mp.setenv("WANDB_SILENT", "true")
         (root / "wandb-dir").mkdir()
         args = [*TINY, "--num-seeds", "2", "--log", "tensorboard,wandb", "--wandb-mode", "offline",
-                "--wandb-project", "test", "--output-dir", str(root / "run")]  # fmt: skip
+                "--wandb-project", "test", "--no-log-video", "--output-dir", str(root / "run")]  # fmt: skip
         assert cli.main(args) == 0
     summary = json.loads((root / "run" / run_directory.SUMMARY_FILE).read_text())
     assert summary["logging_s"] > 0 and summary["run_s"] > 0
@@ -56,6 +57,7 @@ def test_tensorboard_event_files_read_back(tracked):
         eps = [(m["env_steps"], m["epsilon"]) for m in metrics if m["run"] == run]
         assert scalars["charts/epsilon"] == [(s, pytest.approx(v)) for s, v in eps]
         assert "hyperparameters" in "".join(acc.Tags()["tensors"])  # logged once, as text
+        assert tracking.VIDEO_TAG not in acc.Tags()["images"]  # --no-log-video
 
 
 def test_wandb_offline_writes_one_run_per_run(tracked):
@@ -64,6 +66,7 @@ def test_wandb_offline_writes_one_run_per_run(tracked):
     assert len(found) == 2
     for run_dir in found:
         assert list(run_dir.glob("*.wandb")), run_dir
+        assert not list(run_dir.glob("files/media/videos/**/*.gif"))  # --no-log-video
 
 
 def test_scalar_namespace_is_shared():

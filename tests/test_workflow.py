@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from purejaxdqn import Config, ConfigError, Policy, cli, evaluate
-from purejaxdqn.host import memory, run_directory, progress, report, runner
+from purejaxdqn.host import memory, run_directory, progress, report, runner, video
 from purejaxdqn.envs import env_from_config
 from purejaxdqn.algorithm.networks import make_network
 from purejaxdqn.host.policy import RunDirError, load_policy
@@ -197,8 +197,8 @@ def test_minatar_gif_from_the_python_api(tmp_path):
     path = save_gif(frames, tmp_path / "breakout.gif")
     decoded = gif_frames(path)
     assert len(decoded) == len(frames) > 1
-    assert decoded[0].shape == (10 * 16 + 14, 10 * 16, 3)
-    assert len(np.unique(decoded[0][14:].reshape(-1, 3), axis=0)) >= 3  # black plus at least two objects
+    assert decoded[0].shape == (10 * 48 + 32, 10 * 48, 3)  # 48-pixel cells below a 32-pixel caption
+    assert len(np.unique(decoded[0][32:].reshape(-1, 3), axis=0)) >= 3  # black plus at least two objects
 
 
 # ---------------------------------------------------------------- plots
@@ -269,3 +269,4 @@ def test_package_files():
     extras = project["project"]["optional-dependencies"]
     assert any(d.startswith("tensorboardX") for d in extras["tensorboard"]) and extras["wandb"]
     assert {"tensorboardX>=2.6", "wandb>=0.19.10"} <= set(extras["dev"])
+    assert any(d.startswith(video.MP4_PACKAGE) for d in extras["video"]) and set(extras["video"]) <= set(extras["dev"])

@@ -170,6 +170,11 @@ def _add_tracking(parser: argparse.ArgumentParser) -> None:
         help="also log to 'tensorboard' (<output-dir>/tensorboard/<run>/; pip install \"purejaxdqn[tensorboard]\") "
         "and/or 'wandb' (one W&B run per run; pip install \"purejaxdqn[wandb]\")",
     )  # fmt: skip
+    track.add_argument(
+        "--log-video", action=argparse.BooleanOptionalAction,
+        help=f"at the end of training, a greedy episode of run 0 (at most {tracking.VIDEO_FRAMES} steps) as a GIF in "
+        f"the trackers ({tracking.VIDEO_TAG}; default: on with --log tensorboard/wandb)",
+    )  # fmt: skip
     track.add_argument("--wandb-project", metavar="NAME", help=f"W&B project (default: {tracking.TrackingSpec().wandb_project})")
     track.add_argument("--wandb-entity", metavar="NAME", help="W&B entity (team or user; default: yours)")
     track.add_argument(
@@ -289,5 +294,8 @@ def evaluate_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--epsilon", type=float, metavar="X",
                         help="random-action probability while playing (default: the run's --eval-epsilon)")
     parser.add_argument("--gif", type=Path, metavar="PATH", help="also write one greedy episode as an animated GIF")
-    parser.add_argument("--max-frames", type=integer, default=1000, help="--gif: longest episode drawn (default: 1000)")
+    parser.add_argument("--video", type=Path, metavar="PATH",
+                        help="also write one greedy episode as a video, by the extension: .mp4 (H.264; needs imageio-ffmpeg, "
+                        "pip install \"purejaxdqn[video]\") or .gif; beside --gif, the same episode in both")
+    parser.add_argument("--max-frames", type=integer, default=1000, help="--gif, --video: longest episode drawn (default: 1000)")
     return parser

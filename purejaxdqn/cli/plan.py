@@ -107,7 +107,10 @@ def parse_tracking(given: dict) -> tracking.TrackingSpec:
     for name in wandb:
         if "wandb" not in log:
             raise ConfigError(option(name), "only applies together with --log wandb")
-    return tracking.TrackingSpec(log, **wandb)
+    if "log_video" in given and not log:
+        raise ConfigError("--log-video", "only applies together with --log tensorboard or wandb")
+    video = {"video": given["log_video"]} if "log_video" in given else {}
+    return tracking.TrackingSpec(log, **wandb, **video)
 
 
 def _check_command_options(given: dict, overrides: dict) -> None:

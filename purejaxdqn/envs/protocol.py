@@ -9,7 +9,7 @@ An adapter is one environment, unbatched, that resets itself:
   final one after an end), and the end split into `terminated` (no bootstrap) and
   `truncated` (time limit: bootstrap from `next_obs`), never both;
 - `frame(state) -> uint8 [H, W, 3] | None`: the family's own picture of a state, for
-  `evaluate --gif` (None: video.py draws the observation instead).
+  `evaluate --gif/--video` and the trackers' video (None: video.py draws the observation instead).
 
 A family with action masks puts the mask in the observation, as its last `num_actions`
 entries (1 = allowed), so replay stores it with the observation and every bootstrap sees the

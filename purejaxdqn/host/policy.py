@@ -85,6 +85,13 @@ def _greedy_actions(network, spec: EnvSpec, params, obs):
     return acting.greedy(network.apply(params, obs), action_mask(spec, obs))
 
 
+def make_policy(config: Config, params, step: int = 0) -> Policy:
+    """The greedy policy of `params` (one run's online parameters; None: to be filled in) for
+    `config`'s env, as checkpoint `step`."""
+    venv = env_from_config(config, 1)
+    return Policy(config, params, make_network(config, venv.num_actions), venv.spec, step)
+
+
 def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = False) -> Policy:
     """The greedy policy of run `run` (index into the batch of runs) at checkpoint `step`
     (default: the newest complete one). With `best` (a run trained with keep_best): the
@@ -100,19 +107,18 @@ def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = Fal
     elif step not in (steps := checkpointing.all_steps(run_dir)):
         raise RunDirError(f"--step {step}: {run_dir} has no such checkpoint (complete ones: {', '.join(map(str, steps)) or 'none'})")
     run_directory.check_unedited(run_dir, step, run_directory.trained_settings(config, record.runs))
-    venv = env_from_config(config, 1)
-    network = make_network(config, venv.num_actions)
-    one = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, *venv.obs_shape), venv.obs_dtype))
+    policy = make_policy(config, None, step)._replace(run=record.runs[run])
+    one = jax.eval_shape(policy.network.init, jax.random.key(0), jnp.zeros((1, *policy.obs_shape), policy.spec.obs_dtype))
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct((num_runs, *x.shape), x.dtype, sharding=device), one
     )
     if not best:
         params = checkpointing.restore_params(run_dir, step, abstract)
-        return Policy(config, jax.tree.map(lambda x: x[run], params), network, venv.spec, step, run=record.runs[run])
+        return policy._replace(params=jax.tree.map(lambda x: x[run], params))
     per_run = lambda dtype: jax.ShapeDtypeStruct((num_runs,), dtype, sharding=device)  # noqa: E731
     kept = checkpointing.restore_best(run_dir, step, BestParams(abstract, per_run(jnp.int32), per_run(jnp.float32)))
     if int(kept.step[run]) == 0:
         raise RunDirError(f"checkpoint {step} of {run_dir} comes before run {run}'s first evaluation: no best parameters yet")
     params = jax.tree.map(lambda x: x[run], kept.params)
-    return Policy(config, params, network, venv.spec, step, (int(kept.step[run]), float(kept.mean[run])), record.runs[run])
+    return policy._replace(params=params, best_eval=(int(kept.step[run]), float(kept.mean[run])))

@@ -309,17 +309,19 @@ class Training:
         # multi-host it stops at once: a save is a collective, and the other processes got no signal.
         hold = contextlib.nullcontext() if distributed.multi_host() else interrupts.held_to_chunk_end()
         try:
-            with logger, hold:
-                for chunk in range(self.start_chunk, b.config.num_chunks):
-                    state = self._one_chunk(program, state, chunk, logger, progress)
-                    if saves is not None and chunk == self.start_chunk:
-                        checkpointing.prefetch()
-                    if saves is not None and (saves.due(chunk) or interrupts.pending()):
-                        with timers.timing("save_s"), interrupts.deferred():
-                            ckpt = ckpt or checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
-                            checkpointing.save(ckpt, chunk + 1, state, run_directory.trained_settings(b.config, b.runs))
-                    interrupts.raise_pending()
-                jax.block_until_ready(state)
+            with logger:
+                with hold:
+                    for chunk in range(self.start_chunk, b.config.num_chunks):
+                        state = self._one_chunk(program, state, chunk, logger, progress)
+                        if saves is not None and chunk == self.start_chunk:
+                            checkpointing.prefetch()
+                        if saves is not None and (saves.due(chunk) or interrupts.pending()):
+                            with timers.timing("save_s"), interrupts.deferred():
+                                ckpt = ckpt or checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
+                                checkpointing.save(ckpt, chunk + 1, state, run_directory.trained_settings(b.config, b.runs))
+                        interrupts.raise_pending()
+                    jax.block_until_ready(state)
+                logger.log_video(state)
         except BaseException as err:
             if distributed.multi_host() and not isinstance(err, NonFiniteError):
                 ckpt = None  # a peer may be gone: its pending save cannot complete; the earlier ones are intact
@@ -443,6 +445,24 @@ class ChunkLogger:
         if self.sinks is not None:
             with self.timers.timing("log_s"):
                 self.sinks.close()
+
+    def log_video(self, state: TrainState) -> None:
+        """The end-of-training video (tracking.VIDEO_TAG): a greedy episode of run 0 with its final
+        parameters, seed the run's, drawn by video.py, in the logging time. Every process takes
+        part in fetching the parameters (multi-host, a collective); the writing one draws."""
+        if self.spec is None or not self.spec.wants_video:
+            return
+        every_run, env_steps = distributed.fetch((state.learner.params, state.env_steps))  # global arrays: no slicing before
+        params = jax.tree.map(lambda x: x[0], every_run)
+        if self.sinks is None:
+            return
+        from purejaxdqn.host.policy import make_policy
+        from purejaxdqn.host.video import gif_bytes, render_episode
+
+        with self.timers.timing("log_s"):
+            policy = make_policy(self.batch.config, params)
+            frames, _ = render_episode(policy, seed=self.batch.runs[0]["seed"], max_frames=tracking.VIDEO_FRAMES)
+            self.sinks.video(0, int(env_steps), tracking.Clip(gif_bytes(frames), *frames[0].shape[:2]))
 
     def log(self, chunk: int, out: ChunkOutputs, **timing: float) -> float | None:
         """Log one chunk (`timing`: chunk_s and env_steps_per_s, added to its metric rows);

@@ -4,7 +4,10 @@ Every sink gets the same rows the runner makes after each chunk (`metrics.jsonl`
 run, and `evals.jsonl` rows, one per new evaluation per run). TensorBoard and W&B see
 them as scalars in one namespace (`SCALARS`, CleanRL's names), stepped by env steps, one series
 per run: a TensorBoard subdirectory `tensorboard/<run label>` and a W&B run per run (grouped by
-the output directory). Hyperparameters are logged once per run, at the start.
+the output directory). Hyperparameters are logged once per run, at the start. At the end of
+training the trackers also get a video (`VIDEO_TAG`, an animated GIF: what TensorBoard shows
+and W&B plays) of one greedy episode of run 0 with its final parameters (`TrackingSpec.video`,
+the command line's --log-video; runner.ChunkLogger draws it).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ SCALARS = {
     "loss": "losses/td_loss",
     "q_mean": "losses/q_values",
 }
+VIDEO_TAG = "videos/greedy_episode"  # the end-of-training video, at the final env step
+VIDEO_FRAMES = 500  # longest episode drawn for it (a few seconds of drawing and encoding on a CPU)
 EVAL_KEYS = ("eval_return_mean", "eval_return_min")  # taken from evals.jsonl rows (at their own step)
 # --log name -> (module that must be importable, pip extra that installs it)
 OPTIONAL = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}
@@ -41,6 +46,12 @@ class TrackingSpec(NamedTuple):
     wandb_project: str = "purejaxdqn"
     wandb_entity: str | None = None
     wandb_mode: str | None = None  # None: W&B's own default (WANDB_MODE, else online)
+    video: bool = True  # the trackers get a greedy episode of run 0 at the end (--log-video)
+
+    @property
+    def wants_video(self) -> bool:
+        """Whether the end-of-training video is drawn: asked for, and a tracker to take it."""
+        return self.video and bool(self.log)
 
 
 class TrackingError(ValueError):
@@ -78,8 +89,17 @@ def scalar_rows(metric_rows: list[dict], eval_rows: list[dict]) -> list[tuple[in
     return out
 
 
+class Clip(NamedTuple):
+    """A video for the trackers: an animated GIF and its frame size."""
+
+    gif: bytes
+    height: int
+    width: int
+
+
 class Sink:
-    """One destination of a run's rows. `log` gets each chunk's rows; `close` ends the run."""
+    """One destination of a run's rows. `log` gets each chunk's rows, `video` the end-of-training
+    clip (trackers only); `close` ends the run."""
 
     def log(self, metric_rows: list[dict], eval_rows: list[dict]) -> None:
         for run, step, values in scalar_rows(metric_rows, eval_rows):
@@ -87,6 +107,9 @@ class Sink:
 
     def scalars(self, run: int, step: int, values: dict[str, float]) -> None:
         """Scalar sinks write one run's values at one env step here."""
+
+    def video(self, run: int, step: int, clip: Clip) -> None:
+        """Trackers show `clip` of run `run` at env step `step` as VIDEO_TAG here."""
 
     def close(self) -> None:
         pass
@@ -118,6 +141,14 @@ class TensorBoardSink(Sink):
     def scalars(self, run, step, values):
         for name, value in values.items():
             self.writers[run].add_scalar(name, value, step)
+
+    def video(self, run, step, clip):
+        """An image summary holding the GIF, as tensorboardX's add_video writes (which would need
+        moviepy to encode it): TensorBoard's Images tab plays it."""
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        image = Summary.Image(height=clip.height, width=clip.width, colorspace=3, encoded_image_string=clip.gif)
+        self.writers[run].file_writer.add_summary(Summary(value=[Summary.Value(tag=VIDEO_TAG, image=image)]), step)
 
     def close(self):
         for writer in self.writers.values():
@@ -155,12 +186,19 @@ class WandbSink(Sink):
             config={**hparams, **r}, reinit="create_new", settings=wandb.Settings(silent=True, console="off"),
         )  # fmt: skip
         run.define_metric("env_steps")
-        for section in sorted({name.split("/")[0] for name in SCALARS.values()}):
+        for section in sorted({name.split("/")[0] for name in (*SCALARS.values(), VIDEO_TAG)}):
             run.define_metric(f"{section}/*", step_metric="env_steps")  # x axis: env steps, as in CleanRL
         return run
 
     def scalars(self, run, step, values):
         self.runs[run].log({"env_steps": step, **values})
+
+    def video(self, run, step, clip):
+        import io
+
+        import wandb
+
+        self.runs[run].log({"env_steps": step, VIDEO_TAG: wandb.Video(io.BytesIO(clip.gif), format="gif")})
 
     def close(self):
         for run in self.runs.values():
@@ -176,6 +214,10 @@ class Sinks(Sink):
     def log(self, metric_rows, eval_rows):
         for sink in self.sinks:
             sink.log(metric_rows, eval_rows)
+
+    def video(self, run, step, clip):
+        for sink in self.sinks:
+            sink.video(run, step, clip)
 
     def close(self):
         for sink in self.sinks:

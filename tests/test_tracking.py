@@ -60,6 +60,22 @@ def test_tensorboard_event_files_read_back(tracked):
         assert tracking.VIDEO_TAG not in acc.Tags()["images"]  # --no-log-video
 
 
+def test_tensorboard_hparams_hold_each_runs_seed_and_final_metrics(tracked):
+    """TensorBoard's HParams dashboard: per run, a session with its seed and env as hparams and
+    the final eval return / mean of the last evals (summary.json's figures) as metrics."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir = tracked / "run"
+    summary = json.loads((run_dir / run_directory.SUMMARY_FILE).read_text())
+    for run in (0, 1):
+        acc, scalars = read_scalars(run_dir / run_directory.TENSORBOARD_DIR / f"run-{run}_seed-{run}")
+        content = acc.PluginTagToContent("hparams")
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+        assert start.hparams["seed"].number_value == run and start.hparams["env_id"].string_value == "CartPole-v1"
+        assert scalars["result/final_eval_return"] == [(3000, pytest.approx(summary["final_eval_return_mean"][run]))]
+        assert scalars["result/last_evals_return"] == [(3000, pytest.approx(summary["last_3_evals_return_mean"][run]))]
+
+
 def test_wandb_offline_writes_one_run_per_run(tracked):
     """W&B offline: no network, one run directory per run under WANDB_DIR, with the log file."""
     found = sorted((tracked / "wandb-dir" / "wandb").glob("offline-run-*"))

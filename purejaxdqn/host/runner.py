@@ -321,6 +321,7 @@ class Training:
                                 checkpointing.save(ckpt, chunk + 1, state, run_directory.trained_settings(b.config, b.runs))
                         interrupts.raise_pending()
                     jax.block_until_ready(state)
+                logger.log_results(state)
                 logger.log_video(state)
         except BaseException as err:
             if distributed.multi_host() and not isinstance(err, NonFiniteError):
@@ -445,6 +446,22 @@ class ChunkLogger:
         if self.sinks is not None:
             with self.timers.timing("log_s"):
                 self.sinks.close()
+
+    def log_results(self, state: TrainState) -> None:
+        """Each run's final eval return and its mean over the last evals, beside its seed and
+        swept values, for the trackers (tracking.RESULT_METRICS: TensorBoard's HParams, W&B's
+        summary). Every process takes part in the fetch (multi-host, a collective)."""
+        if self.spec is None or not self.spec.log:
+            return
+        evals, env_steps = distributed.fetch((state.evals, state.env_steps))
+        if self.sinks is None:
+            return
+        with self.timers.timing("log_s"):
+            last = np.asarray(evals.mean)[:, -report.LAST_K:].mean(axis=1)
+            for i, r in enumerate(self.batch.runs):
+                swept = {"env_id": self.batch.config.env_id, **{k: v for k, v in r.items() if k not in ("run", "setting")}}
+                metrics = dict(zip(tracking.RESULT_METRICS, (float(evals.mean[i, -1]), float(last[i]))))
+                self.sinks.results(r["run"], int(env_steps), swept, metrics)
 
     def log_video(self, state: TrainState) -> None:
         """The end-of-training video (tracking.VIDEO_TAG): a greedy episode of run 0 with its final

@@ -89,6 +89,15 @@ def scalar_rows(metric_rows: list[dict], eval_rows: list[dict]) -> list[tuple[in
     return out
 
 
+# The end-of-run metrics the trackers compare runs by (TensorBoard's HParams, W&B's summary).
+RESULT_METRICS = ("result/final_eval_return", "result/last_evals_return")
+
+
+def comparable(value):
+    """A value TensorBoard's HParams takes (int, float, str, bool): tuples as text."""
+    return value if isinstance(value, (int, float, str, bool)) else str(value)
+
+
 class Clip(NamedTuple):
     """A video for the trackers: an animated GIF and its frame size."""
 
@@ -110,6 +119,10 @@ class Sink:
 
     def video(self, run: int, step: int, clip: Clip) -> None:
         """Trackers show `clip` of run `run` at env step `step` as VIDEO_TAG here."""
+
+    def results(self, run: int, step: int, swept: dict, metrics: dict[str, float]) -> None:
+        """Trackers record run `run`'s final `metrics` (RESULT_METRICS) beside its `swept` values
+        (seed and swept settings) here, for comparing the runs of a sweep."""
 
     def close(self) -> None:
         pass
@@ -149,6 +162,11 @@ class TensorBoardSink(Sink):
 
         image = Summary.Image(height=clip.height, width=clip.width, colorspace=3, encoded_image_string=clip.gif)
         self.writers[run].file_writer.add_summary(Summary(value=[Summary.Value(tag=VIDEO_TAG, image=image)]), step)
+
+    def results(self, run, step, swept, metrics):
+        """The HParams dashboard's row of this run: its seed and swept values, its env, and the
+        final metrics, so a sweep's runs compare side by side."""
+        self.writers[run].add_hparams({k: comparable(v) for k, v in swept.items()}, metrics, name=".", global_step=step)
 
     def close(self):
         for writer in self.writers.values():
@@ -200,6 +218,9 @@ class WandbSink(Sink):
 
         self.runs[run].log({"env_steps": step, VIDEO_TAG: wandb.Video(io.BytesIO(clip.gif), format="gif")})
 
+    def results(self, run, step, swept, metrics):
+        self.runs[run].summary.update(metrics)
+
     def close(self):
         for run in self.runs.values():
             run.finish()
@@ -218,6 +239,10 @@ class Sinks(Sink):
     def video(self, run, step, clip):
         for sink in self.sinks:
             sink.video(run, step, clip)
+
+    def results(self, run, step, swept, metrics):
+        for sink in self.sinks:
+            sink.results(run, step, swept, metrics)
 
     def close(self):
         for sink in self.sinks:

@@ -168,7 +168,7 @@ def _options(plan: Plan) -> RunOptions:
     return RunOptions(
         output_dir=plan.output_dir, overwrite=plan.overwrite, write_outputs=distributed.is_main_process(),
         resume=plan.resume is not None, command=plan.command, tracking=plan.tracking, preset=plan.preset,
-        rerun_of=plan.rerun_of,
+        rerun_of=plan.rerun_of, config_file=plan.config_file,
     ).with_cadence(plan.cadence)  # fmt: skip
 
 

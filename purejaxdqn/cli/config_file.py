@@ -25,12 +25,15 @@ SETTINGS = tuple(f.name for f in dataclasses.fields(Config))
 KEYS = (*SETTINGS, *FILE_OPTIONS)
 
 
+def is_toml(path: Path) -> bool:
+    """A .toml file is TOML (and written by hand); any other is JSON (a saved run's config.json, or not)."""
+    return Path(path).suffix.lower() == ".toml"
+
+
 def load(path: Path):
     """A --config file's contents, TOML or JSON by its extension; RunDirError naming the file
     and the line where it does not parse."""
-    if Path(path).suffix.lower() == ".toml":
-        return run_directory.load(path, tomllib.loads, "TOML")
-    return run_directory.load(path)
+    return run_directory.load(path, tomllib.loads, "TOML") if is_toml(path) else run_directory.load(path)
 
 
 def read(path: Path, contents) -> dict:
@@ -58,7 +61,7 @@ def _check_key(path: Path, key: str, actions: dict) -> None:
     """A key is a setting or one of `FILE_OPTIONS`; else one line naming it, with the closest."""
     if key in KEYS:
         return
-    if key in actions and key not in ("help", "version"):
+    if key in actions and key not in ("help", "version", "config"):
         raise ConfigError(f"{path}: {key}", f"is a command-line option only: give {option(key)} on the command line")
     close = difflib.get_close_matches(key, KEYS, n=1)
     hint = f"did you mean {close[0]!r}?" if close else "settings and run options are named as in --help, with _ for -"
@@ -94,8 +97,8 @@ def _sweep_specs(table) -> list[str]:
 def _text(value) -> str:
     """A single number or string, as it would be typed on the command line."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise argparse.ArgumentTypeError(f"must be a single number or string, got {value!r} (to sweep a setting, list its "
-                                         "values under sweep)"[:200])  # fmt: skip
+        hint = " (to sweep a setting, list its values under sweep)" if isinstance(value, list) else ""
+        raise argparse.ArgumentTypeError(f"must be a single number or string, got {value!r}"[:200] + hint)
     return str(value)
 
 

@@ -101,7 +101,7 @@ def _read_base(path: Path) -> run_directory.RunRecord | dict:
         if path.is_dir():
             return run_directory.read(path)
         contents = config_file.load(path)
-        if run_directory.is_record(contents):
+        if not config_file.is_toml(path) and run_directory.is_record(contents):
             return run_directory.record_from(path, contents)
     except run_directory.RunDirError as err:
         raise ConfigError("--config", str(err)) from None
@@ -192,16 +192,16 @@ def _new_plan(base: run_directory.RunRecord | dict, given: dict, overrides: dict
     file = {} if rerun else base
     with config_file.blamed(given.get("config"), file, given):
         if rerun:
-            config, preset, names = base.config.replace(**overrides), base.preset, overrides
+            config, preset, named = base.config.replace(**overrides), base.preset, overrides
             saved_seeds, saved_sweep = base.num_seeds, base.sweep
         else:
-            names = {**config_file.settings(file), **overrides}  # later ones win
-            config, preset = _from_presets({**file, **given}.get("preset"), names)
+            named = {**config_file.settings(file), **overrides}  # the command line's win
+            config, preset = _from_presets({**file, **given}.get("preset"), named)
             saved_seeds = file.get("num_seeds", 1)
             saved_sweep = parse_sweep(file["sweep"], config_file.settings(file)) if "sweep" in file else {}
             _check_cadence(file)
         validate(config)
-        check_used(config, names)
+        check_used(config, named)
         sweep = parse_sweep(given["sweep"], overrides) if "sweep" in given else {k: v for k, v in saved_sweep.items() if k not in overrides}
         num_seeds = given.get("num_seeds", saved_seeds)
         config, runs, settings = make_batch(config, num_seeds, sweep)  # max_grad_norm swept: clipping compiled in

@@ -94,9 +94,9 @@ def test_an_error_names_the_file_only_for_the_files_values(tmp_path):
         cli.make_plan(["--config", str(path)])
     assert exc.value.option == f"{path}: lr" and "positive" in exc.value.message
     assert cli.make_plan(["--config", str(path), "--lr", "1e-3"]).config.lr == 1e-3  # the file's value overridden
-    path = write(tmp_path / "d.toml", {"lr": 1e-3})
+    path = write(tmp_path / "d.toml", {"gamma": 0.99})
     with pytest.raises(ConfigError) as exc:
-        cli.make_plan(["--config", str(path), "--gamma", "2"])
+        cli.make_plan(["--config", str(path), "--gamma", "2"])  # the bad value is the command line's
     assert exc.value.option == "--gamma"
 
 

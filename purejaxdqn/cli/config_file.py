@@ -53,7 +53,7 @@ def read(path: Path, contents) -> dict:
 
 
 def settings(options: dict) -> dict:
-    """The `Config` settings among a file's options."""
+    """The `Config` settings among options (a file's, or the command line's)."""
     return {k: v for k, v in options.items() if k in SETTINGS}
 
 

@@ -9,7 +9,6 @@ the one place that defines it (`Config`, `RunOptions`, `TrackingSpec`, `distribu
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -20,9 +19,6 @@ from purejaxdqn.config import PRESETS, Config, ConfigError, check_used, from_pre
 from purejaxdqn.config.batch import check_sweep_name, check_sweep_shape, make_batch
 from purejaxdqn.host import distributed, hardware, run_directory, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, cadence_defaults, option_dest
-
-CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-
 
 class Devices(NamedTuple):
     """How the process starts JAX and lays out its device mesh (None: chosen automatically)."""
@@ -65,7 +61,7 @@ def make_plan(argv: list[str]) -> Plan:
     attached = negative_values_attached(argv)
     defaults = help_defaults(attached) if {"-h", "--help"} & set(attached) else ()
     given = vars(train_parser(*defaults).parse_args(attached))
-    overrides = {k: v for k, v in given.items() if k in CONFIG_FIELDS}
+    overrides = config_file.settings(given)
     _check_command_options(given, overrides)
     common = dict(tracking=parse_tracking(given), progress=given.get("progress"), devices=_devices(given),
                   command=[TRAIN_PROG, *argv])  # fmt: skip

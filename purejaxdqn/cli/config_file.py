@@ -3,8 +3,9 @@ as the command line reads its options: the same names (with _ for -), the same v
 
 Its keys are `Config` settings (env_id, lr, widths, ...) and the run options of
 `parsers.FILE_OPTIONS`, the ones a saved run's config.json records beside its settings (presets,
-seeds, sweep, checkpoint cadence). `plan` makes the file the base that the options given override: plain defaults < the
-presets it names (else the env's default preset) < its values < the command line. A saved run's
+seeds, sweep, checkpoint cadence). `plan` makes the file the base that the options given
+override: plain defaults < the presets it names (else the env's default preset) < its values <
+the command line. A file is a user's own preset, kept as data beside their code. A saved run's
 config.json is told apart by its own keys (`run_directory.is_record`) and read as before.
 """
 

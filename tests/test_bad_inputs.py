@@ -136,6 +136,20 @@ def garbage_checkpoint_metadata(run: Path):
         (run / run_directory.CHECKPOINT_DIR / step / "_CHECKPOINT_METADATA").write_text("{garbage")
 
 
+def hand_file(name: str, text: str):
+    """A config file written by hand, in the test's directory ({tmp}/NAME)."""
+
+    def setup(tmp: Path, monkeypatch):
+        (tmp / name).write_text(text)
+
+    return setup
+
+
+def toml(text: str) -> dict:
+    """The options of a case whose --config {tmp}/c.toml holds `text`."""
+    return {"setup_tmp": hand_file("c.toml", text)}
+
+
 def read_only(name: str):
     """A directory without write permission. Root ignores permission bits, so for root the test
     also makes os.access say what it says for everyone else."""
@@ -351,6 +365,68 @@ CASES = [
     ("evaluate-no-checkpoint", "evaluate", ["{run}"], "no checkpoints", lambda run: shutil.rmtree(run / run_directory.CHECKPOINT_DIR), {}),
     ("evaluate-truncated-checkpoint", "evaluate", ["{run}"], "cannot be restored", truncate_checkpoint, {}),
     ("evaluate-shape-mismatch", "evaluate", ["{run}"], "cannot be restored", both(set_key("config", "widths", [32]), drop_trained_settings), {}),
+    # config files written by hand (issue #24): one line naming the file and the key
+    ("file-unknown-key", "train", ["--config", "{tmp}/c.toml"], "c.toml: lrr: unknown setting; did you mean 'lr'?", None, toml("lrr = 1e-3\n")),
+    ("file-dashed-key", "train", ["--config", "{tmp}/c.toml"], "c.toml: env-id: unknown setting; did you mean 'env_id'?", None,
+     toml('env-id = "Acrobot-v1"\n')),
+    ("file-unknown-key-far-off", "train", ["--config", "{tmp}/c.toml"], "c.toml: colour: unknown setting; settings and run options",
+     None, toml('colour = "blue"\n')),
+    ("file-command-line-option", "train", ["--config", "{tmp}/c.toml"], "c.toml: output_dir: is a command-line option only", None,
+     toml('output_dir = "runs/x"\n')),
+    ("file-text-for-number", "train", ["--config", "{tmp}/c.toml"], "c.toml: lr: invalid number: 'fast'", None, toml('lr = "fast"\n')),
+    ("file-number-for-flag", "train", ["--config", "{tmp}/c.toml"], "c.toml: dueling: must be true or false, got 1", None, toml("dueling = 1\n")),
+    ("file-number-for-text", "train", ["--config", "{tmp}/c.toml"], "c.toml: loss: must be a string, got 1", None, toml("loss = 1\n")),
+    ("file-list-for-value", "train", ["--config", "{tmp}/c.toml"], "c.toml: lr: must be a single number or string", None,
+     toml("lr = [1e-3, 3e-4]\n")),
+    ("file-fraction-for-integer", "train", ["--config", "{tmp}/c.toml"], "c.toml: total_steps: invalid integer: '1.5'", None,
+     toml("total_steps = 1.5\n")),
+    ("file-widths-text", "train", ["--config", "{tmp}/c.toml"], "c.toml: widths: widths must be comma-separated integers", None,
+     toml('widths = ["a"]\n')),
+    ("file-lr-negative", "train", ["--config", "{tmp}/c.toml"], "c.toml: lr: learning rate must be positive", None, toml("lr = -1\n")),
+    ("file-loss-unknown", "train", ["--config", "{tmp}/c.toml"], "c.toml: loss: must be one of", None, toml('loss = "l1"\n')),
+    ("file-env-unknown", "train", ["--config", "{tmp}/c.toml"], "c.toml: env_id: unknown or unsupported environment", None,
+     toml('env_id = "NoSuchEnv-v0"\n')),
+    ("file-unused-setting", "train", ["--config", "{tmp}/c.toml"], "c.toml: huber_delta: only applies with --loss huber", None,
+     toml('loss = "mse"\nhuber_delta = 2.0\n')),
+    ("file-seed-plus-seeds", "train", ["--config", "{tmp}/c.toml"], "c.toml: seed: seeds 4294967295..", None,
+     toml("seed = 4294967295\nnum_seeds = 2\n")),
+    ("file-toml-syntax", "train", ["--config", "{tmp}/c.toml"], "c.toml is damaged (not TOML: Invalid value (at line 2, column 8))",
+     None, toml("lr = 1e-3\nseed = = 1\n")),
+    ("file-toml-duplicate-key", "train", ["--config", "{tmp}/c.toml"], "c.toml is damaged (not TOML: Cannot overwrite a value (at line 2",
+     None, toml("lr = 1e-3\nlr = 2e-3\n")),
+    ("file-json-syntax", "train", ["--config", "{tmp}/c.json"], "c.json is damaged (not JSON: Expecting value: line 2 column 11", None,
+     {"setup_tmp": hand_file("c.json", '{"lr": 1e-3,\n "gamma": }')}),
+    ("file-json-a-list", "train", ["--config", "{tmp}/c.json"], "c.json: must hold a table of settings", None,
+     {"setup_tmp": hand_file("c.json", "[1, 2]")}),
+    ("file-json-null", "train", ["--config", "{tmp}/c.json"], "c.json: lr: must be a single number or string, got None", None,
+     {"setup_tmp": hand_file("c.json", '{"lr": null}')}),
+    ("file-json-part-of-a-saved-run", "train", ["--config", "{tmp}/c.json"], "c.json is damaged: config: missing", None,
+     {"setup_tmp": hand_file("c.json", '{"lr": 1e-3, "runs": []}')}),
+    ("file-preset-unknown", "train", ["--config", "{tmp}/c.toml"], "c.toml: preset: unknown preset 'nosuch'", None, toml('preset = "nosuch"\n')),
+    ("file-preset-empty-name", "train", ["--config", "{tmp}/c.toml"], "c.toml: preset: empty preset name", None,
+     toml('preset = ["rainbow", ""]\n')),
+    ("file-preset-env-clash", "train", ["--config", "{tmp}/c.toml"], "c.toml: preset: 'cartpole' is made for CartPole-v1", None,
+     toml('env_id = "Acrobot-v1"\npreset = "cartpole"\n')),
+    ("file-and-preset-option", "train", ["--config", "{tmp}/c.toml", "--preset", "rainbow"], "--preset: contradicts --config", None,
+     toml("lr = 1e-3\n")),
+    ("file-bad-option-over-it", "train", ["--config", "{tmp}/c.toml", "--gamma", "2"], "error: --gamma: ", None, toml("gamma = 0.99\n")),
+    ("file-sweep-not-a-table", "train", ["--config", "{tmp}/c.toml"], "c.toml: sweep: must be a table of settings", None, toml("sweep = 1\n")),
+    ("file-sweep-not-a-list", "train", ["--config", "{tmp}/c.toml"], "c.toml: sweep: lr: needs a non-empty list", None,
+     toml("[sweep]\nlr = 1e-3\n")),
+    ("file-sweep-empty", "train", ["--config", "{tmp}/c.toml"], "c.toml: sweep: lr: needs a non-empty list", None, toml("[sweep]\nlr = []\n")),
+    ("file-sweep-shape", "train", ["--config", "{tmp}/c.toml"], "c.toml: sweep widths: changes array shapes", None,
+     toml("[sweep]\nwidths = [16, 32]\n")),
+    ("file-sweep-unknown", "train", ["--config", "{tmp}/c.toml"], "c.toml: sweep: unknown setting 'colour'", None, toml("[sweep]\ncolour = [1, 2]\n")),
+    ("file-sweep-bad-value", "train", ["--config", "{tmp}/c.toml"], "c.toml: sweep lr=-1", None, toml("[sweep]\nlr = [1e-3, -1]\n")),
+    ("file-sweep-repeated", "train", ["--config", "{tmp}/c.toml"], "c.toml: sweep lr: repeated values", None, toml("[sweep]\nlr = [1e-3, 1e-3]\n")),
+    ("file-sweep-and-single-value", "train", ["--config", "{tmp}/c.toml"], "c.toml: sweep lr: contradicts", None,
+     toml("lr = 1e-3\n[sweep]\nlr = [1e-3, 2e-3]\n")),
+    ("file-num-seeds-0", "train", ["--config", "{tmp}/c.toml"], "c.toml: num_seeds: must be an integer from 1", None, toml("num_seeds = 0\n")),
+    ("file-runs-unbounded", "train", ["--config", "{tmp}/c.toml"], "c.toml: num_seeds/sweep: ", None,
+     toml("num_seeds = 40000\n[sweep]\nlr = [1e-3, 2e-3]\n")),
+    ("file-checkpoint-every-negative", "train", ["--config", "{tmp}/c.toml"], "c.toml: checkpoint_every: must be 0 or more", None,
+     toml("checkpoint_every = -1\n")),
+    ("file-keep-0", "train", ["--config", "{tmp}/c.toml"], "c.toml: keep_checkpoints: must be at least 1", None, toml("keep_checkpoints = 0\n")),
     # the Python API
     ("api-make-train-num-envs-0", "api", lambda p: make_train(Config(num_envs=0)), "--num-envs", None, {"raises": ConfigError}),
     ("api-make-trainer-lr", "api", lambda p: make_trainer(Config(lr=-1.0)), "--lr", None, {"raises": ConfigError}),

@@ -135,3 +135,11 @@ def test_a_c51_support_too_narrow_for_the_returns_is_warned_at_the_end(tmp_path,
         q = json.loads((out / run_directory.SUMMARY_FILE).read_text())["last_chunk_q_mean"]
         assert ("looks too narrow" in capsys.readouterr().err) == warned, q
         assert q[0] >= 0.45 if warned else 0 < q[0] < 90
+
+
+def test_a_fraction_next_to_resume_is_compared_with_the_saved_steps(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main([*TINY, "--exploration-fraction", "0.5", "--output-dir", str(out)]) == 0
+    assert json.loads((out / run_directory.CONFIG_FILE).read_text())["config"]["eps_decay_steps"] == 1500
+    assert cli.main(["--resume", str(out), "--exploration-fraction", "0.9"]) == 2
+    assert "eps_decay_steps (saved 1500, given 2700)" in capsys.readouterr().err

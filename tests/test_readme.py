@@ -30,7 +30,16 @@ SKIPPED = (("python3", "-m", "venv"), (".",), ("pip",), ("python", "-m", "pytest
 
 
 def examples(text: str) -> list[tuple[str, str]]:
-    return re.findall(r"```(bash|python)\n(.*?)```", text, re.S)
+    return re.findall(r"```(bash|python|toml)\n(.*?)```", text, re.S)
+
+
+def write_file_example(block: str, cwd: Path) -> str:
+    """A TOML example is a file the commands after it use: its first line names it
+    (`# my-acrobot.toml`), and it is written there."""
+    name = block.splitlines()[0].removeprefix("#").strip()
+    assert name.endswith(".toml") and "/" not in name, f"a TOML example names its file on its first line: {block[:80]!r}"
+    (cwd / name).write_text(block)
+    return "file"
 
 
 def shell_commands(block: str) -> list[list[str]]:
@@ -112,9 +121,11 @@ def test_every_readme_example_runs(tmp_path, monkeypatch):
         if language == "python":
             exec(compile(code, f"README.md example {number}", "exec"), namespace)
             done.append("python")
+        elif language == "toml":
+            done.append(write_file_example(code, tmp_path))
         else:
             done += run_block(code, tmp_path)
-    assert done.count("python") >= 3 and done.count("devices") >= 3 and "evaluate" in done and "sweep_static" in done
+    assert done.count("python") >= 3 and done.count("devices") >= 3 and "evaluate" in done and "sweep_static" in done and "file" in done
     assert list((tmp_path / "runs" / "tracked" / "tensorboard").iterdir()) and (tmp_path / "seed7.gif").stat().st_size
     assert isinstance(namespace["action"], int)
 

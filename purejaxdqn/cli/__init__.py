@@ -1,6 +1,7 @@
-"""The command lines, in three parts: `parsers` (train's and evaluate's argparse, the value
-types they share), `plan` (a command line resolved and checked into one frozen `Plan`) and
-`program` (the train command: start-up steps, training, exit codes, what is printed).
+"""The command lines, in four parts: `parsers` (train's and evaluate's argparse, the value
+types they share), `config_file` (a --config file written by hand, read as those parsers read
+options), `plan` (a command line resolved and checked into one frozen `Plan`) and `program`
+(the train command: start-up steps, training, exit codes, what is printed).
 `python -m purejaxdqn.train` and `python -m purejaxdqn.evaluate` are the entry points.
 """
 

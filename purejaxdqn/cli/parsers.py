@@ -19,6 +19,10 @@ from purejaxdqn.envs import describe_ids
 from purejaxdqn.host import distributed, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, option_dest
 
+# The run options a hand-written --config file may hold besides the settings (cli/config_file.py):
+# those a saved run's config.json records too. Where a run goes, how it is watched and on which
+# devices stay the command line's.
+FILE_OPTIONS = ("preset", "num_seeds", "sweep", *(option_dest(f) for f in CADENCE_FIELDS))
 TRAIN_PROG = "python -m purejaxdqn.train"  # also installed as the `purejaxdqn-train` console script
 EVALUATE_PROG = "python -m purejaxdqn.evaluate"  # also installed as `purejaxdqn-evaluate`
 GROUP_TITLES = {
@@ -127,8 +131,9 @@ def train_parser(defaults: Config | None = None, described: str = "cartpole") ->
             "accelerator. With no "
             f"options: CartPole-v1 with the tuned 'cartpole' preset. Defaults shown: {described}."
         ),
-        epilog="Option values override the preset (or --config), which overrides the plain defaults; "
-        "'--env-id ID --help', '--preset NAME --help' or '--config RUN_DIR --help' shows the defaults it starts from.",
+        epilog="Which value wins, last one first: options given; a --config FILE's values; its presets ('preset'; "
+        "else --preset, or the env's default preset) or a saved run's (--config RUN_DIR); the plain defaults. "
+        "'--env-id ID --help', '--preset NAME --help' or '--config RUN_DIR|FILE --help' shows the defaults it starts from.",
         argument_default=argparse.SUPPRESS,
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"purejaxdqn {__version__}")
@@ -145,9 +150,11 @@ def _add_outputs(parser: argparse.ArgumentParser) -> None:
     main = parser.add_argument_group("preset and outputs")
     main.add_argument("--preset", metavar="NAME[,NAME...]", help=presets.help_text())
     main.add_argument(
-        "--config", type=Path, metavar="RUN_DIR|CONFIG_JSON",
-        help="rerun a saved run: its config.json (settings, seeds, sweep) is the base instead of a "
-        "preset; options given override it, e.g. --config runs/x --seed 7",
+        "--config", type=Path, metavar="RUN_DIR|FILE",
+        help="the base instead of a preset: a saved run (its directory or config.json: settings, seeds, sweep), "
+        "or a config file written by hand, TOML (.toml) or JSON, of settings and the run options "
+        f"{', '.join(FILE_OPTIONS)}, named as these options with _ for - (a file's 'preset' names the presets it "
+        "starts from); options given override it, e.g. --config runs/x --seed 7",
     )  # fmt: skip
     main.add_argument(
         "--output-dir", type=Path, help="where config.json, metrics.jsonl, evals.jsonl and summary.json "

@@ -1,5 +1,6 @@
-"""From a command line to a `Plan`: every option resolved (presets, a saved config, a resumed
-run's record, environment variables) and checked, before JAX starts or anything is written.
+"""From a command line to a `Plan`: every option resolved (presets, a config file written by
+hand or a saved run's, a resumed run's record, environment variables) and checked, before JAX
+starts or anything is written.
 
 No argparse namespace lives past `make_plan`; what is not given takes its default here, from
 the one place that defines it (`Config`, `RunOptions`, `TrackingSpec`, `distributed`).
@@ -8,19 +9,16 @@ the one place that defines it (`Config`, `RunOptions`, `TrackingSpec`, `distribu
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from pathlib import Path
 from typing import NamedTuple
 
+from purejaxdqn.cli import config_file
 from purejaxdqn.cli.parsers import TRAIN_PROG, Parser, UsageError, integer, negative_values_attached, number, option, train_parser
 from purejaxdqn.config import PRESETS, Config, budget, ConfigError, check_used, from_preset, preset_names, validate
 from purejaxdqn.config.batch import check_sweep_name, check_sweep_shape, make_batch
 from purejaxdqn.host import distributed, hardware, run_directory, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, cadence_defaults, option_dest
-
-CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-
 
 class Devices(NamedTuple):
     """How the process starts JAX and lays out its device mesh (None: chosen automatically)."""
@@ -54,6 +52,7 @@ class Plan(NamedTuple):
     progress: bool | None  # None: on when stderr is a terminal
     devices: Devices
     command: list[str]  # as recorded in config.json
+    config_file: str | None = None  # --config: the hand-written config file started from
     warnings: tuple[str, ...] = ()  # a new run's settings that do not fit it (config.budget), no preset, ...
 
 
@@ -63,13 +62,13 @@ def make_plan(argv: list[str]) -> Plan:
     attached = negative_values_attached(argv)
     defaults = help_defaults(attached) if {"-h", "--help"} & set(attached) else ()
     given = vars(train_parser(*defaults).parse_args(attached))
-    overrides = {k: v for k, v in given.items() if k in CONFIG_FIELDS}
+    overrides = config_file.settings(given)
     _check_command_options(given, overrides)
     common = dict(tracking=parse_tracking(given), progress=given.get("progress"), devices=_devices(given),
                   command=[TRAIN_PROG, *argv])  # fmt: skip
     if "resume" in given:
         return _resume_plan(given, overrides, common)
-    return _new_plan(given, overrides, common)
+    return _new_plan(_read_base(given["config"]) if "config" in given else {}, given, overrides, common)
 
 
 def help_defaults(argv: list[str]) -> tuple[Config, str]:
@@ -80,21 +79,30 @@ def help_defaults(argv: list[str]) -> tuple[Config, str]:
         peek.add_argument(name)
     known, _ = peek.parse_known_args(argv)
     try:
-        if known.config:
-            return _read_base(Path(known.config)).config, f"the saved config {known.config}"
-        names = preset_names(known.preset, known.env_id)
-        return from_preset(known.preset, **({"env_id": known.env_id} if known.env_id else {})), (
-            f"the {'+'.join(names)!r} preset" if names else "the plain defaults (no preset)")
+        base = _read_base(Path(known.config)) if known.config else {}
+        if isinstance(base, run_directory.RunRecord):
+            return base.config, f"the saved config {known.config}"
+        settings = {**config_file.settings(base), **({"env_id": known.env_id} if known.env_id else {})}
+        spec = base.get("preset", known.preset)
+        names = preset_names(spec, settings.get("env_id"))
+        on = f"the {'+'.join(names)!r} preset" if names else "the plain defaults (no preset)"
+        return from_preset(spec, **settings), f"the config file {known.config} on {on}" if known.config else on
     except (ConfigError, TypeError):
         return Config(), "the plain defaults (no preset)"
 
 
-def _read_base(path: Path) -> run_directory.RunRecord:
-    """--config: a run directory or a run's config.json, checked like a new config."""
+def _read_base(path: Path) -> run_directory.RunRecord | dict:
+    """--config: a saved run (its directory, or its config.json wherever it is now), checked
+    like a new config; or a config file written by hand, its options typed (config_file.read)."""
     try:
-        return run_directory.read(path) if path.is_dir() else run_directory.read_file(path)
+        if path.is_dir():
+            return run_directory.read(path)
+        contents = config_file.load(path)
+        if not config_file.is_toml(path) and run_directory.is_record(contents):
+            return run_directory.record_from(path, contents)
     except run_directory.RunDirError as err:
         raise ConfigError("--config", str(err)) from None
+    return config_file.read(path, contents)
 
 
 def parse_tracking(given: dict) -> tracking.TrackingSpec:
@@ -115,14 +123,13 @@ def parse_tracking(given: dict) -> tracking.TrackingSpec:
 
 def _check_command_options(given: dict, overrides: dict) -> None:
     """Checks of the options that are the command's own (not `Config` settings)."""
-    if "preset" in given and not all(n.strip() for n in given["preset"].split(",")):
-        raise ConfigError("--preset", f"empty preset name in {given['preset']!r}; choose from {', '.join([*PRESETS, 'none'])}")
     if given.get("overwrite") and "output_dir" not in given:
         raise ConfigError("--overwrite", "only applies together with --output-dir")
     if "config" in given:
         for name in ("preset", "resume"):
             if name in given:
-                raise ConfigError(option(name), "contradicts --config (the saved config is the base)")
+                raise ConfigError(option(name), "contradicts --config (the file or saved run is the base; a file names "
+                                  "its presets itself: preset = ...)")  # fmt: skip
     if not given.get("distributed_timeout", 1) > 0:
         raise ConfigError("--distributed-timeout", f"must be a positive number of seconds, got {given['distributed_timeout']}")
     # Every count has a bound (the mesh axes: parallel.choose_mesh, against the devices there are).
@@ -135,6 +142,11 @@ def _check_command_options(given: dict, overrides: dict) -> None:
     cache = given.get("compilation_cache")
     if cache is not None and cache.lower() != "off" and (problem := hardware.cache_dir_problem(cache)):
         raise ConfigError("--compilation-cache", f"{problem}; name a directory, or off")
+    _check_cadence(given)
+
+
+def _check_cadence(given: dict) -> None:
+    """The checkpoint cadence options, given on the command line or in a config file."""
     if given.get("checkpoint_every", 0) < 0:
         raise ConfigError("--checkpoint-every", f"must be 0 or more, got {given['checkpoint_every']}")
     if not given.get("checkpoint_min_interval", 0) >= 0:
@@ -172,30 +184,46 @@ def _cadence(given: dict, base: dict) -> dict:
     return {f.metadata["saved_as"]: given.get(option_dest(f), base[f.metadata["saved_as"]]) for f in CADENCE_FIELDS}
 
 
-def _new_plan(given: dict, overrides: dict, common: dict) -> Plan:
-    """A new run: from presets (or a saved config) plus the options given."""
-    notes = []
-    if "config" in given:
-        base = _read_base(given["config"])
-        config, preset, rerun_of = base.config.replace(**overrides), base.preset, str(given["config"])
-        saved_seeds, saved_sweep = base.num_seeds, {k: v for k, v in base.sweep.items() if k not in overrides}
-    else:
-        preset = ",".join(preset_names(given.get("preset"), overrides.get("env_id"))) or "none"
-        config, rerun_of = from_preset(given.get("preset"), **overrides), None
-        saved_seeds, saved_sweep = 1, {}
-        if preset == "none" and "preset" not in given:
-            notes.append(f"{config.env_id} has no tuned preset: the plain defaults (--preset none) with the options given")
-    config, overrides = _with_fractions(config, overrides, given)
-    if "num_chunks" not in given and (chunks := budget.chunks_for_exact_length(config)):
-        config = config.replace(num_chunks=chunks)  # the run exactly as long as asked
-    validate(config)
-    check_used(config, overrides)
-    sweep = parse_sweep(given["sweep"], overrides) if "sweep" in given else saved_sweep
-    num_seeds = given.get("num_seeds", saved_seeds)
-    config, runs, settings = make_batch(config, num_seeds, sweep)  # max_grad_norm swept: clipping compiled in
-    notes += budget_notes(config, settings)
+def _new_plan(base: run_directory.RunRecord | dict, given: dict, overrides: dict, common: dict) -> Plan:
+    """A new run: a saved run's config (`base` its record) or else presets and a hand-written
+    config file (`base` its options, {} without one), then the options given. An error about a
+    value from the file names the file and its key."""
+    rerun = isinstance(base, run_directory.RunRecord)
+    file = {} if rerun else base
+    with config_file.blamed(given.get("config"), file, given):
+        if rerun:
+            config, preset, named = base.config.replace(**overrides), base.preset, overrides
+            saved_seeds, saved_sweep = base.num_seeds, base.sweep
+        else:
+            named = {**config_file.settings(file), **overrides}  # the command line's win
+            config, preset = _from_presets({**file, **given}.get("preset"), named)
+            saved_seeds = file.get("num_seeds", 1)
+            saved_sweep = parse_sweep(file["sweep"], config_file.settings(file)) if "sweep" in file else {}
+            _check_cadence(file)
+        notes = [] if rerun or preset != "none" or "preset" in {**file, **given} else [
+            f"{config.env_id} has no tuned preset: the plain defaults (--preset none) with the options given"]
+        config, steps = _with_fractions(config, overrides, given)
+        named, overrides = {**named, **steps}, {**overrides, **steps}
+        if "num_chunks" not in named and (chunks := budget.chunks_for_exact_length(config)):
+            config = config.replace(num_chunks=chunks)  # the run exactly as long as asked
+        validate(config)
+        check_used(config, named)
+        sweep = parse_sweep(given["sweep"], overrides) if "sweep" in given else {k: v for k, v in saved_sweep.items() if k not in overrides}
+        num_seeds = given.get("num_seeds", saved_seeds)
+        config, runs, settings = make_batch(config, num_seeds, sweep)  # max_grad_norm swept: clipping compiled in
+        notes += budget_notes(config, settings)
     return Plan(config, preset, num_seeds, sweep, runs, settings, given.get("output_dir"), given.get("overwrite", False), None,
-                rerun_of, cadence=_cadence(given, cadence_defaults()), **common, warnings=tuple(notes))  # fmt: skip
+                str(given["config"]) if rerun else None, cadence=_cadence({**file, **given}, cadence_defaults()),
+                config_file=str(given["config"]) if "config" in given and not rerun else None, **common,
+                warnings=tuple(notes))  # fmt: skip
+
+
+def _from_presets(spec: str | None, settings: dict) -> tuple[Config, str]:
+    """The config from the presets `spec` names (None: the env's default) and `settings`, and
+    the presets it started from ('none': plain defaults)."""
+    if spec is not None and not all(n.strip() for n in spec.split(",")):
+        raise ConfigError("--preset", f"empty preset name in {spec!r}; choose from {', '.join([*PRESETS, 'none'])}")
+    return from_preset(spec, **settings), ",".join(preset_names(spec, settings.get("env_id"))) or "none"
 
 
 def budget_notes(config: Config, settings: list[dict]) -> list[str]:
@@ -205,7 +233,7 @@ def budget_notes(config: Config, settings: list[dict]) -> list[str]:
 
 def _with_fractions(config: Config, overrides: dict, given: dict) -> tuple[Config, dict]:
     """--exploration-fraction / --learning-starts-fraction as the step counts they stand for
-    (config.budget), which count as given settings from here on."""
+    (config.budget): the config with them, and them (given settings from here on)."""
     fractions = {name: given[name] for name in budget.FRACTIONS if name in given}
     swept = {spec.partition("=")[0].strip().replace("-", "_") for spec in given.get("sweep", [])}
     for name in fractions:
@@ -214,7 +242,7 @@ def _with_fractions(config: Config, overrides: dict, given: dict) -> tuple[Confi
             given_as = f"--sweep {setting}" if setting in swept else option(setting)
             raise ConfigError(option(name), f"contradicts {given_as}: give the steps or the fraction, not both")
     steps = budget.from_fractions(config, fractions)
-    return config.replace(**steps), {**overrides, **steps}
+    return config.replace(**steps), steps
 
 
 def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
@@ -253,7 +281,7 @@ def _resume_plan(given: dict, overrides: dict, common: dict) -> Plan:
         raise ConfigError("--num-processes", f"{run_dir} was made by {saved.processes} process(es), "
                           f"resumed by {num_processes}: resume it with as many (each restores its own shards)")  # fmt: skip
     config = saved.config
-    config, overrides = _with_fractions(config, overrides, given)
+    overrides = {**overrides, **_with_fractions(config, overrides, given)[1]}  # compared with the saved steps
     differ = [f"{k} (saved {getattr(config, k)!r}, given {v!r})" for k, v in overrides.items() if getattr(config, k) != v]
     if given.get("num_seeds", saved.num_seeds) != saved.num_seeds:
         differ.append(f"num_seeds (saved {saved.num_seeds}, given {given['num_seeds']})")

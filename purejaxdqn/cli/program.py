@@ -173,7 +173,7 @@ def _options(plan: Plan) -> RunOptions:
     return RunOptions(
         output_dir=plan.output_dir, overwrite=plan.overwrite, write_outputs=distributed.is_main_process(),
         resume=plan.resume is not None, command=plan.command, tracking=plan.tracking, preset=plan.preset,
-        rerun_of=plan.rerun_of, warnings=plan.warnings,
+        rerun_of=plan.rerun_of, config_file=plan.config_file, warnings=plan.warnings,
     ).with_cadence(plan.cadence)  # fmt: skip
 
 

@@ -78,6 +78,7 @@ class RunRecord:
     checkpoint: dict = dataclasses.field(default_factory=cadence_defaults)  # RunOptions.cadence()
     rerun_of: str | None = None  # --config: the saved run it started from
     provenance: dict | None = None  # command, versions, git commit, host (provenance.collect)
+    config_file: str | None = None  # --config: the hand-written config file it started from
 
     @property
     def num_seeds(self) -> int:
@@ -90,7 +91,8 @@ class RunRecord:
 
     def to_json(self) -> dict:
         origin = {"preset": self.preset, "num_seeds": self.num_seeds, "sweep": self.sweep, "checkpoint": self.checkpoint}
-        return {**origin, **({"rerun_of": self.rerun_of} if self.rerun_of else {}),
+        sources = {key: value for key in ("rerun_of", "config_file") if (value := getattr(self, key))}
+        return {**origin, **sources,
                 "config": self.config.to_dict(), "settings": self.settings, "runs": self.runs, "mesh": self.mesh,
                 "processes": self.processes, "provenance": self.provenance}  # fmt: skip
 
@@ -106,14 +108,24 @@ class RunRecord:
         _check_batch(config, saved)
         return cls(config, saved["runs"], saved["settings"], saved["mesh"], saved.get("processes", 1),
                    saved.get("preset", "none"), {**cadence_defaults(), **(saved.get("checkpoint") or {})},
-                   saved.get("rerun_of"), saved.get("provenance"))  # fmt: skip
+                   saved.get("rerun_of"), saved.get("provenance"), saved.get("config_file"))  # fmt: skip
+
+
+# The keys config.json must hold beside its origin, with their JSON types.
+RECORD_KEYS = {"config": dict, "runs": list, "settings": list, "mesh": dict}
+
+
+def is_record(saved) -> bool:
+    """Whether JSON contents are a saved run's config.json (`RunRecord`), not a config file
+    written by hand (whose keys are settings and run options, none of `RECORD_KEYS`)."""
+    return isinstance(saved, dict) and not RECORD_KEYS.keys().isdisjoint(saved)
 
 
 def _check_saved(saved) -> None:
     """The keys and shapes config.json must have beside the config; ConfigError otherwise."""
     if not isinstance(saved, dict):
         raise ConfigError("config.json", "is not a JSON object")
-    for key, kind in (("config", dict), ("runs", list), ("settings", list), ("mesh", dict)):
+    for key, kind in RECORD_KEYS.items():
         if key not in saved:
             raise ConfigError(key, "missing (no default is assumed)")
         if not isinstance(saved[key], kind):
@@ -159,15 +171,25 @@ def read(run_dir: Path) -> RunRecord:
 
 def read_file(path: Path) -> RunRecord:
     """The record in a run's config.json, wherever the file is now; RunDirError otherwise."""
+    return record_from(path, load(path))
+
+
+def load(path: Path, parse: Callable[[str], Any] = json.loads, kind: str = "JSON"):
+    """A JSON file's contents (or, with `parse`, another `kind` of file's: a TOML config file);
+    RunDirError naming the file and, as the parser reports it, the line."""
     path = Path(path)
     try:
-        saved = json.loads(path.read_text())
+        return parse(path.read_text())
     except OSError as err:
         raise RunDirError(f"{path} cannot be read: {err.strerror or err}") from None
     except ValueError as err:
-        raise RunDirError(f"{path} is damaged (not JSON: {err})") from None
+        raise RunDirError(f"{path} is damaged (not {kind}: {err})") from None
     except RecursionError:
-        raise RunDirError(f"{path} is damaged (not JSON this program reads: nested too deeply)") from None
+        raise RunDirError(f"{path} is damaged (not {kind} this program reads: nested too deeply)") from None
+
+
+def record_from(path: Path, saved) -> RunRecord:
+    """The record in config.json contents read from `path`; RunDirError naming it otherwise."""
     try:
         return RunRecord.from_json(saved)
     except ConfigError as err:

@@ -38,6 +38,7 @@ class RunOptions:
     tracking: Any = None  # tracking.TrackingSpec: the sinks besides metrics.jsonl / evals.jsonl
     preset: str = "none"  # recorded in config.json: the presets the config started from
     rerun_of: str | None = None  # recorded in config.json: the saved run a --config rerun started from
+    config_file: str | None = None  # recorded in config.json: the hand-written --config file it started from
     warnings: tuple[str, ...] = ()  # recorded in summary.json: settings that do not fit the run (config.budget)
 
     @property

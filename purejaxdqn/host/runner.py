@@ -219,7 +219,7 @@ def _open_run_dir(batch: Batch, options: RunOptions) -> run_directory.RunDir:
         return run_directory.resume(options.output_dir, writing, options.command, run_directory.trained_settings(batch.config, batch.runs))
     record = run_directory.RunRecord(
         batch.config, batch.runs, batch.settings, batch.mesh_shape.as_dict(), jax.process_count(), options.preset,
-        options.cadence(), options.rerun_of, provenance.collect(options.command) if writing else None,
+        options.cadence(), options.rerun_of, provenance.collect(options.command) if writing else None, options.config_file,
     )  # fmt: skip
     return run_directory.create(options.output_dir, record, options.overwrite, writing, options.command)
 

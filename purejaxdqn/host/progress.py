@@ -1,7 +1,8 @@
 """What the training command says on stderr while it works, built on rich: a status line from
 process start (importing, compiling N runs, compiled in X s), then a bar with env steps,
 steps/s, the latest eval return and the time left. When stderr is not a terminal (a log file,
-a cluster job) and --progress is not given: a plain line per chunk instead of the bar.
+a cluster job) and --progress is not given: a plain line per chunk instead of the bar (and no
+status lines).
 
 `WALL`, the process's wall clock: where the training command's own wall time goes (imports,
 JAX's start, planning, compile, run, saves, summary and plot), for summary.json's
@@ -156,8 +157,9 @@ def early_status(argv: list[str], text: str = "importing JAX ...") -> None:
 class ProgressBar:
     """Status lines, then one bar redrawn on `stream` (stderr), for `runs` runs trained together.
 
-    `enabled=None`: the bar on a terminal; on any other stream (a log file) plain lines instead,
-    one per note and one per chunk, so `tail -f` shows the run. `enabled=False`: nothing.
+    `enabled=None`: the bar on a terminal; on any other stream (a log file) a plain line per
+    chunk instead, so `tail -f` shows the run (no status lines: a command that fails still
+    ends in its one error line). `enabled=False`: nothing.
     """
 
     def __init__(self, total_steps: int, enabled: bool | None = None, stream: TextIO | None = None, runs: int = 1):
@@ -184,8 +186,6 @@ class ProgressBar:
 
     def note(self, text: str) -> None:
         """A permanent line (e.g. 'compiled 4 runs in 3.2 s'); ends the spinner."""
-        if self.lines:
-            self._line(text)
         if not self.enabled:
             return
         self._stop_spinner()

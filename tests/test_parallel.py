@@ -126,7 +126,7 @@ MULTI = [
     "--total-steps", "30000", "--num-chunks", "30", "--num-envs", "8", "--learning-starts", "800",
     "--batch-size", "32", "--buffer-size", "800", "--eval-every", "6000", "--widths", "16", "--num-eval-envs", "4",
     "--seed", "3", "--num-seeds", "2", "--mesh-runs", "2", "--checkpoint-every", "1", "--checkpoint-min-interval", "0",
-    "--keep-checkpoints", "2",
+    "--keep-checkpoints", "2", "--no-progress",
 ]  # fmt: skip
 
 

@@ -248,7 +248,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         `env_steps` (after the step the value belongs to) where the chunk has several."""
         if c.log_windows == 1:
             return total + value
-        return total.at[((env_steps - 1) % c.chunk_steps) // c.log_every].add(value)
+        window = ((env_steps - 1) % c.chunk_steps) // c.log_every
+        return jnp.where(jnp.arange(c.log_windows) == window, total + value, total)  # fuses: no scatter
 
     def act(params, obs, env_steps, hp: HParams, explore_key, action_key) -> jax.Array:
         """1. Epsilon-greedy actions on the current observations."""

@@ -10,7 +10,7 @@ import pytest
 from purejaxdqn import cli
 from purejaxdqn.host import run_directory
 
-from test_checkpoint import assert_states_bitwise_equal, full_state
+from test_checkpoint import assert_states_bitwise_equal, full_state, rows_without_timing
 from tiny import TINY
 
 # 3 chunks of 1,000 env steps (4 envs), learning from 500, an update round every 10 steps.
@@ -73,3 +73,17 @@ def test_a_bad_log_every_is_one_line(capsys):
     capsys.readouterr()
     assert cli.main([*TINY, "--total-steps", "30000", "--log-every", "4"]) == 2
     assert "rows per chunk" in capsys.readouterr().err
+
+
+def test_a_windowed_run_resumes_to_the_same_rows_and_state(pair, tmp_path):
+    """The window axis of the per-chunk statistics is checkpointed like the rest: a copy whose
+    last checkpoint is gone resumes from chunk 2 and ends with the same state and rows."""
+    import shutil
+
+    _, windows = pair
+    copy = tmp_path / "copy"
+    shutil.copytree(windows, copy)
+    shutil.rmtree(copy / run_directory.CHECKPOINT_DIR / "3")
+    assert cli.main(["--resume", str(copy)]) == 0
+    assert_states_bitwise_equal(full_state(windows)[1], full_state(copy)[1])
+    assert rows_without_timing(copy / run_directory.METRICS_FILE) == rows_without_timing(windows / run_directory.METRICS_FILE)

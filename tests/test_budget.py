@@ -103,6 +103,7 @@ def test_schedules_that_do_not_fit_the_run_are_warned_once_each():
     assert [w for w in late.warnings if "learning starts at 12,000" in w]  # the worst swept value
     few = make_plan(["--total-steps", "12000", "--exploration-fraction", "0.5"])  # rounds at 10,000, 10,010, ..., 12,000
     assert any("only 201 updates" in w for w in few.warnings)
+    assert any("only the final evaluation runs" in w for w in make_plan(["--eval-every", "300000"]).warnings)
     assert make_plan([]).warnings == () and make_plan(["--env-id", "Seaquest-MinAtar"]).warnings == ()
     assert make_plan(["--env-id", "FourRooms-misc", "--exploration-fraction", "0.5"]).warnings == (
         "FourRooms-misc has no tuned preset: the plain defaults (--preset none) with the options given",

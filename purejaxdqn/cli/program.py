@@ -160,10 +160,6 @@ def resume_mesh(saved: dict, runs: int | None, data: int | None, model: int | No
 def _warn(plan: Plan) -> None:
     """The plan's warnings on stderr (process 0's; `--no-progress` silences them, summary.json
     keeps them)."""
-    config = plan.config
-    if distributed.is_main_process() and config.eval_every >= config.actual_total_steps:
-        print(f"{PROG}: warning: --eval-every {config.eval_every:,} is not below the run's {config.actual_total_steps:,} "
-              "env steps: only the final evaluation runs (one point in curves.png)", file=sys.stderr)  # fmt: skip
     if distributed.is_main_process() and plan.progress is not False and not plan.resume:  # said at its start
         for line in plan.warnings:
             print(f"{PROG}: warning: {line}", file=sys.stderr)

@@ -66,8 +66,8 @@ def _multiple(value: int, of: int) -> int:
 
 def warnings(config: Config, settings: list[dict] | None = None) -> list[str]:
     """One line for each schedule that does not fit the run: exploration that has not finished
-    at its end, learning that starts in its second half, fewer than MIN_UPDATES updates per
-    run. `settings`: the batch's swept values (each setting is checked; the worst is named)."""
+    at its end, learning that starts in its second half, no evaluation before the end, fewer
+    than MIN_UPDATES updates per run. `settings`: the batch's swept values (each setting is checked; the worst is named)."""
     variants = [config.replace(**s) for s in settings or [{}]]
     total, out = config.actual_total_steps, []
     worst = max(variants, key=lambda c: c.eps_decay_steps)
@@ -80,6 +80,9 @@ def warnings(config: Config, settings: list[dict] | None = None) -> list[str]:
     if worst.learning_starts * 2 > total:
         out.append(f"learning starts at {worst.learning_starts:,} env steps (--learning-starts), past half of the "
                    f"run's {total:,} (--learning-starts-fraction 0.05 starts it after 5%)")  # fmt: skip
+    if config.eval_every >= total:
+        out.append(f"--eval-every {config.eval_every:,} is not below the run's {total:,} env steps: only the final "
+                   "evaluation runs (one point in curves.png)")  # fmt: skip
     fewest = min(updates_per_run(c) for c in variants)
     if fewest < MIN_UPDATES:
         out.append(f"each run does only {fewest:,} updates (fewer than {MIN_UPDATES:,}): its result says little "

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 
 from purejaxdqn import load_policy, render_episode
+from purejaxdqn.host.video import save_video
 from purejaxdqn.envs import action_mask, env_from_config
 from purejaxdqn.host import run_directory
 
 from test_checkpoint import assert_states_bitwise_equal, full_state, rows_without_timing
 from test_faults import start, steps, wait_for
+from test_workflow import gif_frames
 
 SMALL = [
     "--num-envs", "4", "--learning-starts", "200", "--batch-size", "32", "--buffer-size", "800",
@@ -65,7 +67,9 @@ def test_a_family_trains_resumes_bit_identically_and_exports_its_policy(family, 
 
     policy = load_policy(whole, run=1)
     frames, _ = render_episode(policy, max_frames=20)
-    assert frames and frames[0].ndim == 3 and frames[0].dtype == np.uint8
+    assert frames and frames[0].ndim == 3 and frames[0].dtype == np.uint8 and max(frames[0].shape[:2]) >= 480
+    decoded = gif_frames(save_video(frames, tmp_path / "episode.gif"))  # the family's video decodes, frame for frame
+    assert len(decoded) == len(frames) and decoded[0].shape == frames[0].shape
     venv = env_from_config(policy.config, 3)
     obs, _ = venv.reset(jax.random.key(0))
     action = policy(np.asarray(obs))

@@ -232,7 +232,7 @@ def test_single_eval_point_warns(capsys, monkeypatch, tmp_path):
         raise memory.OutOfMemoryError("stopped here by the test")
 
     monkeypatch.setattr(runner, "prepare", stop)
-    cli.main([*TINY, "--eval-every", "5000", "--output-dir", str(tmp_path / "r")])
+    cli.main([*[a for a in TINY if a != "--no-progress"], "--eval-every", "5000", "--output-dir", str(tmp_path / "r")])
     assert "warning: --eval-every 5,000 is not below the run's 3,000 env steps" in capsys.readouterr().err
 
 

@@ -165,8 +165,16 @@ class TensorBoardSink(Sink):
 
     def results(self, run, step, swept, metrics):
         """The HParams dashboard's row of this run: its seed and swept values, its env, and the
-        final metrics, so a sweep's runs compare side by side."""
-        self.writers[run].add_hparams({k: comparable(v) for k, v in swept.items()}, metrics, name=".", global_step=step)
+        final metrics, so a sweep's runs compare side by side. Written by the run's own writer
+        (tensorboardX's add_hparams opens a second writer, whose file name, to the second, can
+        be the first one's: the two then overwrite each other)."""
+        from tensorboardX.summary import hparams
+
+        writer = self.writers[run]
+        for summary in hparams({k: comparable(v) for k, v in swept.items()}, metrics):  # experiment, session start, end
+            writer.file_writer.add_summary(summary)
+        for name, value in metrics.items():
+            writer.add_scalar(name, value, step)
 
     def close(self):
         for writer in self.writers.values():

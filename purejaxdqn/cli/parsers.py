@@ -15,6 +15,7 @@ from pathlib import Path
 
 from purejaxdqn import __version__
 from purejaxdqn.config import SWEEPABLE, Config, budget, from_preset, presets
+from purejaxdqn.config.schema import option
 from purejaxdqn.envs import describe_ids
 from purejaxdqn.host import distributed, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, option_dest
@@ -92,11 +93,6 @@ def widths(text: str) -> tuple[int, ...]:
         return tuple(integer(p) for p in parts)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"widths must be comma-separated integers, got {text!r}") from None
-
-
-def option(name: str) -> str:
-    """A setting's command-line option: lr_decay -> --lr-decay."""
-    return "--" + name.replace("_", "-")
 
 
 def negative_values_attached(argv: list[str]) -> list[str]:

@@ -235,7 +235,7 @@ def _with_fractions(config: Config, overrides: dict, given: dict) -> tuple[Confi
     """--exploration-fraction / --learning-starts-fraction as the step counts they stand for
     (config.budget): the config with them, and them (given settings from here on)."""
     fractions = {name: given[name] for name in budget.FRACTIONS if name in given}
-    swept = {spec.partition("=")[0].strip().replace("-", "_") for spec in given.get("sweep", [])}
+    swept = {_sweep_parts(spec)[0] for spec in given.get("sweep", [])}
     for name in fractions:
         setting = budget.FRACTIONS[name]
         if setting in overrides or setting in swept:
@@ -245,12 +245,17 @@ def _with_fractions(config: Config, overrides: dict, given: dict) -> tuple[Confi
     return config.replace(**steps), steps
 
 
+def _sweep_parts(spec: str) -> tuple[str, str, str]:
+    """`--sweep` text 'lr=1e-3,3e-4' -> ('lr', '=', '1e-3,3e-4'), the name as the setting's (_ for -)."""
+    name, sep, text = spec.partition("=")
+    return name.strip().replace("-", "_"), sep, text
+
+
 def parse_sweep(specs: list[str], overrides: dict) -> dict[str, list]:
     """`["lr=1e-3,3e-4", "gamma=0.99,0.995"]` -> {"lr": [...], "gamma": [...]}, typed and checked."""
     sweep: dict[str, list] = {}
     for spec in specs:
-        name, sep, text = spec.partition("=")
-        name = name.strip().replace("-", "_")
+        name, sep, text = _sweep_parts(spec)
         if not sep or not name.isidentifier() or name.startswith("_"):
             raise ConfigError("--sweep", f"expected NAME=V1,V2,..., got {spec!r}")
         parse = integer if check_sweep_name(name) is int else number

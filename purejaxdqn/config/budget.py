@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from purejaxdqn.config.schema import Config, ConfigError
+from purejaxdqn.config.schema import Config, ConfigError, option
 
 # Options that set a step count as a fraction of --total-steps (CleanRL's exploration_fraction).
 FRACTIONS = {"exploration_fraction": "eps_decay_steps", "learning_starts_fraction": "learning_starts"}
@@ -21,10 +21,6 @@ FRACTION_HELP = {
     "e.g. 0.05",
 }
 MIN_UPDATES = 1_000  # per run: fewer, and a result says little about the settings (warned)
-
-
-def option(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def from_fractions(config: Config, fractions: dict[str, float]) -> dict[str, int]:

@@ -13,7 +13,7 @@ import math
 from typing import Callable, Mapping, Sequence
 
 from purejaxdqn.config import schedule
-from purejaxdqn.config.schema import INT32_LIMIT, SEED_LIMIT, Config, ConfigError
+from purejaxdqn.config.schema import INT32_LIMIT, SEED_LIMIT, Config, ConfigError, option
 
 
 def validate(config: Config) -> None:
@@ -90,7 +90,7 @@ def check_used(config: Config, names, prefix: str = "") -> None:
     (a sweep of identical settings) is a mistake, not a choice."""
     for name, reads, needs in _READ_ONLY_WITH:
         if name in names and not reads(config):
-            raise ConfigError(f"{prefix}{_opt(name) if not prefix else name}", f"only applies with {needs}")
+            raise ConfigError(f"{prefix}{option(name) if not prefix else name}", f"only applies with {needs}")
 
 
 # ------------------------------------------------------------------ the checks, in order
@@ -105,10 +105,10 @@ def _check_types(c: Config) -> None:
             float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
         }.get(kind, lambda v: isinstance(v, kind))(value)
         if not ok:
-            raise ConfigError(_opt(f.name), f"must be of type {kind.__name__}, got {value!r}")
+            raise ConfigError(option(f.name), f"must be of type {kind.__name__}, got {value!r}")
         choices = f.metadata.get("choices")
         if choices and value not in choices:
-            raise ConfigError(_opt(f.name), f"must be one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(option(f.name), f"must be one of {', '.join(choices)}, got {value!r}")
 
 
 def _check_env(c: Config) -> None:
@@ -135,7 +135,7 @@ def _check_counts(c: Config) -> None:
     for name in _POSITIVE_INTS:
         value = getattr(c, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(_opt(name), f"must be a positive integer, got {value!r}")
+            raise ConfigError(option(name), f"must be a positive integer, got {value!r}")
     if not isinstance(c.learning_starts, int) or c.learning_starts < 0:
         raise ConfigError("--learning-starts", f"must be a non-negative integer, got {c.learning_starts!r}")
     if isinstance(c.time_limit, bool) or not isinstance(c.time_limit, int) or c.time_limit < 0:
@@ -149,16 +149,16 @@ def _check_counters(c: Config) -> None:
     for f in dataclasses.fields(c):
         value = getattr(c, f.name)
         if f.name != "seed" and isinstance(value, int) and not isinstance(value, bool) and value >= INT32_LIMIT:
-            raise ConfigError(_opt(f.name), f"{value} does not fit the device's int32 counters (must be below 2**31)")
+            raise ConfigError(option(f.name), f"{value} does not fit the device's int32 counters (must be below 2**31)")
     derived = (
         ("--total-steps", "env steps after rounding up to whole chunks", c.actual_total_steps + c.num_envs),
         ("--buffer-size", "replay items (twice that in the priority tree)", 2 * c.buffer_rows * c.num_envs),
         ("--gradient-steps", "gradient updates of the run",
          (c.actual_total_steps // c.update_every + 1) * c.gradient_steps),
     )  # fmt: skip
-    for option, what, value in derived:
+    for name, what, value in derived:
         if value >= INT32_LIMIT:
-            raise ConfigError(option, f"the run would count {value:,} {what}, more than the device's int32 counters hold (2**31)")
+            raise ConfigError(name, f"the run would count {value:,} {what}, more than the device's int32 counters hold (2**31)")
 
 
 def _positive(v) -> bool:
@@ -198,7 +198,7 @@ def _numbers_in_range(table) -> Callable[[Config], None]:
         for name, test, must in table:
             value = getattr(c, name)
             if not (_finite(value) and test(value)):
-                raise ConfigError(_opt(name), f"{must}, got {value!r}")
+                raise ConfigError(option(name), f"{must}, got {value!r}")
 
     return check
 
@@ -212,8 +212,8 @@ def _check_distributional(c: Config) -> None:
 
 def _check_n_step_rows(c: Config) -> None:
     if c.n_step >= c.buffer_rows:
-        option = "--n-step" if c.buffer_size >= 2 * c.num_envs else "--buffer-size"
-        raise ConfigError(option, f"--buffer-size {c.buffer_size} over --num-envs {c.num_envs} envs gives {c.buffer_rows} "
+        blamed = "--n-step" if c.buffer_size >= 2 * c.num_envs else "--buffer-size"
+        raise ConfigError(blamed, f"--buffer-size {c.buffer_size} over --num-envs {c.num_envs} envs gives {c.buffer_rows} "
                           f"replay rows per env, which --n-step {c.n_step} needs more than: raise --buffer-size or lower --num-envs")  # fmt: skip
 
 
@@ -302,7 +302,3 @@ _CHECKS: tuple[Callable[[Config], None], ...] = (
 
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _opt(name: str) -> str:
-    return "--" + name.replace("_", "-")

@@ -22,6 +22,11 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 
 
+def option(name: str) -> str:
+    """A setting's command-line option: lr_decay -> --lr-decay (what a ConfigError names)."""
+    return "--" + name.replace("_", "-")
+
+
 class ConfigError(ValueError):
     """A setting is invalid. `option` names the setting (as the CLI spells it)."""
 

@@ -22,6 +22,7 @@ from purejaxdqn.algorithm.networks import QNetwork, make_network
 from purejaxdqn.config import Config
 from purejaxdqn.envs import EnvSpec, action_mask, env_from_config
 from purejaxdqn.host import checkpointing, run_directory
+from purejaxdqn.host.report import setting_label
 from purejaxdqn.host.run_directory import RunDirError
 
 
@@ -29,8 +30,8 @@ def describe_run(run: dict | None) -> str:
     """'run 5 (seed 2, lr=0.0003)': a run of a batch by its index, seed and swept values."""
     if run is None:
         return "run ?"
-    swept = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run.items() if k not in ("run", "seed", "setting")]
-    return f"run {run['run']} (seed {run['seed']}{''.join(', ' + s for s in swept)})"
+    swept = {k: v for k, v in run.items() if k not in ("run", "seed", "setting")}
+    return f"run {run['run']} (seed {run['seed']}{', ' + setting_label(swept) if swept else ''})"
 
 
 class Policy(NamedTuple):

@@ -27,6 +27,12 @@ def setting_label(setting: dict) -> str:
 LAST_K = 3
 
 
+def last_evals_mean(eval_returns) -> np.ndarray:
+    """Each run's mean of its last `LAST_K` eval returns (all of them when it had fewer);
+    `eval_returns[i]` is run i's in order."""
+    return np.asarray(eval_returns, dtype=np.float64)[:, -LAST_K:].mean(axis=1)
+
+
 def summarize(runs: list[dict], eval_returns, settings: list[dict]) -> list[dict]:
     """One row per setting: mean, std (ddof 0), its standard error (ddof 1; 0 for one seed),
     IQM, min and max over its seeds of the final eval return, and `last_k_mean`: the mean over
@@ -37,7 +43,7 @@ def summarize(runs: list[dict], eval_returns, settings: list[dict]) -> list[dict
     """
     eval_returns = np.asarray(eval_returns, dtype=np.float64)
     last = min(LAST_K, eval_returns.shape[1])
-    final, last_k = eval_returns[:, -1], eval_returns[:, -last:].mean(axis=1)
+    final, last_k = eval_returns[:, -1], last_evals_mean(eval_returns)
     rows = []
     for index, setting in enumerate(settings):
         members = [i for i, r in enumerate(runs) if r["setting"] == index]

@@ -321,8 +321,7 @@ class Training:
                                 checkpointing.save(ckpt, chunk + 1, state, run_directory.trained_settings(b.config, b.runs))
                         interrupts.raise_pending()
                     jax.block_until_ready(state)
-                logger.log_results(state)
-                logger.log_video(state)
+                logger.log_end(state)
         except BaseException as err:
             if distributed.multi_host() and not isinstance(err, NonFiniteError):
                 ckpt = None  # a peer may be gone: its pending save cannot complete; the earlier ones are intact
@@ -377,7 +376,7 @@ class Training:
             "updates_per_run": [int(u) for u in final_updates],
             "final_eval_return_mean": [float(x) for x in evals.mean[:, -1]],
             "final_eval_return_min": [float(x) for x in evals.min[:, -1]],
-            f"last_{report.LAST_K}_evals_return_mean": [float(x) for x in evals.mean[:, -report.LAST_K:].mean(axis=1)],
+            f"last_{report.LAST_K}_evals_return_mean": [float(x) for x in report.last_evals_mean(evals.mean)],
             "eval_epsilon": config.eval_epsilon,
             "memory_estimate_bytes": self.memory_estimate,
             "mesh": batch.mesh_shape.as_dict(),
@@ -447,39 +446,39 @@ class ChunkLogger:
             with self.timers.timing("log_s"):
                 self.sinks.close()
 
-    def log_results(self, state: TrainState) -> None:
-        """Each run's final eval return and its mean over the last evals, beside its seed and
-        swept values, for the trackers (tracking.RESULT_METRICS: TensorBoard's HParams, W&B's
-        summary). Every process takes part in the fetch (multi-host, a collective)."""
+    def log_end(self, state: TrainState) -> None:
+        """What the trackers get once training is over, from one fetch of the final state (every
+        process takes part: multi-host, a collective; the writing one logs): each run's final
+        results (`_results`) and, where wanted, the end-of-training video (`_video`)."""
         if self.spec is None or not self.spec.log:
             return
-        evals, env_steps = distributed.fetch((state.evals, state.env_steps))
+        params = state.learner.params if self.spec.wants_video else None
+        evals, env_steps, every_run = distributed.fetch((state.evals, state.env_steps, params))  # global arrays: no slicing before
         if self.sinks is None:
             return
         with self.timers.timing("log_s"):
-            last = np.asarray(evals.mean)[:, -report.LAST_K:].mean(axis=1)
-            for i, r in enumerate(self.batch.runs):
-                swept = {"env_id": self.batch.config.env_id, **{k: v for k, v in r.items() if k not in ("run", "setting")}}
-                metrics = dict(zip(tracking.RESULT_METRICS, (float(evals.mean[i, -1]), float(last[i]))))
-                self.sinks.results(r["run"], int(env_steps), swept, metrics)
+            self._results(evals, int(env_steps))
+            if every_run is not None:
+                self._video(jax.tree.map(lambda x: x[0], every_run), int(env_steps))
 
-    def log_video(self, state: TrainState) -> None:
+    def _results(self, evals, env_steps: int) -> None:
+        """Each run's final eval return and its mean over the last evals, beside its env, seed
+        and swept values (tracking.RESULT_METRICS: TensorBoard's HParams, W&B's summary)."""
+        last = report.last_evals_mean(evals.mean)
+        for i, r in enumerate(self.batch.runs):
+            swept = {"env_id": self.batch.config.env_id, **{k: v for k, v in r.items() if k not in ("run", "setting")}}
+            metrics = dict(zip(tracking.RESULT_METRICS, (float(evals.mean[i, -1]), float(last[i]))))
+            self.sinks.results(r["run"], env_steps, swept, metrics)
+
+    def _video(self, params, env_steps: int) -> None:
         """The end-of-training video (tracking.VIDEO_TAG): a greedy episode of run 0 with its final
-        parameters, seed the run's, drawn by video.py, in the logging time. Every process takes
-        part in fetching the parameters (multi-host, a collective); the writing one draws."""
-        if self.spec is None or not self.spec.wants_video:
-            return
-        every_run, env_steps = distributed.fetch((state.learner.params, state.env_steps))  # global arrays: no slicing before
-        params = jax.tree.map(lambda x: x[0], every_run)
-        if self.sinks is None:
-            return
+        parameters `params`, seed the run's, drawn by video.py."""
         from purejaxdqn.host.policy import make_policy
         from purejaxdqn.host.video import gif_bytes, render_episode
 
-        with self.timers.timing("log_s"):
-            policy = make_policy(self.batch.config, params)
-            frames, _ = render_episode(policy, seed=self.batch.runs[0]["seed"], max_frames=tracking.VIDEO_FRAMES)
-            self.sinks.video(0, int(env_steps), tracking.Clip(gif_bytes(frames), *frames[0].shape[:2]))
+        policy = make_policy(self.batch.config, params)
+        frames, _ = render_episode(policy, seed=self.batch.runs[0]["seed"], max_frames=tracking.VIDEO_FRAMES)
+        self.sinks.video(0, env_steps, tracking.Clip(gif_bytes(frames), *frames[0].shape[:2]))
 
     def log(self, chunk: int, out: ChunkOutputs, **timing: float) -> float | None:
         """Log one chunk (`timing`: chunk_s and env_steps_per_s, added to its metric rows);
@@ -535,8 +534,8 @@ def _chunk_rows(chunk: int, runs: list[dict], out: ChunkOutputs, eval_seen: int,
     sums = [np.asarray(x).reshape(len(runs), -1) for x in (stats.updates, stats.loss_sum, stats.q_sum, stats.episodes,
                                                             stats.return_sum, stats.length_sum)]  # fmt: skip
     n_upd, loss, q, n_ep, ret, length = sums
-    ends = int(env_steps) - config.chunk_steps + np.minimum((np.arange(n_upd.shape[1]) + 1) * max(config.log_every, 1), config.chunk_steps)
-    ends[-1] = int(env_steps)
+    width = config.log_every or config.chunk_steps  # env steps of a window (the last one may be shorter)
+    ends = int(env_steps) - config.chunk_steps + np.minimum((np.arange(config.log_windows) + 1) * width, config.chunk_steps)
     epsilon = np.asarray(linear_epsilon(ends[None, :], np.asarray(host_hp.eps_start)[:, None], np.asarray(host_hp.eps_end)[:, None],
                                         np.asarray(host_hp.eps_decay_steps)[:, None]))  # fmt: skip
     after = np.asarray(updates)[:, None] - (n_upd[:, ::-1].cumsum(axis=1)[:, ::-1] - n_upd)  # cumulative at each window's end

@@ -36,34 +36,13 @@ import jax.numpy as jnp
 from purejaxdqn.algorithm import acting
 from purejaxdqn.algorithm import learner as learner_lib
 from purejaxdqn.algorithm import replay as replay_lib
+from purejaxdqn.algorithm.updates import ChunkStats, make_updates, window_add
 from purejaxdqn.algorithm.evaluation import make_evaluate
 from purejaxdqn.algorithm.networks import QNetwork, make_network
 from purejaxdqn.algorithm.schedules import linear_epsilon, multiples_crossed
 from purejaxdqn.config import Config, HParams, check_hparams
 from purejaxdqn.config import schedule as schedule_lib
 from purejaxdqn.envs import VecEnv, env_from_config
-
-
-class ChunkStats(NamedTuple):
-    """Statistics of the current chunk, reset at each chunk start; never fed back into training.
-    The sums are scalars, or with `log_every` one entry per window of the chunk ([log_windows])."""
-
-    updates: jax.Array
-    loss_sum: jax.Array
-    q_sum: jax.Array
-    episodes: jax.Array
-    return_sum: jax.Array
-    length_sum: jax.Array
-    nonfinite_step: jax.Array  # int32: env step of the first NaN/inf loss in the chunk, -1 if none
-    params_finite: jax.Array  # bool: all online parameters finite at the chunk's end
-
-    @classmethod
-    def fresh(cls, windows: int = 1) -> "ChunkStats":
-        zeros = partial(jnp.zeros, () if windows == 1 else (windows,))
-        return cls(
-            zeros(dtype=jnp.int32), zeros(dtype=jnp.float32), zeros(dtype=jnp.float32), zeros(dtype=jnp.int32),
-            zeros(dtype=jnp.float32), zeros(dtype=jnp.int32), jnp.int32(-1), jnp.bool_(True),
-        )  # fmt: skip
 
 
 class EvalLog(NamedTuple):
@@ -193,9 +172,6 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     evaluate = make_evaluate(apply_fn, venv, c.num_eval_envs // data_size, c.eval_epsilon, axis_name=data_axis)
     n_evals = num_evals(c)
     total_steps = c.actual_total_steps
-    # Update rounds one vectorized step can cross: with at most one, the updates of a step are
-    # a `lax.cond` (taken or not) instead of a loop with a traced trip count.
-    max_updates = -(-c.num_envs // c.update_every) * c.gradient_steps
     chunk_schedule = schedule_lib.chunk_schedule(c) if schedule_lib.uses_static_loop(c) else None
     unroll = layout(c)["unroll"]
 
@@ -203,6 +179,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         """Parameter trees (the learner state, the best parameters) laid out on the mesh's
         model axis (unchanged without one)."""
         return tensor_parallel(tree, len(c.widths)) if model_parallel else tree
+
+    one_update, learn, with_learning = make_updates(c, update, replay, placed)
 
     def local(key: jax.Array) -> jax.Array:
         """A key of this data shard's own (envs, exploration, sampling differ per shard)."""
@@ -243,14 +221,6 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             best=BestParams(learner.params, jnp.int32(0), jnp.float32(-jnp.inf)) if c.keep_best else None,
         )
 
-    def window_add(env_steps, total, value):
-        """`total + value`, into the logging window (`log_every`) of the env step counter
-        `env_steps` (after the step the value belongs to) where the chunk has several."""
-        if c.log_windows == 1:
-            return total + value
-        window = ((env_steps - 1) % c.chunk_steps) // c.log_every
-        return jnp.where(jnp.arange(c.log_windows) == window, total + value, total)  # fuses: no scatter
-
     def act(params, obs, env_steps, hp: HParams, explore_key, action_key) -> jax.Array:
         """1. Epsilon-greedy actions on the current observations."""
         epsilon = linear_epsilon(env_steps, hp.eps_start, hp.eps_end, hp.eps_decay_steps)
@@ -264,7 +234,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         episode_return = state.episode_return + res.reward
         episode_length = state.episode_length + 1
         done = res.terminated | res.truncated
-        add = partial(window_add, state.env_steps + c.num_envs)
+        add = partial(window_add, c, state.env_steps + c.num_envs)
         stats = state.stats._replace(
             episodes=add(state.stats.episodes, global_sum(done.sum(dtype=jnp.int32))),
             return_sum=add(state.stats.return_sum, global_sum(jnp.where(done, episode_return, 0.0).sum())),
@@ -291,48 +261,6 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         action = act(state.learner.params, state.obs, before, hp, explore_key, action_key)
         state = step_and_store(state._replace(key=key), action, env_key)
         return state, StepKeys(before, update_key, eval_key)
-
-    def one_update(state: TrainState, carry, key, hp: HParams, active=None):
-        """3. One gradient update on a fresh batch, then the target update. Only what an update
-        changes is carried (the priority tree, not the transitions), so the replay buffer is
-        never copied in and out of a loop or branch. A traced `active` False (a round before
-        `learning_starts`, static loop) computes the update and keeps the carry as it was."""
-        learner, tree, stats = jax.lax.optimization_barrier(carry)  # tree: the priority tree, or None
-        replay_state = state.replay._replace(priorities=tree)
-        batch = replay.sample(replay_state, key, hp, state.env_steps)
-        new_learner, metrics = update(learner, batch, hp)
-        new_learner = placed(new_learner)
-        new_tree = replay.update_priorities(replay_state, batch, metrics.priority_signal, hp, active).priorities
-        first_bad = (stats.nonfinite_step < 0) & ~jnp.isfinite(metrics.loss)
-        add = partial(window_add, state.env_steps)
-        new_stats = stats._replace(
-            updates=add(stats.updates, 1),
-            loss_sum=add(stats.loss_sum, metrics.loss),
-            q_sum=add(stats.q_sum, metrics.q_mean),
-            nonfinite_step=jnp.where(first_bad, state.env_steps, stats.nonfinite_step),
-        )
-        new = jax.lax.optimization_barrier((new_learner, new_tree, new_stats))
-        if active is None:
-            return new
-        new_learner, new_tree, new_stats = new
-        new_learner, new_stats = jax.tree.map(lambda a, b: jnp.where(active, a, b), (new_learner, new_stats), (learner, stats))
-        return new_learner, new_tree, new_stats
-
-    def with_learning(state: TrainState, carry) -> TrainState:
-        learner, tree, stats = carry
-        return state._replace(learner=learner, replay=state.replay._replace(priorities=tree), stats=stats)
-
-    def learn(state: TrainState, num_updates, hp: HParams, update_key) -> TrainState:
-        """3. (branching) `num_updates` (traced) updates: a `lax.cond` where one step can cross
-        at most one round of one update, else a loop of traced length."""
-        carry = (state.learner, state.replay.priorities, state.stats)
-        def body(i, x):
-            return one_update(state, x, jax.random.fold_in(update_key, i), hp)
-        if max_updates == 1:
-            carry = jax.lax.cond(num_updates > 0, lambda x: body(0, x), lambda x: x, carry)
-        else:
-            carry = jax.lax.fori_loop(0, num_updates, body, carry)
-        return with_learning(state, carry)
 
     def learn_rounds(state: TrainState, rounds: int, keys: StepKeys, hp: HParams) -> TrainState:
         """3. (static) The `rounds` update rounds the last env step crossed, `gradient_steps`

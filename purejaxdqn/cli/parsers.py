@@ -33,6 +33,7 @@ GROUP_TITLES = {
     "replay": "replay buffer",
     "learner": "learner (lr, gamma, target, loss, update schedule)",
     "exploration": "epsilon-greedy exploration",
+    "actor-learner": "the actor-learner (host envs, gymnasium:ID; see README: environments that step on the host)",
 }
 
 

@@ -42,7 +42,8 @@ SEED_LIMIT = 2**32  # seeds are uint32
 # Settings added after runs were first saved, with the value that reproduces what a run saved
 # before them did (its config.json lacks them); any other missing setting is refused.
 ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "branching", "unroll": 0, "time_limit": 0,
-               "log_every": 0}  # fmt: skip
+               "log_every": 0, "actors": 1, "host_loop": "async", "rate_limit": "held", "block_steps": 8, "queue_size": 2,
+               "publish_every": 1, "apex_epsilons": False}  # fmt: skip
 
 
 def _field(default, help: str, group: str, **kw):
@@ -123,6 +124,35 @@ class Config:
         "together (lax.scan unroll); 0 = the backend's default",
         "run",
     )
+
+    # -- the actor-learner (host envs, gymnasium:ID: they step on the host, not in the compiled loop) --
+    actors: int = _field(
+        1, "host envs: actor threads, each stepping --num-envs / N of the envs with its own copy of the policy", "actor-learner"
+    )
+    host_loop: str = _field(
+        "async", "host envs: 'async' runs the actors and the learner at once (threads); 'sync' alternates them in "
+        "one thread, the same code (the baseline)", "actor-learner", choices=("async", "sync"),
+    )  # fmt: skip
+    rate_limit: str = _field(
+        "held", "host envs: 'held' gives each block of env steps exactly the updates the compiled loop would "
+        "(--update-every, --gradient-steps); 'free' lets the learner update whenever no block is waiting",
+        "actor-learner", choices=("held", "free"),
+    )  # fmt: skip
+    block_steps: int = _field(
+        8, "host envs: vectorized env steps per block an actor sends the learner (the largest divisor of a chunk's "
+        "steps up to this)", "actor-learner",
+    )  # fmt: skip
+    queue_size: int = _field(
+        2, "host envs: blocks an actor may have waiting for the learner before it waits too (bounds the policy lag)",
+        "actor-learner",
+    )  # fmt: skip
+    publish_every: int = _field(
+        1, "host envs: gradient updates between the parameters the learner publishes to the actors", "actor-learner"
+    )
+    apex_epsilons: bool = _field(
+        False, "host envs: actor i explores with the fixed epsilon 0.4^(1 + 7 i / (N - 1)) (Ape-X) instead of the "
+        "--eps-* schedule", "actor-learner",
+    )  # fmt: skip
 
     # -- network --
     widths: tuple[int, ...] = _field((120, 84), "hidden layer widths of the MLP Q-network", "network")

@@ -1,0 +1,418 @@
+"""The actor-learner for environments that step on the host (gymnasium:ID): the parameter
+server, done with JAX (Ape-X's actors, central replay and learner; Sebulba's threads).
+
+- N `Actor`s, each with its own host vector env of E = num_envs / N envs and the jitted
+  policy on the actors' device, collect blocks of T rows and put them on a bounded queue
+  (`queue_size`); an actor whose queue is full waits, which holds the actors at most
+  `queue_size` + 1 blocks ahead of the learner.
+- The learner (the main thread) takes one block from every actor, ingests the rows into the
+  on-device replay with the updates they are due (algorithm/ingest.py) and publishes its
+  parameters to the `ParameterServer` every `publish_every` updates; an actor reads the newest
+  parameters at every step, never waiting for the learner.
+- `host_loop` 'sync' runs the same actors and learner in one thread, one after the other.
+
+Evaluation plays `num_eval_envs` episodes on a host env of its own. Checkpoints hold the
+learner's state (parameters, optimizer, replay, RNG, counters); a resumed run restarts the
+actors' envs with new episodes (the interrupted ones count as truncated at the resume point)
+and new exploration streams, so it continues the run but does not repeat it bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import queue
+import threading
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purejaxdqn.algorithm import ingest as ingest_lib
+from purejaxdqn.algorithm.replay import Transition
+from purejaxdqn.algorithm.schedules import linear_epsilon
+from purejaxdqn.config import Config
+from purejaxdqn.envs import host as host_envs
+from purejaxdqn.host import checkpointing, interrupts, memory, run_directory, runner
+from purejaxdqn.host.progress import ProgressBar
+from purejaxdqn.host.run_options import RunOptions
+
+POLL_S = 0.05  # how often a waiting thread looks at the stop flag and the other side's errors
+JOIN_S = 10.0  # how long the learner waits for an actor to stop at the end
+
+
+class ActorError(RuntimeError):
+    """An actor or its env raised (or stopped): the message names the actor and the error."""
+
+
+class ParameterServer:
+    """The newest published parameters, on the actors' device, and their version (the
+    learner's update count when published). Publishing copies them (the learner's own buffers
+    are donated to its next step); reading never waits for the learner."""
+
+    def __init__(self, device):
+        self.device, self._lock = device, threading.Lock()
+        self._params, self._version = None, 0
+
+    def publish(self, params, version: int) -> None:
+        copy = jax.device_put(jax.device_get(params), self.device)
+        with self._lock:
+            self._params, self._version = copy, version
+
+    def latest(self) -> tuple[Any, int]:
+        with self._lock:
+            return self._params, self._version
+
+
+class ActorBlock(NamedTuple):
+    rows: Transition  # numpy leaves [T, E, ...]
+    versions: np.ndarray  # [T] int: the parameter version each row's actions came from
+
+
+class Actor:
+    """Actor `index`: steps its env with the newest parameters, `block_rows` rows per block."""
+
+    def __init__(self, index: int, env, policy, server: ParameterServer, config: Config, hp, stop: threading.Event,
+                 seed: int, first_step: int):  # fmt: skip
+        self.index, self.env, self.policy, self.server, self.stop = index, env, policy, server, stop
+        self.env_id = config.env_id
+        self.rows, self.total_envs = ingest_lib.block_rows(config), config.num_envs
+        self.queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self.error: BaseException | None = None
+        self.epsilon = _epsilon_args(config, hp, index)
+        self.key = jax.random.key(seed)
+        self.t = first_step // config.num_envs  # vectorized steps so far (of every actor: they move together)
+        self.obs = env.reset(seed)
+        self.thread = threading.Thread(target=self._run, name=f"purejaxdqn-actor-{index}", daemon=True)
+
+    def collect(self) -> ActorBlock:
+        """The next block: `rows` steps of the env, each with the newest parameters."""
+        steps, versions = [], np.zeros(self.rows, np.int64)
+        for r in range(self.rows):
+            params, versions[r] = self.server.latest()
+            action = np.asarray(self.policy(params, self.obs, self.key, self.t, *self.epsilon))
+            step = self.env.step(action)
+            steps.append(Transition(self.obs, action, step.reward, step.next_obs, step.terminated, step.truncated))
+            self.obs, self.t = step.obs, self.t + 1
+        return ActorBlock(Transition(*map(np.stack, zip(*steps))), versions)
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                block = self.collect()
+                while not self.stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        self.queue.put(block, timeout=POLL_S)
+                        break
+        except BaseException as err:  # noqa: BLE001 (handed to the learner, which names it)
+            self.error = err
+            self.stop.set()
+
+    def take(self) -> ActorBlock:
+        """(the learner) This actor's next block; ActorError if it failed or stopped."""
+        while True:
+            try:
+                return self.queue.get(timeout=POLL_S)
+            except queue.Empty:
+                self.check()
+                if self.stop.is_set():
+                    raise ActorError(f"actor {self.index} stopped") from None
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise ActorError(f"actor {self.index} ({self.env_id}) failed: {type(self.error).__name__}: "
+                             f"{checkpointing.one_line(self.error)}") from self.error  # fmt: skip
+
+
+def _epsilon_args(config: Config, hp, actor: int) -> tuple[float, float, int]:
+    """(start, end, decay steps) of an actor's epsilon: the run's schedule, or Ape-X's fixed one."""
+    if config.apex_epsilons:
+        eps = ingest_lib.apex_epsilon(actor, config.actors)
+        return eps, eps, 1
+    return float(hp.eps_start), float(hp.eps_end), int(hp.eps_decay_steps)
+
+
+def make_policy(program: ingest_lib.Program, num_envs: int):
+    """The actors' jitted policy: (params, obs, key, t, eps_start, eps_end, eps_decay) ->
+    actions, exploring as the run's epsilon at its vectorized step t says."""
+
+    def policy(params, obs, key, t, start, end, decay):
+        epsilon = linear_epsilon(t * num_envs, start, end, decay)
+        return program.act(params, obs, jax.random.fold_in(key, t), epsilon)
+
+    return jax.jit(policy)
+
+
+def evaluate(policy, env, params, seed: int, epsilon: float, max_steps: int) -> tuple[float, float]:
+    """(mean, min) return of one episode per env of `env`, epsilon-greedy with `epsilon`."""
+    obs, key = env.reset(seed), jax.random.key(seed)
+    returns, done = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
+    for t in range(max_steps):
+        step = env.step(np.asarray(policy(params, obs, key, t, epsilon, epsilon, 1)))
+        returns += np.where(done, 0.0, step.reward)
+        done |= step.terminated | step.truncated
+        if done.all():
+            break
+        obs = step.obs
+    return float(returns.mean()), float(returns.min())
+
+
+def seed_of(config: Config, *parts: int) -> int:
+    """A seed of its own for each actor and each resumed segment (and the evaluation)."""
+    return int(np.random.SeedSequence([config.seed, *parts]).generate_state(1)[0])
+
+
+EVAL_STREAM = 1 << 20  # seed_of(config, EVAL_STREAM, k): evaluation k's envs (no actor has that index)
+
+
+class Compiled(NamedTuple):
+    """The learner's compiled functions (runner.Training reads `compile_s`)."""
+
+    program: ingest_lib.Program
+    ingest: Any
+    train: Any
+    init: Any
+    start_chunk: Any
+    end_chunk: Any
+    record_eval: Any
+    policy: Any
+    abstract_state: ingest_lib.LearnerState
+    hp: Any
+    compile_s: float
+
+
+def prepare(config: Config, runs: list[dict], settings: list[dict] | None = None, options: RunOptions | None = None,
+            available_memory: int | None = None) -> "ActorLearnerTraining":  # fmt: skip
+    """Like runner.prepare for a host env: the memory check, then the run directory."""
+    t_begin = time.perf_counter()
+    options = options or RunOptions()
+    batch = runner.Batch(config, runs, [{}] if settings is None else settings, runner.parallel.MeshShape(1, 1))
+    spec = host_envs.host_spec(config.env_id, config.time_limit)
+    abstract = jax.eval_shape(ingest_lib.make_program(config, spec).init, jax.random.key(0), config.hparams())
+    estimate = memory.check(memory.state_bytes(abstract), 1, available_memory)
+    run_dir = runner._open_run_dir(batch, options) if options.output_dir is not None else None
+    return ActorLearnerTraining(batch, options, run_dir, abstract, estimate, t_begin, spec=spec)
+
+
+@dataclasses.dataclass
+class ActorLearnerTraining(runner.Training):
+    """A prepared actor-learner run: the runner's Training with its own compile, start and
+    chunk loop (threads); the summary, curves and result are the runner's."""
+
+    spec: Any = None
+    lags: list = dataclasses.field(default_factory=list)  # each block's mean policy lag, in updates
+
+    def _compile(self, progress: ProgressBar) -> Compiled:
+        c, t0 = self.batch.config, time.perf_counter()
+        progress.status(f"compiling the learner ({c.env_id}) ...")
+        program = ingest_lib.make_program(c, self.spec)
+        hp = c.hparams()
+        abstract = self.one_state
+        rows = ingest_lib.block_rows(c)
+        block = jax.tree.map(lambda x: jax.ShapeDtypeStruct((rows, *x.shape[1:]), x.dtype), abstract.replay.data)
+        ingest = jax.jit(program.ingest, donate_argnums=0).lower(abstract, block, hp).compile()
+        train = jax.jit(program.train, donate_argnums=0).lower(abstract, hp).compile() if c.rate_limit == "free" else None
+        init = jax.jit(program.init).lower(jax.random.key(0), hp).compile()
+        compiled = Compiled(program, ingest, train, init, jax.jit(program.start_chunk), jax.jit(program.end_chunk),
+                            jax.jit(program.record_eval), make_policy(program, c.num_envs), abstract, hp, time.perf_counter() - t0)  # fmt: skip
+        progress.note(f"compiled the learner in {compiled.compile_s:.1f} s ({c.actors} actors, {c.host_loop}, "
+                      f"blocks of {rows} steps)")  # fmt: skip
+        return compiled
+
+    def _initial_state(self, compiled: Compiled) -> ingest_lib.LearnerState:
+        if self.start_chunk:
+            state = _cut_episodes(checkpointing.restore(self.run_dir.path, self.start_chunk, compiled.abstract_state))
+        else:
+            state = compiled.init(jax.random.key(self.batch.runs[0]["seed"]), compiled.hp)
+        if self.run_dir is not None:
+            if self.run_dir.resumed:
+                self.run_dir.drop_rows_after(int(state.env_steps))
+            self.run_dir.add_segment(compiled.compile_s)
+        return jax.block_until_ready(state)
+
+    def _run_chunks(self, compiled: Compiled, state, progress: ProgressBar, init_s: float):
+        b, timers, ckpt = self.batch, runner.Timers(), None
+        c = b.config
+        saves = None
+        if self.run_dir is not None and self.options.checkpoint_every is not None:
+            saves = checkpointing.SavePolicy(self.options.checkpoint_every, self.options.checkpoint_min_interval_s, c.num_chunks)
+            if self.writing:
+                checkpointing.make_directory(self.run_dir.path)
+        t_run = time.perf_counter() - init_s
+        learner = Learner(compiled, c, state, self.spec, self.start_chunk)
+        logger = runner.ChunkLogger(b, self.run_dir.path if self.writing else None, self._tracking(), timers,
+                                    int((np.asarray(state.evals.step) > 0).sum()))  # fmt: skip
+        try:
+            with logger, learner, interrupts.held_to_chunk_end():
+                for chunk in range(self.start_chunk, c.num_chunks):
+                    t_chunk = time.perf_counter()
+                    lag = learner.run_chunk()
+                    out = runner.ChunkOutputs(*_with_run_axis(jax.device_get(
+                        (learner.state.env_steps, learner.state.learner.updates, learner.state.stats, learner.state.evals))))  # fmt: skip
+                    chunk_s = time.perf_counter() - t_chunk
+                    latest = logger.log(chunk, out, chunk_s=chunk_s, env_steps_per_s=c.chunk_steps / chunk_s,
+                                        policy_lag_mean=lag[0], policy_lag_max=lag[1])  # fmt: skip
+                    runner._stop_if_nonfinite(out.stats, b.runs, chunk)
+                    progress.update(int(out.env_steps), c.chunk_steps / chunk_s, latest)
+                    if saves is not None and (saves.due(chunk) or interrupts.pending()):
+                        with timers.timing("save_s"), interrupts.deferred():
+                            ckpt = ckpt or checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
+                            checkpointing.save(ckpt, chunk + 1, learner.state, run_directory.trained_settings(c, b.runs))
+                    interrupts.raise_pending()
+        finally:
+            if ckpt is not None:
+                with timers.timing("save_s"), interrupts.deferred():
+                    checkpointing.finish(ckpt)
+        self.lags = learner.lags
+        run_s = time.perf_counter() - t_run - timers.save_s - timers.log_s
+        return _with_run_axis(learner.state), run_s, timers
+
+    def _tracking(self):
+        """The sinks, without the end-of-training video (it plays a JAX env)."""
+        spec = self.options.tracking
+        return spec._replace(video=False) if spec is not None else None
+
+    def _summary(self, evals, final_updates, timing: dict, timers: runner.Timers) -> dict:
+        summary = super()._summary(evals, final_updates, timing, timers)
+        c, lags = self.batch.config, np.asarray(self.lags, np.float64)
+        summary.update(loop="actor-learner", unroll=None, actors=c.actors, host_loop=c.host_loop, rate_limit=c.rate_limit,
+                       block_rows=ingest_lib.block_rows(c),
+                       policy_lag_mean=float(lags.mean()) if lags.size else None,
+                       policy_lag_max=float(lags.max()) if lags.size else None)  # fmt: skip
+        return summary
+
+
+def _with_run_axis(tree):
+    """Leaves with a leading axis of one run, as the runner's logs and summary read them."""
+    return jax.tree.map(lambda x: x[None], tree)
+
+
+@jax.jit
+def _cut_episodes(state: ingest_lib.LearnerState) -> ingest_lib.LearnerState:
+    """A restored state whose actors restart their envs: the newest replay row ends each env's
+    episode as a truncation (n-step windows stop there and bootstrap), and the running
+    episodes' returns are dropped."""
+    r = state.replay
+    last = (r.row - 1) % r.data.truncated.shape[0]
+    cut = r.data.truncated.at[last].set(jnp.where(r.filled > 0, ~r.data.terminated[last], r.data.truncated[last]))
+    return state._replace(replay=r._replace(data=r.data._replace(truncated=cut)),
+                          episode_return=jnp.zeros_like(state.episode_return),
+                          episode_length=jnp.zeros_like(state.episode_length))  # fmt: skip
+
+
+class Learner:
+    """The learner's side of a run: its state, the actors it takes blocks from, publishing and
+    evaluation. A context: it starts the actors' threads ('async') and stops them on exit."""
+
+    def __init__(self, compiled: Compiled, config: Config, state, spec, start_chunk: int):
+        self.compiled, self.config, self.state, self.spec = compiled, config, state, spec
+        self.hp, c = compiled.hp, config
+        self.stop = threading.Event()
+        self.server = ParameterServer(jax.devices("cpu")[0])
+        self.updates = int(state.learner.updates)
+        self.server.publish(state.learner.params, self.updates)
+        self.published = self.updates
+        self.steps = steps = int(state.env_steps)
+        per_actor = c.num_envs // c.actors
+        self.actors = [
+            Actor(i, host_envs.make_host_env(c.env_id, per_actor, c.time_limit), compiled.policy, self.server, c, self.hp,
+                  self.stop, seed_of(c, i, start_chunk), steps)
+            for i in range(c.actors)
+        ]  # fmt: skip
+        self.eval_env = host_envs.make_host_env(c.env_id, c.num_eval_envs, c.time_limit)
+        self.evals_done = int((np.asarray(state.evals.step) > 0).sum())
+        self.lags: list[float] = []
+
+    def __enter__(self) -> "Learner":
+        if self.config.host_loop == "async":
+            for actor in self.actors:
+                actor.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for actor in self.actors:
+            if actor.thread.is_alive():
+                actor.thread.join(JOIN_S)
+        for env in [a.env for a in self.actors] + [self.eval_env]:
+            with contextlib.suppress(Exception):
+                env.close()
+        if exc[0] is None:
+            for actor in self.actors:
+                actor.check()
+
+    def next_blocks(self) -> list[ActorBlock]:
+        """One block of every actor: taken from its queue, or ('sync') collected here."""
+        if self.config.host_loop == "sync":
+            return [a.collect() for a in self.actors]
+        return [a.take() for a in self.actors]
+
+    def run_chunk(self) -> tuple[float, float]:
+        """One chunk of blocks; returns its (mean, max) policy lag in updates."""
+        c = self.config
+        self.state = self.compiled.start_chunk(self.state)
+        lags = []
+        for _ in range(c.iterations_per_chunk // ingest_lib.block_rows(c)):
+            lags.append(self.ingest(self.next_blocks()))
+            if c.rate_limit == "free":
+                self.train_while_waiting()
+            self.publish()
+            self.evaluate_if_due()
+        self.state = self.compiled.end_chunk(self.state)
+        self.lags += lags
+        return float(np.mean(lags)), float(np.max(lags))
+
+    def ingest(self, blocks: list[ActorBlock]) -> float:
+        """The actors' blocks side by side (actor i's envs in columns i*E ...) into replay with
+        the updates they are due; returns the rows' mean policy lag: the updates the synchronous
+        loop would have done before each row's step ('free': the learner has done) minus those
+        of the parameters that chose its actions."""
+        c = self.config
+        rows = Transition(*[np.concatenate(leaf, axis=1) for leaf in zip(*(b.rows for b in blocks))])
+        versions = np.min([b.versions for b in blocks], axis=0)
+        before = self.steps
+        ls = int(self.hp.learning_starts)
+        if c.rate_limit == "held":
+            starts = before + c.num_envs * np.arange(len(versions))
+            expected = np.array([ingest_lib.updates_due(c, 0, s, ls) for s in starts])
+            lag = float(np.mean(expected - versions))
+            self.updates += ingest_lib.updates_due(c, before, before + c.num_envs * len(versions), ls)
+        else:
+            lag = float(np.mean(self.updates - versions))
+        self.state = self.compiled.ingest(self.state, rows, self.hp)
+        self.steps = before + c.num_envs * len(versions)
+        return lag
+
+    def train_while_waiting(self) -> None:
+        """('free') Update rounds until every actor has a block waiting (or one failed)."""
+        c = self.config
+        while not all(a.queue.qsize() for a in self.actors):
+            for a in self.actors:
+                a.check()
+            self.state = self.compiled.train(self.state, self.hp)
+            if self.steps >= int(self.hp.learning_starts):
+                self.updates += ingest_lib.updates_per_train(c)
+            if self.stop.is_set():
+                return
+
+    def publish(self, now: bool = False) -> None:
+        """The learner's parameters to the actors, every `publish_every` updates (or `now`)."""
+        if self.updates - self.published >= self.config.publish_every or (now and self.updates != self.published):
+            self.server.publish(self.state.learner.params, self.updates)
+            self.published = self.updates
+
+    def evaluate_if_due(self) -> None:
+        """An evaluation after each block that crossed an eval point (and after the last)."""
+        c, steps = self.config, self.steps
+        before = steps - c.num_envs * ingest_lib.block_rows(c)
+        crossed = steps // c.eval_every > before // c.eval_every
+        if not (crossed or steps == c.actual_total_steps):
+            return
+        index = steps // c.eval_every - 1 if crossed else len(self.state.evals.step) - 1
+        self.publish(now=True)  # the learner's newest parameters are evaluated (and the actors get them)
+        params, _ = self.server.latest()
+        mean, minimum = evaluate(self.compiled.policy, self.eval_env, params, seed_of(c, EVAL_STREAM, index),
+                                 c.eval_epsilon, self.spec.max_episode_steps)  # fmt: skip
+        self.state = self.compiled.record_eval(self.state, index, mean, minimum)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def allowed(mask: jax.Array) -> jax.Array:
@@ -46,3 +47,11 @@ def epsilon_greedy(explore_key: jax.Array, action_key: jax.Array, q_values: jax.
     random = random_action(action_key, action.shape, q_values.shape[-1], mask)
     explore = jax.random.uniform(explore_key, action.shape) < epsilon
     return jnp.where(explore, random, action)
+
+
+def epsilon_greedy_host(rng: np.random.Generator, greedy_actions: np.ndarray, epsilon: float, num_actions: int) -> np.ndarray:
+    """`epsilon_greedy` on the host, for the actors of host envs (which have no masks): per row a
+    uniformly random action with probability `epsilon`, else the greedy one, drawn with numpy's
+    `rng` (on a CPU JAX's random bits cost the actor's policy three times its network)."""
+    explore = rng.random(greedy_actions.shape) < epsilon
+    return np.where(explore, rng.integers(0, num_actions, greedy_actions.shape), greedy_actions).astype(np.int32)

@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from purejaxdqn.algorithm import acting
 from purejaxdqn.algorithm import learner as learner_lib
@@ -48,7 +49,7 @@ class Program(NamedTuple):
     init: Callable[[jax.Array, HParams], LearnerState]
     ingest: Callable[[LearnerState, replay_lib.Transition, HParams], LearnerState]
     train: Callable[[LearnerState, HParams], LearnerState]  # 'free': `updates_per_train` updates, none before learning_starts
-    act: Callable[..., jax.Array]  # (params, obs, key, epsilon) -> actions: the actors' policy
+    greedy: Callable[..., jax.Array]  # (params, obs) -> greedy actions: the actors' network (they explore on the host)
     start_chunk: Callable[[LearnerState], LearnerState]
     end_chunk: Callable[[LearnerState], LearnerState]
     record_eval: Callable[..., LearnerState]  # (state, index, mean, min) -> state
@@ -129,10 +130,8 @@ def make_program(config: Config, spec: EnvSpec) -> Program:
             carry = one_update(state, carry, jax.random.fold_in(update_key, i), hp, active=active)
         return with_learning(state._replace(key=key), carry)
 
-    def act(params, obs, key, epsilon) -> jax.Array:
-        """Epsilon-greedy actions of an actor's envs (`epsilon` a scalar)."""
-        explore_key, action_key = jax.random.split(key)
-        return acting.epsilon_greedy(explore_key, action_key, apply_fn(params, obs), epsilon).astype(jnp.int32)
+    def greedy(params, obs) -> jax.Array:
+        return acting.greedy(apply_fn(params, obs)).astype(jnp.int32)
 
     def start_chunk(state: LearnerState) -> LearnerState:
         return state._replace(stats=ChunkStats.fresh(c.log_windows))
@@ -146,7 +145,7 @@ def make_program(config: Config, spec: EnvSpec) -> Program:
         return state._replace(evals=EvalLog(e.step.at[index].set(state.env_steps), e.mean.at[index].set(mean),
                                             e.min.at[index].set(minimum)))  # fmt: skip
 
-    return Program(init, ingest, train, act, start_chunk, end_chunk, record_eval)
+    return Program(init, ingest, train, greedy, start_chunk, end_chunk, record_eval)
 
 
 def apex_epsilon(actor: int, num_actors: int, base: float = 0.4, alpha: float = 7.0) -> float:
@@ -161,8 +160,9 @@ def block_rows(config: Config) -> int:
     return max(d for d in range(1, min(config.block_steps, n) + 1) if n % d == 0)
 
 
-def updates_due(config: Config, before: int, after: int, learning_starts: int) -> int:
+def updates_due(config: Config, before, after, learning_starts: int):
     """('held') Updates the compiled loop runs for env steps (before, after]: what a block
-    of them gets here (the host's count, for publishing and the policy lag)."""
-    return int(multiples_crossed(before, after, config.update_every, learning_starts)) * config.gradient_steps
+    of them gets here (the host's count, for publishing and the policy lag; integers or numpy
+    arrays)."""
+    return multiples_crossed(before, after, config.update_every, learning_starts, xp=np) * config.gradient_steps
 

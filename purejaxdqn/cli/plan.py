@@ -17,6 +17,7 @@ from purejaxdqn.cli import config_file
 from purejaxdqn.cli.parsers import TRAIN_PROG, Parser, UsageError, integer, negative_values_attached, number, option, train_parser
 from purejaxdqn.config import PRESETS, Config, budget, ConfigError, check_used, from_preset, preset_names, validate
 from purejaxdqn.config.batch import check_sweep_name, check_sweep_shape, make_batch
+from purejaxdqn.envs.host import is_host_id
 from purejaxdqn.host import distributed, hardware, run_directory, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, cadence_defaults, option_dest
 
@@ -67,8 +68,29 @@ def make_plan(argv: list[str]) -> Plan:
     common = dict(tracking=parse_tracking(given), progress=given.get("progress"), devices=_devices(given),
                   command=[TRAIN_PROG, *argv])  # fmt: skip
     if "resume" in given:
-        return _resume_plan(given, overrides, common)
-    return _new_plan(_read_base(given["config"]) if "config" in given else {}, given, overrides, common)
+        plan = _resume_plan(given, overrides, common)
+    else:
+        plan = _new_plan(_read_base(given["config"]) if "config" in given else {}, given, overrides, common)
+    _check_host_plan(plan, given)
+    return plan
+
+
+def _check_host_plan(plan: Plan, given: dict) -> None:
+    """A host env (the actor-learner) trains one run in one process, on its own devices."""
+    if not is_host_id(plan.config.env_id):
+        return
+    if len(plan.runs) > 1:
+        name = "--sweep" if plan.sweep else "--num-seeds"
+        raise ConfigError(name, f"a host env ({plan.config.env_id}) trains one run per command (the actor-learner): "
+                          "run each seed or setting as its own command")  # fmt: skip
+    d = plan.devices
+    for name, value in (("mesh_runs", d.mesh_runs), ("mesh_data", d.mesh_data), ("mesh_model", d.mesh_model),
+                        ("coordinator_address", d.coordinator), ("num_processes", d.num_processes)):  # fmt: skip
+        if value is not None and value != 1:
+            raise ConfigError(option(name), f"does not apply to a host env ({plan.config.env_id}): the actor-learner "
+                              "runs in one process (its actors are threads)")  # fmt: skip
+    if given.get("log_video"):
+        raise ConfigError("--log-video", f"does not apply to a host env ({plan.config.env_id}) yet: its video is not drawn")
 
 
 def help_defaults(argv: list[str]) -> tuple[Config, str]:

@@ -3,8 +3,8 @@
 Start-up runs as named steps whose order the code enforces: each takes what the one before
 returns (`start_jax` -> `JaxStarted`, which `choose_mesh` needs). Exit status: 0 done, 2 bad
 input (one line, before anything is compiled or written), 3 a non-finite loss or parameter, 1 a
-write that failed, 4 a lost peer of a multi-host run, 128 + signal number when stopped by
-SIGINT/SIGTERM.
+write that failed, 4 a lost peer of a multi-host run, 5 an actor or its host env that raised (the
+actor-learner), 128 + signal number when stopped by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from purejaxdqn.cli.parsers import TRAIN_PROG as PROG
 from purejaxdqn.cli.parsers import UsageError
 from purejaxdqn.cli.plan import Plan, make_plan
 from purejaxdqn.config import ConfigError
-from purejaxdqn.host import checkpointing, distributed, hardware, interrupts, memory, report, run_directory, runner, tracking
+from purejaxdqn.envs.host import is_host_id
+from purejaxdqn.host import actor_learner, checkpointing, distributed, hardware, interrupts, memory, report, run_directory, runner, tracking
 from purejaxdqn.host.progress import WALL, ProgressBar, count
 from purejaxdqn.host.run_options import RunOptions
 
@@ -27,6 +28,7 @@ EXIT_WRITE = 1  # a write failed (full disk, failed checkpoint save): earlier ch
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
 EXIT_PEER = 4  # multi-host: another process failed or stopped answering
+EXIT_ACTOR = 5  # the actor-learner: an actor or its host env raised
 BAD_INPUT = (UsageError, ConfigError, run_directory.OutputDirError, run_directory.RunDirError, checkpointing.CheckpointError)
 
 
@@ -178,7 +180,7 @@ def _train(plan: Plan, mesh_shape: parallel.MeshShape, state: dict) -> tuple[int
     main_process = distributed.is_main_process()
     progress = ProgressBar(plan.config.actual_total_steps, enabled=plan.progress if main_process else False, runs=len(plan.runs))
     try:
-        with runner.prepare(plan.config, plan.runs, plan.settings, _options(plan), mesh_shape=mesh_shape) as training:
+        with _prepare(plan, mesh_shape) as training:
             if plan.resume and training.start_chunk == 0 and main_process:
                 print(f"{plan.output_dir} has no complete checkpoint (stopped before its first save): "
                       "starting it over from scratch with its saved config.json")  # fmt: skip
@@ -194,8 +196,18 @@ def _train(plan: Plan, mesh_shape: parallel.MeshShape, state: dict) -> tuple[int
     except runner.NonFiniteError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return EXIT_NONFINITE, None
+    except actor_learner.ActorError as err:
+        print(f"{PROG}: error: {err}; {_resume_hint(plan.output_dir)}", file=sys.stderr)
+        return EXIT_ACTOR, None
     finally:
         progress.close()  # the spinner or bar of a run that stopped early
+
+
+def _prepare(plan: Plan, mesh_shape: parallel.MeshShape) -> runner.Training:
+    """The compiled loop's training, or the actor-learner's for a host env."""
+    if is_host_id(plan.config.env_id):
+        return actor_learner.prepare(plan.config, plan.runs, plan.settings, _options(plan))
+    return runner.prepare(plan.config, plan.runs, plan.settings, _options(plan), mesh_shape=mesh_shape)
 
 
 def _print_result(plan: Plan, result: runner.RunResult, mesh_shape: parallel.MeshShape, started: JaxStarted) -> None:
@@ -223,6 +235,9 @@ def _print_result(plan: Plan, result: runner.RunResult, mesh_shape: parallel.Mes
         + (f" (the whole run: {s['segments']} segments, its start and {count(s['segments'] - 1, 'resume')})"
            if s.get("segments", 1) > 1 else "")  # fmt: skip
     )
+    if s.get("policy_lag_mean") is not None:
+        print(f"actor-learner: {count(s['actors'], 'actor')} ({s['host_loop']}, rate limit {s['rate_limit']}), policy lag "
+              f"{s['policy_lag_mean']:.1f} updates on average, {s['policy_lag_max']:.0f} at most")  # fmt: skip
     print(f"outputs: {plan.output_dir}")
     for line in tracking.where(plan.tracking, plan.output_dir, len(runs)):
         print(line)

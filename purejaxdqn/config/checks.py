@@ -82,7 +82,17 @@ _READ_ONLY_WITH: tuple[tuple[str, Callable[[Config], bool], str], ...] = (
     ("priority_alpha", lambda c: c.prioritized, "--prioritized (uniform replay has no priorities)"),
     ("priority_beta", lambda c: c.prioritized, "--prioritized (uniform replay has no importance weights)"),
     ("priority_eps", lambda c: c.prioritized, "--prioritized (uniform replay has no priorities)"),
+    *((f.name, lambda c: _host(c), "a host env (--env-id gymnasium:ID): the actor-learner")
+      for f in dataclasses.fields(Config) if f.metadata["group"] == "actor-learner"),
+    *((name, lambda c: not c.apex_epsilons, "the epsilon schedule, not --apex-epsilons (fixed per actor)")
+      for name in ("eps_start", "eps_end", "eps_decay_steps")),
 )
+
+
+def _host(c: Config) -> bool:
+    from purejaxdqn.envs import is_host_id
+
+    return is_host_id(c.env_id)
 
 
 def check_used(config: Config, names, prefix: str = "") -> None:
@@ -112,8 +122,16 @@ def _check_types(c: Config) -> None:
 
 
 def _check_env(c: Config) -> None:
-    from purejaxdqn.envs import SUPPORTED_ENV_IDS, describe_ids, missing_extra
+    from purejaxdqn.envs import SUPPORTED_ENV_IDS, describe_ids, is_host_id, missing_extra
 
+    if is_host_id(c.env_id):
+        from purejaxdqn.envs.host import check_host_id
+
+        try:
+            check_host_id(c.env_id, c.time_limit)
+        except ValueError as err:
+            raise ConfigError("--env-id", str(err)) from None
+        return
     if c.env_id not in SUPPORTED_ENV_IDS:
         raise ConfigError("--env-id", f"unknown or unsupported environment {c.env_id!r}; valid ids: {describe_ids()}")
     extra = missing_extra(c.env_id)
@@ -277,10 +295,42 @@ def _check_schedule(c: Config) -> None:
     if c.log_windows > MAX_LOG_WINDOWS:
         raise ConfigError("--log-every", f"{c.log_every} gives {c.log_windows:,} rows per chunk of {c.chunk_steps:,} env "
                           f"steps, over {MAX_LOG_WINDOWS:,}: use a larger --log-every or more --num-chunks")  # fmt: skip
+    if _host(c) and c.eval_every < (block := _block_steps(c)):
+        raise ConfigError("--eval-every", f"{c.eval_every} is below a block's {block} env steps (the learner "
+                          "evaluates between blocks): lower --block-steps or raise --eval-every")  # fmt: skip
     if isinstance(c.unroll, bool) or not isinstance(c.unroll, int) or c.unroll < 0:
         raise ConfigError("--unroll", f"must be 0 (the backend's default) or a positive integer, got {c.unroll!r}")
     if c.loop == "static" and schedule.chunk_schedule(c) is None:
         raise ConfigError("--loop", schedule.why_not_static(c) + "; use --loop auto or branching")
+
+
+MAX_ACTORS = 256  # --actors: threads of one process
+
+
+def _block_steps(c: Config) -> int:
+    from purejaxdqn.algorithm.ingest import block_rows
+
+    return block_rows(c) * c.num_envs
+
+
+def _check_host(c: Config) -> None:
+    """The actor-learner's settings, for a host env; what it cannot do, refused."""
+    if not _host(c):
+        return
+    for name in ("block_steps", "queue_size", "publish_every"):
+        if getattr(c, name) < 1:
+            raise ConfigError(option(name), f"must be a positive integer, got {getattr(c, name)}")
+    if not 1 <= c.actors <= MAX_ACTORS:
+        raise ConfigError("--actors", f"must be an integer from 1 to {MAX_ACTORS}, got {c.actors}")
+    if c.num_envs % c.actors:
+        raise ConfigError("--actors", f"{c.actors} actors must divide --num-envs {c.num_envs} (each steps its own share)")
+    if c.host_loop == "sync" and c.rate_limit == "free":
+        raise ConfigError("--rate-limit", "'free' needs --host-loop async (one thread never waits for data)")
+    refused = (("sticky_actions", c.sticky_actions > 0, "set the env's own (ALE: repeat_action_probability)"),
+               ("keep_best", c.keep_best, "the actor-learner keeps the final parameters only"))  # fmt: skip
+    for name, given, why in refused:
+        if given:
+            raise ConfigError(option(name), f"does not apply to a host env: {why}")
 
 
 # The order of the checks decides which error a config with several problems gets.
@@ -296,6 +346,7 @@ _CHECKS: tuple[Callable[[Config], None], ...] = (
     _check_minatar_only,
     _check_widths,
     _check_replay_fills,
+    _check_host,
     _check_schedule,
 )
 

@@ -95,7 +95,7 @@ RECORDS: tuple[Preset, ...] = (
     Preset(
         "cartpole",
         "the reference algorithm on a compressed schedule, chosen for solving and staying solved",
-        {
+        _CARTPOLE := {
             "env_id": "CartPole-v1",
             "double_dqn": False,
             "max_grad_norm": 0.0,
@@ -109,6 +109,15 @@ RECORDS: tuple[Preset, ...] = (
         "Faster-learning settings (lr 1e-3 and up, several updates per step, Double DQN, larger "
         "batches) solved sooner but often collapsed again after solving; this one keeps improving "
         "slowly. Tuning seeds 0-9: 9/10 >= 475 at each of the last 3 evals.",
+        default=True,
+    ),
+    Preset(
+        "gymnasium-cartpole",
+        "the cartpole preset on gymnasium's CartPole-v1, stepped on the host (the actor-learner)",
+        {**_CARTPOLE, "env_id": "gymnasium:CartPole-v1"},
+        "`cartpole`'s settings exactly, on gymnasium's own CartPole-v1 (the same dynamics as gymnax's), "
+        "stepped on the host by 1 actor thread with the learner beside it (`--actors`, `--host-loop`). "
+        "Seeds nobody tuned on: see BENCHMARKS.md (the actor-learner).",
         default=True,
     ),
     Preset(

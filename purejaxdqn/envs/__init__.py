@@ -12,10 +12,12 @@ import importlib.util
 from typing import NamedTuple
 
 from purejaxdqn.envs import craftax_adapter, gymnax_adapter, jumanji_adapter, xminigrid_adapter
+from purejaxdqn.envs.host import HOST_PREFIX, is_host_id
 from purejaxdqn.envs.protocol import EnvSpec, StepResult, VecEnv, action_mask
 
-__all__ = ["FAMILIES", "SUPPORTED_ENV_IDS", "EnvSpec", "StepResult", "VecEnv", "action_mask",
-           "describe_ids", "env_from_config", "family_of", "image_observations", "make_vec_env", "missing_extra"]  # fmt: skip
+__all__ = ["FAMILIES", "HOST_PREFIX", "SUPPORTED_ENV_IDS", "EnvSpec", "StepResult", "VecEnv", "action_mask",
+           "describe_ids", "env_from_config", "family_of", "image_observations", "is_host_id", "make_vec_env",
+           "missing_extra"]  # fmt: skip
 
 
 class Family(NamedTuple):
@@ -47,6 +49,8 @@ def family_of(env_id: str) -> Family:
 def image_observations(env_id: str) -> bool:
     """Whether `env_id`'s observations are [H, W, C] planes (what the conv torso takes): the
     MinAtar games and MiniGrid (tests/test_env_families.py checks every id's shape)."""
+    if is_host_id(env_id):
+        return False
     return env_id.endswith("-MinAtar") or family_of(env_id).name == "xminigrid"
 
 
@@ -54,7 +58,7 @@ def describe_ids() -> str:
     """Every id offered, by family, each optional family with its extra (for --help and errors)."""
     return "; ".join(
         f"{f.name}{f' (extra {f.extra})' if f.extra else ''}: {', '.join(f.ids)}" for f in FAMILIES
-    )
+    ) + f"; host envs (the actor-learner; extra gymnasium, atari for ALE/): {HOST_PREFIX}ID for a registered gymnasium id with discrete actions"
 
 
 def missing_extra(env_id: str) -> str | None:

@@ -246,7 +246,13 @@ def make_host_env(
     return HostVecEnv(vec, spec, seed_offset)
 
 
+def host_spec(env_id: str, time_limit: int = 0) -> EnvSpec:
+    """The `EnvSpec` of a host id (one env is made and closed); ValueError as `make_host_env`."""
+    with make_host_env(env_id, 1, time_limit) as env:
+        return env.spec
+
+
 def check_host_id(env_id: str, time_limit: int = 0) -> None:
     """Raise ValueError (one line) unless `env_id` makes a host env DQN can use: one env is
     made, its spaces looked at, and closed (cheap: before anything is compiled)."""
-    make_host_env(env_id, 1, time_limit).close()
+    host_spec(env_id, time_limit)

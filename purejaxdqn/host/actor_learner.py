@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purejaxdqn.algorithm import acting
 from purejaxdqn.algorithm import ingest as ingest_lib
 from purejaxdqn.algorithm.replay import Transition
 from purejaxdqn.algorithm.schedules import linear_epsilon
@@ -49,21 +50,37 @@ class ActorError(RuntimeError):
 
 class ParameterServer:
     """The newest published parameters, on the actors' device, and their version (the
-    learner's update count when published). Publishing copies them (the learner's own buffers
-    are donated to its next step); reading never waits for the learner."""
+    learner's update count when published). Neither side waits for the other: publishing
+    starts a copy onto the actors' device (the learner's own buffers are donated to its next
+    step) and returns; an actor takes the newest copy that is ready (copies finish in order)."""
 
-    def __init__(self, device):
+    def __init__(self, device, params, version: int):
         self.device, self._lock = device, threading.Lock()
-        self._params, self._version = None, 0
+        self._current = (jax.block_until_ready(self._copy(params)), version)
+        self._pending: list[tuple[Any, int]] = []  # published, oldest first
+
+    def _copy(self, params):
+        return jax.device_put(params, self.device, may_alias=False)
 
     def publish(self, params, version: int) -> None:
-        copy = jax.device_put(jax.device_get(params), self.device)
+        copy = self._copy(params)
         with self._lock:
-            self._params, self._version = copy, version
+            self._pending.append((copy, version))
 
     def latest(self) -> tuple[Any, int]:
+        """The newest parameters that are ready, and their version (never waits)."""
         with self._lock:
-            return self._params, self._version
+            while self._pending and all(leaf.is_ready() for leaf in jax.tree.leaves(self._pending[0][0])):
+                self._current = self._pending.pop(0)
+            return self._current
+
+    def newest(self) -> tuple[Any, int]:
+        """The newest parameters published, waited for ('sync', and the evaluation)."""
+        with self._lock:
+            if self._pending:
+                self._current = (jax.block_until_ready(self._pending[-1][0]), self._pending[-1][1])
+                self._pending.clear()
+            return self._current
 
 
 class ActorBlock(NamedTuple):
@@ -77,26 +94,33 @@ class Actor:
     def __init__(self, index: int, env, policy, server: ParameterServer, config: Config, hp, stop: threading.Event,
                  seed: int, first_step: int):  # fmt: skip
         self.index, self.env, self.policy, self.server, self.stop = index, env, policy, server, stop
-        self.env_id = config.env_id
-        self.rows, self.total_envs = ingest_lib.block_rows(config), config.num_envs
+        self.env_id, self.rows, self.total_envs = config.env_id, ingest_lib.block_rows(config), config.num_envs
+        self.waits = config.host_loop == "sync"  # for the learner's newest parameters: the synchronous loop
         self.queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self.error: BaseException | None = None
-        self.epsilon = _epsilon_args(config, hp, index)
-        self.key = jax.random.key(seed)
+        self.epsilon = _epsilon_schedule(config, hp, index)
+        self.rng = np.random.default_rng(seed)
         self.t = first_step // config.num_envs  # vectorized steps so far (of every actor: they move together)
         self.obs = env.reset(seed)
         self.thread = threading.Thread(target=self._run, name=f"purejaxdqn-actor-{index}", daemon=True)
 
     def collect(self) -> ActorBlock:
         """The next block: `rows` steps of the env, each with the newest parameters."""
-        steps, versions = [], np.zeros(self.rows, np.int64)
+        spec, e = self.env.spec, self.env.num_envs
+        obs = np.empty((self.rows, e, *spec.obs_shape), spec.obs_dtype)
+        rows = Transition(obs, np.empty((self.rows, e), np.int32), np.empty((self.rows, e), np.float32), np.empty_like(obs),
+                          np.empty((self.rows, e), bool), np.empty((self.rows, e), bool))  # fmt: skip
+        versions = np.empty(self.rows, np.int64)
         for r in range(self.rows):
-            params, versions[r] = self.server.latest()
-            action = np.asarray(self.policy(params, self.obs, self.key, self.t, *self.epsilon))
+            params, versions[r] = self.server.newest() if self.waits else self.server.latest()
+            greedy = np.asarray(self.policy(params, self.obs))
+            epsilon = self.epsilon(self.t * self.total_envs)
+            action = acting.epsilon_greedy_host(self.rng, greedy, epsilon, spec.num_actions)
             step = self.env.step(action)
-            steps.append(Transition(self.obs, action, step.reward, step.next_obs, step.terminated, step.truncated))
+            for leaf, value in zip(rows, (self.obs, action, step.reward, step.next_obs, step.terminated, step.truncated)):
+                leaf[r] = value
             self.obs, self.t = step.obs, self.t + 1
-        return ActorBlock(Transition(*map(np.stack, zip(*steps))), versions)
+        return ActorBlock(rows, versions)
 
     def _run(self) -> None:
         try:
@@ -126,31 +150,22 @@ class Actor:
                              f"{checkpointing.one_line(self.error)}") from self.error  # fmt: skip
 
 
-def _epsilon_args(config: Config, hp, actor: int) -> tuple[float, float, int]:
-    """(start, end, decay steps) of an actor's epsilon: the run's schedule, or Ape-X's fixed one."""
+def _epsilon_schedule(config: Config, hp, actor: int):
+    """An actor's epsilon at an env step: the run's schedule, or Ape-X's fixed one."""
     if config.apex_epsilons:
-        eps = ingest_lib.apex_epsilon(actor, config.actors)
-        return eps, eps, 1
-    return float(hp.eps_start), float(hp.eps_end), int(hp.eps_decay_steps)
-
-
-def make_policy(program: ingest_lib.Program, num_envs: int):
-    """The actors' jitted policy: (params, obs, key, t, eps_start, eps_end, eps_decay) ->
-    actions, exploring as the run's epsilon at its vectorized step t says."""
-
-    def policy(params, obs, key, t, start, end, decay):
-        epsilon = linear_epsilon(t * num_envs, start, end, decay)
-        return program.act(params, obs, jax.random.fold_in(key, t), epsilon)
-
-    return jax.jit(policy)
+        fixed = ingest_lib.apex_epsilon(actor, config.actors)
+        return lambda steps: fixed
+    start, end, decay = float(hp.eps_start), float(hp.eps_end), int(hp.eps_decay_steps)
+    return lambda steps: float(linear_epsilon(steps, start, end, decay, xp=np))
 
 
 def evaluate(policy, env, params, seed: int, epsilon: float, max_steps: int) -> tuple[float, float]:
     """(mean, min) return of one episode per env of `env`, epsilon-greedy with `epsilon`."""
-    obs, key = env.reset(seed), jax.random.key(seed)
+    obs, rng = env.reset(seed), np.random.default_rng(seed)
     returns, done = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
-    for t in range(max_steps):
-        step = env.step(np.asarray(policy(params, obs, key, t, epsilon, epsilon, 1)))
+    for _ in range(max_steps):
+        greedy = np.asarray(policy(params, obs))
+        step = env.step(acting.epsilon_greedy_host(rng, greedy, epsilon, env.spec.num_actions))
         returns += np.where(done, 0.0, step.reward)
         done |= step.terminated | step.truncated
         if done.all():
@@ -212,11 +227,11 @@ class ActorLearnerTraining(runner.Training):
         abstract = self.one_state
         rows = ingest_lib.block_rows(c)
         block = jax.tree.map(lambda x: jax.ShapeDtypeStruct((rows, *x.shape[1:]), x.dtype), abstract.replay.data)
-        ingest = jax.jit(program.ingest, donate_argnums=0).lower(abstract, block, hp).compile()
+        ingest = jax.jit(_with_token(program.ingest), donate_argnums=0).lower(abstract, block, hp).compile()
         train = jax.jit(program.train, donate_argnums=0).lower(abstract, hp).compile() if c.rate_limit == "free" else None
         init = jax.jit(program.init).lower(jax.random.key(0), hp).compile()
         compiled = Compiled(program, ingest, train, init, jax.jit(program.start_chunk), jax.jit(program.end_chunk),
-                            jax.jit(program.record_eval), make_policy(program, c.num_envs), abstract, hp, time.perf_counter() - t0)  # fmt: skip
+                            jax.jit(program.record_eval), jax.jit(program.greedy), abstract, hp, time.perf_counter() - t0)  # fmt: skip
         progress.note(f"compiled the learner in {compiled.compile_s:.1f} s ({c.actors} actors, {c.host_loop}, "
                       f"blocks of {rows} steps)")  # fmt: skip
         return compiled
@@ -249,8 +264,8 @@ class ActorLearnerTraining(runner.Training):
                 for chunk in range(self.start_chunk, c.num_chunks):
                     t_chunk = time.perf_counter()
                     lag = learner.run_chunk()
-                    out = runner.ChunkOutputs(*_with_run_axis(jax.device_get(
-                        (learner.state.env_steps, learner.state.learner.updates, learner.state.stats, learner.state.evals))))  # fmt: skip
+                    one = _with_run_axis(jax.device_get(learner.state))
+                    out = runner.ChunkOutputs(one.env_steps, one.learner.updates, one.stats, one.evals)
                     chunk_s = time.perf_counter() - t_chunk
                     latest = logger.log(chunk, out, chunk_s=chunk_s, env_steps_per_s=c.chunk_steps / chunk_s,
                                         policy_lag_mean=lag[0], policy_lag_max=lag[1])  # fmt: skip
@@ -284,9 +299,21 @@ class ActorLearnerTraining(runner.Training):
         return summary
 
 
-def _with_run_axis(tree):
-    """Leaves with a leading axis of one run, as the runner's logs and summary read them."""
-    return jax.tree.map(lambda x: x[None], tree)
+def _with_token(ingest):
+    """`ingest` that also returns a token: a copy of the env step counter (the state is donated
+    to the next call), to wait for the call by."""
+
+    def ingest_with_token(state, block, hp):
+        state = ingest(state, block, hp)
+        return state, state.env_steps + 0
+
+    return ingest_with_token
+
+
+def _with_run_axis(state: ingest_lib.LearnerState) -> ingest_lib.LearnerState:
+    """The state as a batch of one run (a leading axis on each leaf but the shared env step
+    counter), as the runner's logs and summary read it."""
+    return jax.tree.map(lambda x: x[None], state)._replace(env_steps=state.env_steps)
 
 
 @jax.jit
@@ -310,9 +337,8 @@ class Learner:
         self.compiled, self.config, self.state, self.spec = compiled, config, state, spec
         self.hp, c = compiled.hp, config
         self.stop = threading.Event()
-        self.server = ParameterServer(jax.devices("cpu")[0])
         self.updates = int(state.learner.updates)
-        self.server.publish(state.learner.params, self.updates)
+        self.server = ParameterServer(jax.devices("cpu")[-1], state.learner.params, self.updates)
         self.published = self.updates
         self.steps = steps = int(state.env_steps)
         per_actor = c.num_envs // c.actors
@@ -324,6 +350,7 @@ class Learner:
         self.eval_env = host_envs.make_host_env(c.env_id, c.num_eval_envs, c.time_limit)
         self.evals_done = int((np.asarray(state.evals.step) > 0).sum())
         self.lags: list[float] = []
+        self.in_flight = None  # the previous ingest's token (its env step counter)
 
     def __enter__(self) -> "Learner":
         if self.config.host_loop == "async":
@@ -370,18 +397,23 @@ class Learner:
         loop would have done before each row's step ('free': the learner has done) minus those
         of the parameters that chose its actions."""
         c = self.config
-        rows = Transition(*[np.concatenate(leaf, axis=1) for leaf in zip(*(b.rows for b in blocks))])
-        versions = np.min([b.versions for b in blocks], axis=0)
+        if len(blocks) == 1:
+            rows, versions = blocks[0]
+        else:
+            rows = Transition(*[np.concatenate(leaf, axis=1) for leaf in zip(*(b.rows for b in blocks))])
+            versions = np.min([b.versions for b in blocks], axis=0)
         before = self.steps
         ls = int(self.hp.learning_starts)
         if c.rate_limit == "held":
             starts = before + c.num_envs * np.arange(len(versions))
-            expected = np.array([ingest_lib.updates_due(c, 0, s, ls) for s in starts])
-            lag = float(np.mean(expected - versions))
-            self.updates += ingest_lib.updates_due(c, before, before + c.num_envs * len(versions), ls)
+            lag = float(np.mean(ingest_lib.updates_due(c, 0, starts, ls) - versions))
+            self.updates += int(ingest_lib.updates_due(c, before, before + c.num_envs * len(versions), ls))
         else:
             lag = float(np.mean(self.updates - versions))
-        self.state = self.compiled.ingest(self.state, rows, self.hp)
+        self.state, token = self.compiled.ingest(self.state, rows, self.hp)
+        if self.in_flight is not None:  # the learner runs at most one block ahead of its device
+            self.in_flight.block_until_ready()
+        self.in_flight = token
         self.steps = before + c.num_envs * len(versions)
         return lag
 
@@ -412,7 +444,7 @@ class Learner:
             return
         index = steps // c.eval_every - 1 if crossed else len(self.state.evals.step) - 1
         self.publish(now=True)  # the learner's newest parameters are evaluated (and the actors get them)
-        params, _ = self.server.latest()
+        params, _ = self.server.newest()
         mean, minimum = evaluate(self.compiled.policy, self.eval_env, params, seed_of(c, EVAL_STREAM, index),
                                  c.eval_epsilon, self.spec.max_episode_steps)  # fmt: skip
         self.state = self.compiled.record_eval(self.state, index, mean, minimum)

@@ -20,10 +20,10 @@ import pytest
 from purejaxdqn import Config, ConfigError, cli, evaluate, from_preset, load_policy, make_train, make_trainer
 from purejaxdqn.host import run_directory
 from purejaxdqn import RunDirError, validate
-from purejaxdqn.host import runner
+from purejaxdqn.host import actor_learner, runner
 from purejaxdqn.host.run_options import RunOptions
 
-from tiny import TINY
+from tiny import HOST_TINY, TINY
 
 
 @pytest.fixture(scope="module")
@@ -440,6 +440,21 @@ CASES = [
     ("file-checkpoint-every-negative", "train", ["--config", "{tmp}/c.toml"], "c.toml: checkpoint_every: must be 0 or more", None,
      toml("checkpoint_every = -1\n")),
     ("file-keep-0", "train", ["--config", "{tmp}/c.toml"], "c.toml: keep_checkpoints: must be at least 1", None, toml("keep_checkpoints = 0\n")),
+    # train: host envs, the actor-learner (#21)
+    ("host-env-unknown", "train", ["--env-id", "gymnasium:NoSuchEnv-v0"], "--env-id", None, {}),
+    ("host-env-continuous", "train", ["--env-id", "gymnasium:Pendulum-v1"], "--env-id", None, {}),
+    ("host-actors-not-dividing", "train", [*HOST_TINY, "--actors", "3"], "--actors", None, {}),
+    ("host-actors-0", "train", [*HOST_TINY, "--actors", "0"], "--actors", None, {}),
+    ("host-num-seeds", "train", [*HOST_TINY, "--num-seeds", "2"], "--num-seeds", None, {}),
+    ("host-sweep", "train", [*HOST_TINY, "--sweep", "lr=1e-3,1e-4"], "--sweep", None, {}),
+    ("host-mesh", "train", [*HOST_TINY, "--mesh-data", "2"], "--mesh-data", None, {}),
+    ("host-free-sync", "train", [*HOST_TINY, "--rate-limit", "free", "--host-loop", "sync"], "--rate-limit", None, {}),
+    ("host-sticky", "train", [*HOST_TINY, "--sticky-actions", "0.1"], "--sticky-actions", None, {}),
+    ("host-eval-below-block", "train", [*HOST_TINY, "--eval-every", "12"], "--eval-every", None, {}),
+    ("host-block-0", "train", [*HOST_TINY, "--block-steps", "0"], "--block-steps", None, {}),
+    ("host-log-video", "train", [*HOST_TINY, "--log", "tensorboard", "--log-video"], "--log-video", None, {}),
+    ("host-apex-and-schedule", "train", [*HOST_TINY, "--apex-epsilons", "--eps-end", "0.1"], "--eps-end", None, {}),
+    ("actors-on-a-jax-env", "train", [*TINY, "--actors", "2"], "--actors", None, {}),
     # the Python API
     ("api-make-train-num-envs-0", "api", lambda p: make_train(Config(num_envs=0)), "--num-envs", None, {"raises": ConfigError}),
     ("api-make-trainer-lr", "api", lambda p: make_trainer(Config(lr=-1.0)), "--lr", None, {"raises": ConfigError}),
@@ -497,6 +512,7 @@ def test_bad_input(name, kind, args, text, damage, options, finished, tmp_path, 
         options["setup_tmp"](tmp_path, monkeypatch)
     if not options.get("compiles"):
         monkeypatch.setattr(runner, "compile_program", lambda *a, **k: pytest.fail("compiled"))
+        monkeypatch.setattr(actor_learner.ActorLearnerTraining, "_compile", lambda *a, **k: pytest.fail("compiled"))
     before = tree_hash(tmp_path)
     capfd.readouterr()
 
@@ -548,7 +564,8 @@ def test_garbage_checkpoint_metadata_is_no_noise(finished, tmp_path, capfd):
 
 def changed(name: str, value):
     """Another value of the same type for a setting (the class test of edited config.json)."""
-    others = {"env_id": "Acrobot-v1", "widths": [32], "loss": "huber", "torso": "conv", "optimizer": "rmsprop", "loop": "branching"}
+    others = {"env_id": "Acrobot-v1", "widths": [32], "loss": "huber", "torso": "conv", "optimizer": "rmsprop", "loop": "branching",
+              "host_loop": "sync", "rate_limit": "free"}
     if name in others:
         return others[name]
     if isinstance(value, bool):

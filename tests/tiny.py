@@ -6,3 +6,6 @@ TINY = [
     "--buffer-size", "1000", "--eval-every", "1000", "--num-chunks", "3", "--widths", "16",
     "--num-eval-envs", "2", "--no-progress",
 ]  # fmt: skip
+
+# The same on gymnasium's CartPole-v1, stepped on the host by the actor-learner (2 actors).
+HOST_TINY = ["--env-id", "gymnasium:CartPole-v1", "--actors", "2", *TINY]

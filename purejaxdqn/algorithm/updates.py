@@ -1,10 +1,10 @@
 """Stage 3 of the loop, learning from replay: gradient updates on sampled batches, with the
 per-chunk statistics they add to. Shared by the compiled loop (loop.py: env steps and updates
-in one scan) and the actor-learner's learner (actor_learner.py: rows from host actors, then
-the updates they are due).
+in one scan) and the actor-learner's learner (ingest.py: rows from host actors, then the
+updates they are due).
 
 `make_updates` binds a run's static settings; its functions take any state NamedTuple with the
-fields `env_steps`, `learner`, `replay` and `stats` (loop.TrainState, actor_learner.LearnerState).
+fields `env_steps`, `learner`, `replay` and `stats` (loop.TrainState, ingest.LearnerState).
 """
 
 from __future__ import annotations

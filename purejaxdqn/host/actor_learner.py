@@ -342,12 +342,17 @@ class Learner:
         self.published = self.updates
         self.steps = steps = int(state.env_steps)
         per_actor = c.num_envs // c.actors
-        self.actors = [
-            Actor(i, host_envs.make_host_env(c.env_id, per_actor, c.time_limit), compiled.policy, self.server, c, self.hp,
-                  self.stop, seed_of(c, i, start_chunk), steps)
-            for i in range(c.actors)
-        ]  # fmt: skip
-        self.eval_env = host_envs.make_host_env(c.env_id, c.num_eval_envs, c.time_limit)
+        self.actors: list[Actor] = []
+        self.eval_env = None
+        try:
+            for i in range(c.actors):
+                env = host_envs.make_host_env(c.env_id, per_actor, c.time_limit)
+                self.actors.append(Actor(i, env, compiled.policy, self.server, c, self.hp, self.stop, seed_of(c, i, start_chunk), steps))
+            self.eval_env = host_envs.make_host_env(c.env_id, c.num_eval_envs, c.time_limit)
+        except Exception as err:
+            self._close_envs()
+            raise ActorError(f"actor {len(self.actors)} ({c.env_id}) failed to start its env: {type(err).__name__}: "
+                             f"{checkpointing.one_line(err)}") from err  # fmt: skip
         self.evals_done = int((np.asarray(state.evals.step) > 0).sum())
         self.lags: list[float] = []
         self.in_flight = None  # the previous ingest's token (its env step counter)
@@ -363,18 +368,34 @@ class Learner:
         for actor in self.actors:
             if actor.thread.is_alive():
                 actor.thread.join(JOIN_S)
-        for env in [a.env for a in self.actors] + [self.eval_env]:
-            with contextlib.suppress(Exception):
-                env.close()
+        self._close_envs()
         if exc[0] is None:
             for actor in self.actors:
                 actor.check()
 
+    def _close_envs(self) -> None:
+        for env in [a.env for a in self.actors] + [self.eval_env]:
+            with contextlib.suppress(Exception):
+                if env is not None:
+                    env.close()
+
     def next_blocks(self) -> list[ActorBlock]:
         """One block of every actor: taken from its queue, or ('sync') collected here."""
-        if self.config.host_loop == "sync":
-            return [a.collect() for a in self.actors]
-        return [a.take() for a in self.actors]
+        if self.config.host_loop == "async":
+            try:
+                return [a.take() for a in self.actors]
+            except ActorError:
+                for actor in self.actors:  # the one that failed, rather than the one waited for
+                    actor.check()
+                raise
+        blocks = []
+        for actor in self.actors:
+            try:
+                blocks.append(actor.collect())
+            except Exception as err:
+                actor.error = err
+                actor.check()
+        return blocks
 
     def run_chunk(self) -> tuple[float, float]:
         """One chunk of blocks; returns its (mean, max) policy lag in updates."""
@@ -418,15 +439,15 @@ class Learner:
         return lag
 
     def train_while_waiting(self) -> None:
-        """('free') Update rounds until every actor has a block waiting (or one failed)."""
-        c = self.config
-        while not all(a.queue.qsize() for a in self.actors):
-            for a in self.actors:
-                a.check()
+        """('free') An update round, then more until every actor has a block waiting (or one
+        failed): the learner updates at its own pace, the actors step at theirs."""
+        while True:
             self.state = self.compiled.train(self.state, self.hp)
             if self.steps >= int(self.hp.learning_starts):
-                self.updates += ingest_lib.updates_per_train(c)
-            if self.stop.is_set():
+                self.updates += ingest_lib.updates_per_train(self.config)
+            for a in self.actors:
+                a.check()
+            if self.stop.is_set() or all(a.queue.qsize() for a in self.actors):
                 return
 
     def publish(self, now: bool = False) -> None:

@@ -8,6 +8,9 @@ collect -> store -> sample -> update -> target-update cycle is one jitted `lax.s
     train = jax.jit(make_train(config))
     state = train(jax.random.key(0))
 
+A host env (`gymnasium:ID`) steps outside the compiled program: `train_on_host(config)` runs the
+actor-learner (host/actor_learner.py) and returns its result.
+
 The names below are imported on first use, so `python -m purejaxdqn.train` can say something
 before JAX is imported.
 """
@@ -25,13 +28,14 @@ _EXPORTS = {
     "TrainState": "algorithm.loop", "Trainer": "algorithm.loop", "make_train": "algorithm.loop", "make_trainer": "algorithm.loop",
     "Policy": "host.policy", "RunDirError": "host.run_directory", "load_policy": "host.policy",
     "save_gif": "host.video", "save_video": "host.video", "render_episode": "host.video",
-    "RunOptions": "host.run_options",
+    "RunOptions": "host.run_options", "train_on_host": "host.actor_learner",
 }  # fmt: skip
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
     from purejaxdqn.config import PRESETS, Config, ConfigError, HParams, from_preset, validate
     from purejaxdqn.algorithm.loop import TrainState, Trainer, make_train, make_trainer
+    from purejaxdqn.host.actor_learner import train_on_host
     from purejaxdqn.host.policy import Policy, load_policy
     from purejaxdqn.host.run_directory import RunDirError
     from purejaxdqn.host.run_options import RunOptions

@@ -97,10 +97,16 @@ def _evaluate(args) -> int:
     except (RunDirError, CheckpointError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    from purejaxdqn.envs import is_host_id
     from purejaxdqn.host import memory
 
+    host = is_host_id(policy.config.env_id)
+    if host and _videos(args):
+        print(f"{PROG}: error: {_videos(args)[0][0]}: not drawn for a host env ({policy.config.env_id}) yet", file=sys.stderr)
+        return 2
     try:  # the episodes all run at once: refuse what cannot fit instead of crashing in XLA
-        memory.check(runner.eval_working_bytes(policy.config.replace(num_eval_envs=args.episodes)), 1)
+        if not host:  # (a host env's episodes are stepped on the host)
+            memory.check(runner.eval_working_bytes(policy.config.replace(num_eval_envs=args.episodes)), 1)
     except memory.OutOfMemoryError as err:
         print(f"{PROG}: error: --episodes {args.episodes}: {err}", file=sys.stderr)
         return 2

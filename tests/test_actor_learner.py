@@ -255,3 +255,28 @@ def test_a_signal_stops_every_thread_keeps_the_chunk_and_resumes(sig, status, tm
     assert chunks() == list(range(50))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_chunk"] == saved and summary["updates_per_run"][0] == int(multiples_crossed(0, 100000, 10, 1000))
+
+
+def test_a_host_run_from_the_command_line_has_every_output(tmp_path, capfd):
+    """`--env-id gymnasium:CartPole-v1 --actors 2`: the run directory of any run (config,
+    metrics with the policy lag, every eval, summary, curves, TensorBoard), and the evaluate
+    command and load_policy read it."""
+    from purejaxdqn import cli, evaluate, load_policy
+    from purejaxdqn.algorithm.loop import num_evals
+    from tiny import HOST_TINY
+
+    out = tmp_path / "run"
+    assert cli.main([*HOST_TINY, "--log", "tensorboard", "--output-dir", str(out)]) == 0
+    printed = capfd.readouterr().out
+    assert "actor-learner: 2 actors (async, rate limit held), policy lag" in printed
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["chunk"] for r in rows] == [0, 1, 2] and all(r["policy_lag_mean"] >= 0 for r in rows)
+    evals = (out / "evals.jsonl").read_text().splitlines()
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(evals) == num_evals(Config(**{**SMALL, "total_steps": 3000, "eval_every": 1000}))
+    assert summary["loop"] == "actor-learner" and summary["actors"] == 2 and summary["env_steps_per_run"] == 3000
+    assert (out / "curves.png").stat().st_size > 0 and list((out / "tensorboard").rglob("events.*"))
+    assert evaluate.main([str(out), "--episodes", "4"]) == 0
+    assert "gymnasium:CartPole-v1: 4 epsilon-greedy episodes" in capfd.readouterr().out
+    policy = load_policy(out)
+    assert policy.play(3).shape == (3,) and policy(np.zeros(4, np.float32)) in (0, 1)

@@ -40,9 +40,9 @@ from purejaxdqn.algorithm.updates import ChunkStats, make_updates, window_add
 from purejaxdqn.algorithm.evaluation import make_evaluate
 from purejaxdqn.algorithm.networks import QNetwork, make_network
 from purejaxdqn.algorithm.schedules import linear_epsilon, multiples_crossed
-from purejaxdqn.config import Config, HParams, check_hparams
+from purejaxdqn.config import Config, ConfigError, HParams, check_hparams
 from purejaxdqn.config import schedule as schedule_lib
-from purejaxdqn.envs import VecEnv, env_from_config
+from purejaxdqn.envs import VecEnv, env_from_config, is_host_id
 
 
 class EvalLog(NamedTuple):
@@ -160,6 +160,9 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     from purejaxdqn.config import validate
 
     validate(config)  # the Python API refuses bad settings like the command line does
+    if is_host_id(config.env_id):
+        raise ConfigError("--env-id", f"{config.env_id} steps on the host, outside a compiled program: train it with "
+                          "purejaxdqn.train_on_host(config) or the command line (the actor-learner)")  # fmt: skip
     c = config
     local_envs = c.num_envs // data_size
     venv = env_from_config(c, local_envs)

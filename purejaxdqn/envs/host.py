@@ -246,6 +246,21 @@ def make_host_env(
     return HostVecEnv(vec, spec, seed_offset)
 
 
+def episode_returns(env: HostVecEnv, act, seed: int, max_steps: int) -> np.ndarray:
+    """The return of one episode per env of `env` (reset with `seed`), each env's rewards
+    counted up to its own episode's end; `act(obs) -> actions` chooses."""
+    obs = env.reset(seed)
+    returns, done = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
+    for _ in range(max_steps):
+        step = env.step(act(obs))
+        returns += np.where(done, 0.0, step.reward)
+        done |= step.terminated | step.truncated
+        if done.all():
+            break
+        obs = step.obs
+    return returns
+
+
 def host_spec(env_id: str, time_limit: int = 0) -> EnvSpec:
     """The `EnvSpec` of a host id (one env is made and closed); ValueError as `make_host_env`."""
     with make_host_env(env_id, 1, time_limit) as env:

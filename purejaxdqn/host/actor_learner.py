@@ -161,16 +161,9 @@ def _epsilon_schedule(config: Config, hp, actor: int):
 
 def evaluate(policy, env, params, seed: int, epsilon: float, max_steps: int) -> tuple[float, float]:
     """(mean, min) return of one episode per env of `env`, epsilon-greedy with `epsilon`."""
-    obs, rng = env.reset(seed), np.random.default_rng(seed)
-    returns, done = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
-    for _ in range(max_steps):
-        greedy = np.asarray(policy(params, obs))
-        step = env.step(acting.epsilon_greedy_host(rng, greedy, epsilon, env.spec.num_actions))
-        returns += np.where(done, 0.0, step.reward)
-        done |= step.terminated | step.truncated
-        if done.all():
-            break
-        obs = step.obs
+    rng = np.random.default_rng(seed)
+    act = lambda obs: acting.epsilon_greedy_host(rng, np.asarray(policy(params, obs)), epsilon, env.spec.num_actions)  # noqa: E731
+    returns = host_envs.episode_returns(env, act, seed, max_steps)
     return float(returns.mean()), float(returns.min())
 
 
@@ -196,6 +189,18 @@ class Compiled(NamedTuple):
     abstract_state: ingest_lib.LearnerState
     hp: Any
     compile_s: float
+
+
+def train_on_host(config: Config, options: RunOptions | None = None) -> runner.RunResult:
+    """Train `config` (a host env: `gymnasium:ID`) with the actor-learner, driven as `options`
+    say (runner.train_runs' options: output dir, checkpoints, resume, sinks; default: write
+    nothing); one run, seed `config.seed`."""
+    from purejaxdqn.config import validate
+
+    validate(config)
+    runs, settings = runner.make_runs(config)
+    with prepare(config, runs, settings, options) as training:
+        return training.train()
 
 
 def prepare(config: Config, runs: list[dict], settings: list[dict] | None = None, options: RunOptions | None = None,
@@ -238,7 +243,8 @@ class ActorLearnerTraining(runner.Training):
 
     def _initial_state(self, compiled: Compiled) -> ingest_lib.LearnerState:
         if self.start_chunk:
-            state = _cut_episodes(checkpointing.restore(self.run_dir.path, self.start_chunk, compiled.abstract_state))
+            saved = checkpointing.restore(self.run_dir.path, self.start_chunk, _with_run_axis(compiled.abstract_state, abstract=True))
+            state = _cut_episodes(_drop_run_axis(saved))
         else:
             state = compiled.init(jax.random.key(self.batch.runs[0]["seed"]), compiled.hp)
         if self.run_dir is not None:
@@ -274,7 +280,7 @@ class ActorLearnerTraining(runner.Training):
                     if saves is not None and (saves.due(chunk) or interrupts.pending()):
                         with timers.timing("save_s"), interrupts.deferred():
                             ckpt = ckpt or checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
-                            checkpointing.save(ckpt, chunk + 1, learner.state, run_directory.trained_settings(c, b.runs))
+                            checkpointing.save(ckpt, chunk + 1, _with_run_axis(learner.state), run_directory.trained_settings(c, b.runs))
                     interrupts.raise_pending()
         finally:
             if ckpt is not None:
@@ -310,10 +316,16 @@ def _with_token(ingest):
     return ingest_with_token
 
 
-def _with_run_axis(state: ingest_lib.LearnerState) -> ingest_lib.LearnerState:
+def _with_run_axis(state: ingest_lib.LearnerState, abstract: bool = False) -> ingest_lib.LearnerState:
     """The state as a batch of one run (a leading axis on each leaf but the shared env step
-    counter), as the runner's logs and summary read it."""
-    return jax.tree.map(lambda x: x[None], state)._replace(env_steps=state.env_steps)
+    counter), as the runner's logs, summary and checkpoints (load_policy) lay a run out;
+    `abstract`: of shapes (jax.ShapeDtypeStruct) only."""
+    add = (lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype)) if abstract else (lambda x: x[None])
+    return jax.tree.map(add, state)._replace(env_steps=state.env_steps)
+
+
+def _drop_run_axis(state: ingest_lib.LearnerState) -> ingest_lib.LearnerState:
+    return jax.tree.map(lambda x: x[0], state._replace(env_steps=None))._replace(env_steps=state.env_steps)
 
 
 @jax.jit

@@ -20,7 +20,9 @@ from purejaxdqn.algorithm.evaluation import make_episode_returns
 from purejaxdqn.algorithm.loop import BestParams
 from purejaxdqn.algorithm.networks import QNetwork, make_network
 from purejaxdqn.config import Config
-from purejaxdqn.envs import EnvSpec, action_mask, env_from_config
+from purejaxdqn.envs import EnvSpec, action_mask, env_from_config, is_host_id
+from purejaxdqn.envs.host import episode_returns as host_episode_returns
+from purejaxdqn.envs.host import host_spec, make_host_env
 from purejaxdqn.host import checkpointing, run_directory
 from purejaxdqn.host.report import setting_label
 from purejaxdqn.host.run_directory import RunDirError
@@ -69,9 +71,18 @@ class Policy(NamedTuple):
 
     def play(self, episodes: int, seed: int = 0, epsilon: float | None = None) -> np.ndarray:
         """Returns of `episodes` fresh episodes in the run's env, played all at once on the
-        device, epsilon-greedy at `epsilon` (default: the run's eval epsilon)."""
+        device (a host env: stepped together on the host), epsilon-greedy at `epsilon`
+        (default: the run's eval epsilon)."""
         epsilon = self.config.eval_epsilon if epsilon is None else float(epsilon)
+        if is_host_id(self.config.env_id):
+            return self._play_on_host(episodes, seed, epsilon)
         return np.asarray(_episode_returns(self.config, self.network, episodes, epsilon)(self.params, jax.random.key(seed)))
+
+    def _play_on_host(self, episodes: int, seed: int, epsilon: float) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        act = lambda obs: acting.epsilon_greedy_host(rng, np.asarray(self(obs)), epsilon, self.spec.num_actions)  # noqa: E731
+        with make_host_env(self.config.env_id, episodes, self.config.time_limit) as env:
+            return host_episode_returns(env, act, seed, self.spec.max_episode_steps)
 
 
 # One compile per (run settings, episodes, epsilon), shared by the runs re-played; bounded, so
@@ -89,8 +100,8 @@ def _greedy_actions(network, spec: EnvSpec, params, obs):
 def make_policy(config: Config, params, step: int = 0) -> Policy:
     """The greedy policy of `params` (one run's online parameters; None: to be filled in) for
     `config`'s env, as checkpoint `step`."""
-    venv = env_from_config(config, 1)
-    return Policy(config, params, make_network(config, venv.num_actions), venv.spec, step)
+    spec = host_spec(config.env_id, config.time_limit) if is_host_id(config.env_id) else env_from_config(config, 1).spec
+    return Policy(config, params, make_network(config, spec.num_actions), spec, step)
 
 
 def load_policy(run_dir, run: int = 0, step: int | None = None, best: bool = False) -> Policy:

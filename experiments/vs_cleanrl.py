@@ -40,8 +40,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = ("python -m purejaxdqn.train --env-id CartPole-v1 --preset reference --total-steps {steps} "
-        "--seed {seed} --no-progress --output-dir {out} --compilation-cache off")
+# gymnasium's CartPole-v1 stepped on the host by the actor-learner, with CleanRL's algorithm and
+# schedule (vanilla DQN, MSE, Adam 2.5e-4 unclipped, replay 10k, batch 128, learning starts 10k,
+# an update every 10 env steps, target copy every 500 env steps, epsilon over half the run) on
+# 10 envs stepped together (CleanRL steps 1).
+OURS = ("python -m purejaxdqn.train --env-id gymnasium:CartPole-v1 --preset none --no-double-dqn --max-grad-norm 0 "
+        "--exploration-fraction 0.5 --total-steps {steps} --seed {seed} --no-progress --output-dir {out}")
 
 
 def timed(cmd: list[str], cwd, env=None) -> tuple[float, str]:

@@ -35,7 +35,7 @@ def test_the_learner_repeats_the_compiled_loops_updates_on_its_rows(changes):
     program = ingest_lib.make_program(config, trainer.venv.spec)
     state = program.init(jax.random.key(3), config.hparams())
     ingest = jax.jit(program.ingest)
-    t = ingest_lib.block_rows(config)
+    t = config.block_rows
     for start in range(0, config.iterations, t):
         state = ingest(state, jax.tree.map(lambda x: x[start : start + t], rows), config.hparams())
     assert int(state.learner.updates) == int(final.learner.updates) > 0
@@ -61,7 +61,7 @@ def test_updates_due_counts_as_the_compiled_loop():
 def test_block_rows_divide_a_chunk(n, steps, expected):
     config = Config(**{**SMALL, "total_steps": n * 4, "block_steps": steps})
     assert config.iterations_per_chunk == n
-    assert ingest_lib.block_rows(config) == expected
+    assert config.block_rows == expected
 
 
 def test_apex_epsilons():
@@ -168,7 +168,7 @@ def test_the_rate_limiter_holds_the_compiled_loops_update_count(loop, rate_limit
     result = actor_learner.prepare(config, [{"run": 0, "seed": 0, "setting": 0}]).train()
     updates = result.summary["updates_per_run"][0]
     held = int(multiples_crossed(0, 2000, 2, 200)) * 3
-    rows = ingest_lib.block_rows(config)
+    rows = config.block_rows
     if rate_limit == "held":
         assert updates == held
         per_block = rows * config.num_envs // 2 * 3

@@ -153,13 +153,6 @@ def apex_epsilon(actor: int, num_actors: int, base: float = 0.4, alpha: float = 
     return base ** (1 + alpha * actor / (num_actors - 1)) if num_actors > 1 else base
 
 
-def block_rows(config: Config) -> int:
-    """Rows per block: the largest divisor of a chunk's vectorized steps up to `block_steps`,
-    so every chunk is whole blocks."""
-    n = config.iterations_per_chunk
-    return max(d for d in range(1, min(config.block_steps, n) + 1) if n % d == 0)
-
-
 def updates_due(config: Config, before, after, learning_starts: int):
     """('held') Updates the compiled loop runs for env steps (before, after]: what a block
     of them gets here (the host's count, for publishing and the policy lag; integers or numpy

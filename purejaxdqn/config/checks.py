@@ -308,9 +308,7 @@ MAX_ACTORS = 256  # --actors: threads of one process
 
 
 def _block_steps(c: Config) -> int:
-    from purejaxdqn.algorithm.ingest import block_rows
-
-    return block_rows(c) * c.num_envs
+    return c.block_rows * c.num_envs
 
 
 def _check_host(c: Config) -> None:

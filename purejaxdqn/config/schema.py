@@ -237,6 +237,13 @@ class Config:
         return math.ceil(self.chunk_steps / self.log_every) if self.log_every else 1
 
     @property
+    def block_rows(self) -> int:
+        """The actor-learner's rows per block: the largest divisor of a chunk's vectorized steps
+        up to `block_steps`, so every chunk is whole blocks."""
+        n = self.iterations_per_chunk
+        return max(d for d in range(1, min(self.block_steps, n) + 1) if n % d == 0)
+
+    @property
     def actual_total_steps(self) -> int:
         return self.iterations * self.num_envs
 

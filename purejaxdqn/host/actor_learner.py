@@ -44,6 +44,12 @@ POLL_S = 0.05  # how often a waiting thread looks at the stop flag and the other
 JOIN_S = 10.0  # how long the learner waits for an actor to stop at the end
 
 
+def actor_device():
+    """Where the actors' policy runs: the last CPU device (the command line splits a CPU into
+    one device per core; the learner's replay and updates stay on the default device)."""
+    return jax.devices("cpu")[-1]
+
+
 class ActorError(RuntimeError):
     """An actor or its env raised (or stopped): the message names the actor and the error."""
 
@@ -94,7 +100,7 @@ class Actor:
     def __init__(self, index: int, env, policy, server: ParameterServer, config: Config, hp, stop: threading.Event,
                  seed: int, first_step: int):  # fmt: skip
         self.index, self.env, self.policy, self.server, self.stop = index, env, policy, server, stop
-        self.env_id, self.rows, self.total_envs = config.env_id, ingest_lib.block_rows(config), config.num_envs
+        self.env_id, self.rows, self.total_envs = config.env_id, config.block_rows, config.num_envs
         self.waits = config.host_loop == "sync"  # for the learner's newest parameters: the synchronous loop
         self.queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self.error: BaseException | None = None
@@ -185,7 +191,8 @@ class Compiled(NamedTuple):
     start_chunk: Any
     end_chunk: Any
     record_eval: Any
-    policy: Any
+    policy: Any  # the actors' greedy network (on their device)
+    eval_policy: Any  # the same for the evaluation's envs
     abstract_state: ingest_lib.LearnerState
     hp: Any
     compile_s: float
@@ -230,13 +237,21 @@ class ActorLearnerTraining(runner.Training):
         program = ingest_lib.make_program(c, self.spec)
         hp = c.hparams()
         abstract = self.one_state
-        rows = ingest_lib.block_rows(c)
+        rows = c.block_rows
         block = jax.tree.map(lambda x: jax.ShapeDtypeStruct((rows, *x.shape[1:]), x.dtype), abstract.replay.data)
         ingest = jax.jit(_with_token(program.ingest), donate_argnums=0).lower(abstract, block, hp).compile()
         train = jax.jit(program.train, donate_argnums=0).lower(abstract, hp).compile() if c.rate_limit == "free" else None
-        init = jax.jit(program.init).lower(jax.random.key(0), hp).compile()
-        compiled = Compiled(program, ingest, train, init, jax.jit(program.start_chunk), jax.jit(program.end_chunk),
-                            jax.jit(program.record_eval), jax.jit(program.greedy), abstract, hp, time.perf_counter() - t0)  # fmt: skip
+        aot = lambda f, *args: jax.jit(f).lower(*args).compile()  # noqa: E731
+        on_actors = jax.sharding.SingleDeviceSharding(actor_device())
+        params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_actors), abstract.learner.params)
+        obs = lambda n: jax.ShapeDtypeStruct((n, *self.spec.obs_shape), self.spec.obs_dtype, sharding=on_actors)  # noqa: E731
+        scalar = jax.ShapeDtypeStruct((), np.float32)
+        compiled = Compiled(
+            program, ingest, train, aot(program.init, jax.random.key(0), hp), aot(program.start_chunk, abstract),
+            aot(program.end_chunk, abstract), aot(program.record_eval, abstract, jax.ShapeDtypeStruct((), np.int32), scalar, scalar),
+            aot(program.greedy, params, obs(c.num_envs // c.actors)), aot(program.greedy, params, obs(c.num_eval_envs)),
+            abstract, hp, time.perf_counter() - t0,
+        )  # fmt: skip
         progress.note(f"compiled the learner in {compiled.compile_s:.1f} s ({c.actors} actors, {c.host_loop}, "
                       f"blocks of {rows} steps)")  # fmt: skip
         return compiled
@@ -261,8 +276,8 @@ class ActorLearnerTraining(runner.Training):
             saves = checkpointing.SavePolicy(self.options.checkpoint_every, self.options.checkpoint_min_interval_s, c.num_chunks)
             if self.writing:
                 checkpointing.make_directory(self.run_dir.path)
+        learner = Learner(compiled, c, state, self.spec, self.start_chunk)  # the envs made (not run time)
         t_run = time.perf_counter() - init_s
-        learner = Learner(compiled, c, state, self.spec, self.start_chunk)
         logger = runner.ChunkLogger(b, self.run_dir.path if self.writing else None, self._tracking(), timers,
                                     int((np.asarray(state.evals.step) > 0).sum()))  # fmt: skip
         try:
@@ -299,7 +314,7 @@ class ActorLearnerTraining(runner.Training):
         summary = super()._summary(evals, final_updates, timing, timers)
         c, lags = self.batch.config, np.asarray(self.lags, np.float64)
         summary.update(loop="actor-learner", unroll=None, actors=c.actors, host_loop=c.host_loop, rate_limit=c.rate_limit,
-                       block_rows=ingest_lib.block_rows(c),
+                       block_rows=c.block_rows,
                        policy_lag_mean=float(lags.mean()) if lags.size else None,
                        policy_lag_max=float(lags.max()) if lags.size else None)  # fmt: skip
         return summary
@@ -350,7 +365,7 @@ class Learner:
         self.hp, c = compiled.hp, config
         self.stop = threading.Event()
         self.updates = int(state.learner.updates)
-        self.server = ParameterServer(jax.devices("cpu")[-1], state.learner.params, self.updates)
+        self.server = ParameterServer(actor_device(), state.learner.params, self.updates)
         self.published = self.updates
         self.steps = steps = int(state.env_steps)
         per_actor = c.num_envs // c.actors
@@ -414,7 +429,7 @@ class Learner:
         c = self.config
         self.state = self.compiled.start_chunk(self.state)
         lags = []
-        for _ in range(c.iterations_per_chunk // ingest_lib.block_rows(c)):
+        for _ in range(c.iterations_per_chunk // c.block_rows):
             lags.append(self.ingest(self.next_blocks()))
             if c.rate_limit == "free":
                 self.train_while_waiting()
@@ -471,13 +486,13 @@ class Learner:
     def evaluate_if_due(self) -> None:
         """An evaluation after each block that crossed an eval point (and after the last)."""
         c, steps = self.config, self.steps
-        before = steps - c.num_envs * ingest_lib.block_rows(c)
+        before = steps - c.num_envs * c.block_rows
         crossed = steps // c.eval_every > before // c.eval_every
         if not (crossed or steps == c.actual_total_steps):
             return
         index = steps // c.eval_every - 1 if crossed else len(self.state.evals.step) - 1
         self.publish(now=True)  # the learner's newest parameters are evaluated (and the actors get them)
         params, _ = self.server.newest()
-        mean, minimum = evaluate(self.compiled.policy, self.eval_env, params, seed_of(c, EVAL_STREAM, index),
+        mean, minimum = evaluate(self.compiled.eval_policy, self.eval_env, params, seed_of(c, EVAL_STREAM, index),
                                  c.eval_epsilon, self.spec.max_episode_steps)  # fmt: skip
         self.state = self.compiled.record_eval(self.state, index, mean, minimum)

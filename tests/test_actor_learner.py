@@ -280,3 +280,17 @@ def test_a_host_run_from_the_command_line_has_every_output(tmp_path, capfd):
     assert "gymnasium:CartPole-v1: 4 epsilon-greedy episodes" in capfd.readouterr().out
     policy = load_policy(out)
     assert policy.play(3).shape == (3,) and policy(np.zeros(4, np.float32)) in (0, 1)
+
+
+def test_atari_trains_on_the_host(tmp_path):
+    """gymnasium:ALE/Breakout-v5 through ale-py's vector env: uint8 4x84x84 stacks stored as
+    they come, a tiny run end to end (the MLP torso)."""
+    pytest.importorskip("ale_py")
+    from purejaxdqn.host import actor_learner
+
+    config = Config(env_id="gymnasium:ALE/Breakout-v5", num_envs=2, total_steps=400, num_chunks=1, eval_every=400,
+                    buffer_size=400, learning_starts=100, batch_size=16, widths=(16,), num_eval_envs=1, time_limit=100)  # fmt: skip
+    result = actor_learner.train_on_host(config)
+    data = result.state.replay.data
+    assert data.obs.dtype == np.uint8 and data.obs.shape[-3:] == (4, 84, 84)
+    assert result.summary["updates_per_run"][0] == int(multiples_crossed(0, 400, 10, 100))

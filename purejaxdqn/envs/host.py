@@ -108,8 +108,10 @@ def _make_vector_env(env_spec, num_envs: int, time_limit: int, mode):
 
     if not _is_ale_vector(env_spec):
         limit = {"max_episode_steps": time_limit} if time_limit else {}
-        return gymnasium.make_vec(env_spec.id, num_envs, vectorization_mode="sync",
-                                  vector_kwargs={"autoreset_mode": mode}, **limit)  # fmt: skip
+        # No passive env checker: check_host_id has looked at the spaces, and its wrapper cost
+        # 30% of a CartPole step (measured: 91 against 65 us per step of 10 envs).
+        return gymnasium.make_vec(env_spec.id, num_envs, vectorization_mode="sync", vector_kwargs={"autoreset_mode": mode},
+                                  disable_env_checker=True, **limit)  # fmt: skip
     if mode == gymnasium.vector.AutoresetMode.DISABLED:
         raise ValueError(f"{env_spec.id}: AtariVectorEnv has no Disabled autoreset mode (use SameStep or NextStep)")
     kwargs: dict[str, Any] = {"autoreset_mode": mode, "reward_clipping": False}  # real scores

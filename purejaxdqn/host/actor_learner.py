@@ -175,7 +175,8 @@ def evaluate(policy, env, params, seed: int, epsilon: float, max_steps: int) -> 
 
 def seed_of(config: Config, *parts: int) -> int:
     """A seed of its own for each actor and each resumed segment (and the evaluation)."""
-    return int(np.random.SeedSequence([config.seed, *parts]).generate_state(1)[0])
+    # Below 2**30: ale-py takes int32 seeds, and env i of a vector env is seeded seed + i.
+    return int(np.random.SeedSequence([config.seed, *parts]).generate_state(1)[0]) >> 2
 
 
 EVAL_STREAM = 1 << 20  # seed_of(config, EVAL_STREAM, k): evaluation k's envs (no actor has that index)

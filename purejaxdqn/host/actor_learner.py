@@ -230,7 +230,7 @@ class ActorLearnerTraining(runner.Training):
     chunk loop (threads); the summary, curves and result are the runner's."""
 
     spec: Any = None
-    lags: list = dataclasses.field(default_factory=list)  # each block's mean policy lag, in updates
+    lags: list = dataclasses.field(default_factory=list)  # each block's (mean, max) policy lag over its rows, in updates
 
     def _compile(self, progress: ProgressBar) -> Compiled:
         c, t0 = self.batch.config, time.perf_counter()
@@ -313,11 +313,11 @@ class ActorLearnerTraining(runner.Training):
 
     def _summary(self, evals, final_updates, timing: dict, timers: runner.Timers) -> dict:
         summary = super()._summary(evals, final_updates, timing, timers)
-        c, lags = self.batch.config, np.asarray(self.lags, np.float64)
+        c, lags = self.batch.config, np.asarray(self.lags, np.float64).reshape(-1, 2)
         summary.update(loop="actor-learner", unroll=None, actors=c.actors, host_loop=c.host_loop, rate_limit=c.rate_limit,
                        block_rows=c.block_rows,
-                       policy_lag_mean=float(lags.mean()) if lags.size else None,
-                       policy_lag_max=float(lags.max()) if lags.size else None)  # fmt: skip
+                       policy_lag_mean=float(lags[:, 0].mean()) if lags.size else None,
+                       policy_lag_max=float(lags[:, 1].max()) if lags.size else None)  # fmt: skip
         return summary
 
 
@@ -382,7 +382,7 @@ class Learner:
             raise ActorError(f"actor {len(self.actors)} ({c.env_id}) failed to start its env: {type(err).__name__}: "
                              f"{checkpointing.one_line(err)}") from err  # fmt: skip
         self.evals_done = int((np.asarray(state.evals.step) > 0).sum())
-        self.lags: list[float] = []
+        self.lags: list[tuple[float, float]] = []
         self.in_flight = None  # the previous ingest's token (its env step counter)
 
     def __enter__(self) -> "Learner":
@@ -426,7 +426,7 @@ class Learner:
         return blocks
 
     def run_chunk(self) -> tuple[float, float]:
-        """One chunk of blocks; returns its (mean, max) policy lag in updates."""
+        """One chunk of blocks; returns its rows' (mean, max) policy lag in updates."""
         c = self.config
         self.state = self.compiled.start_chunk(self.state)
         lags = []
@@ -438,13 +438,13 @@ class Learner:
             self.evaluate_if_due()
         self.state = self.compiled.end_chunk(self.state)
         self.lags += lags
-        return float(np.mean(lags)), float(np.max(lags))
+        return float(np.mean([m for m, _ in lags])), float(max(x for _, x in lags))
 
-    def ingest(self, blocks: list[ActorBlock]) -> float:
+    def ingest(self, blocks: list[ActorBlock]) -> tuple[float, float]:
         """The actors' blocks side by side (actor i's envs in columns i*E ...) into replay with
-        the updates they are due; returns the rows' mean policy lag: the updates the synchronous
-        loop would have done before each row's step ('free': the learner has done) minus those
-        of the parameters that chose its actions."""
+        the updates they are due; returns the rows' (mean, max) policy lag: the updates the
+        synchronous loop would have done before each row's step ('free': the learner has done)
+        minus those of the parameters that chose its actions."""
         c = self.config
         if len(blocks) == 1:
             rows, versions = blocks[0]
@@ -455,16 +455,16 @@ class Learner:
         ls = int(self.hp.learning_starts)
         if c.rate_limit == "held":
             starts = before + c.num_envs * np.arange(len(versions))
-            lag = float(np.mean(ingest_lib.updates_due(c, 0, starts, ls) - versions))
+            lag = ingest_lib.updates_due(c, 0, starts, ls) - versions
             self.updates += int(ingest_lib.updates_due(c, before, before + c.num_envs * len(versions), ls))
         else:
-            lag = float(np.mean(self.updates - versions))
+            lag = self.updates - versions
         self.state, token = self.compiled.ingest(self.state, rows, self.hp)
         if self.in_flight is not None:  # the learner runs at most one block ahead of its device
             self.in_flight.block_until_ready()
         self.in_flight = token
         self.steps = before + c.num_envs * len(versions)
-        return lag
+        return float(np.mean(lag)), float(np.max(lag))
 
     def train_while_waiting(self) -> None:
         """('free') An update round, then more until every actor has a block waiting (or one

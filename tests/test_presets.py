@@ -64,6 +64,7 @@ def test_presets_mapping_and_defaults_come_from_the_records():
         "Breakout-MinAtar": "breakout", "Freeway-MinAtar": "freeway", "Asterix-MinAtar": "asterix",
         "SpaceInvaders-MinAtar": "space-invaders", "Seaquest-MinAtar": "seaquest", "MiniGrid-Empty-8x8": "minigrid-empty",
         "MiniGrid-DoorKey-5x5": "minigrid-doorkey", "Snake-v1": "snake", "Craftax-Classic-Symbolic-v1": "craftax-classic",
+        "gymnasium:CartPole-v1": "gymnasium-cartpole",
     }  # fmt: skip
     for env_id, name in DEFAULT_PRESETS.items():
         assert preset_names(None, env_id) == [name]

@@ -294,3 +294,32 @@ def test_atari_trains_on_the_host(tmp_path):
     data = result.state.replay.data
     assert data.obs.dtype == np.uint8 and data.obs.shape[-3:] == (4, 84, 84)
     assert result.summary["updates_per_run"][0] == int(multiples_crossed(0, 400, 10, 100))
+
+
+def test_actor_priorities_are_the_td_errors_of_their_network():
+    """--actor-priorities: each new row enters the sum tree at (|TD| + eps)^alpha, |TD| under
+    the actor's network (it picks and rates the bootstrap; terminals bootstrap nothing), against
+    NumPy on random transitions."""
+    from purejaxdqn.algorithm import prioritized
+    from purejaxdqn.algorithm.networks import make_network
+    from purejaxdqn.envs import EnvSpec
+
+    config = Config(**{**SMALL, "env_id": "gymnasium:CartPole-v1", "prioritized": True, "actor_priorities": True,
+                       "priority_alpha": 0.6, "learning_starts": 1000})  # fmt: skip
+    spec = EnvSpec(2, (4,), np.float32, 500)
+    program, hp = ingest_lib.make_program(config, spec), config.hparams()
+    state = program.init(jax.random.key(0), hp)
+    rng, t, e = np.random.default_rng(1), config.block_rows, config.num_envs
+    block = Transition(rng.normal(size=(t, e, 4)).astype(np.float32), rng.integers(0, 2, (t, e)).astype(np.int32),
+                       rng.normal(size=(t, e)).astype(np.float32), rng.normal(size=(t, e, 4)).astype(np.float32),
+                       rng.random((t, e)) < 0.3, np.zeros((t, e), bool))  # fmt: skip
+    td = np.asarray(program.actor_td(state.learner.params, block, hp.gamma))
+    apply = make_network(config, 2).apply
+    q = np.asarray(apply(state.learner.params, block.obs.reshape(-1, 4))).reshape(t, e, 2)
+    q_next = np.asarray(apply(state.learner.params, block.next_obs.reshape(-1, 4))).reshape(t, e, 2)
+    target = block.reward + 0.99 * (1 - block.terminated) * q_next.max(-1)
+    expected = np.abs(np.take_along_axis(q, block.action[..., None], -1)[..., 0] - target)
+    np.testing.assert_allclose(td, expected, rtol=1e-5, atol=1e-6)
+    state = jax.jit(program.ingest)(state, block, hp, td)  # learning_starts not reached: no update moves them
+    leaves = np.asarray(prioritized.get(state.replay.priorities, np.arange(t * e)))
+    np.testing.assert_allclose(leaves, ((expected + config.priority_eps) ** 0.6).ravel(), rtol=1e-5)

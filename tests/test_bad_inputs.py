@@ -455,6 +455,9 @@ CASES = [
     ("host-log-video", "train", [*HOST_TINY, "--log", "tensorboard", "--log-video"], "--log-video", None, {}),
     ("host-apex-and-schedule", "train", [*HOST_TINY, "--apex-epsilons", "--eps-end", "0.1"], "--eps-end", None, {}),
     ("actors-on-a-jax-env", "train", [*TINY, "--actors", "2"], "--actors", None, {}),
+    ("host-actor-priorities-uniform", "train", [*HOST_TINY, "--actor-priorities"], "--actor-priorities", None, {}),
+    ("host-actor-priorities-n-step", "train", [*HOST_TINY, "--actor-priorities", "--prioritized", "--n-step", "3"],
+     "--actor-priorities", None, {}),
     # the Python API
     ("api-make-train-num-envs-0", "api", lambda p: make_train(Config(num_envs=0)), "--num-envs", None, {"raises": ConfigError}),
     ("api-make-trainer-lr", "api", lambda p: make_trainer(Config(lr=-1.0)), "--lr", None, {"raises": ConfigError}),

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn.algorithm import acting
+from purejaxdqn.algorithm import acting, losses, prioritized
 from purejaxdqn.algorithm import learner as learner_lib
 from purejaxdqn.algorithm import replay as replay_lib
 from purejaxdqn.algorithm.loop import EvalLog, num_evals
@@ -47,9 +47,10 @@ class Program(NamedTuple):
     """The learner's pure functions for one config (jit them; `ingest` donates its state)."""
 
     init: Callable[[jax.Array, HParams], LearnerState]
-    ingest: Callable[[LearnerState, replay_lib.Transition, HParams], LearnerState]
+    ingest: Callable[..., LearnerState]  # (state, block, hp, td=None): td [T, E], the actors' priorities
     train: Callable[[LearnerState, HParams], LearnerState]  # 'free': `updates_per_train` updates, none before learning_starts
     greedy: Callable[..., jax.Array]  # (params, obs) -> greedy actions: the actors' network (they explore on the host)
+    actor_td: Callable[..., jax.Array]  # (params, block, gamma) -> |TD error| [T, E] under one network (Ape-X's priorities)
     start_chunk: Callable[[LearnerState], LearnerState]
     end_chunk: Callable[[LearnerState], LearnerState]
     record_eval: Callable[..., LearnerState]  # (state, index, mean, min) -> state
@@ -104,21 +105,28 @@ def make_program(config: Config, spec: EnvSpec) -> Program:
             episode_return=jnp.where(done, 0.0, episode_return), episode_length=jnp.where(done, 0, episode_length),
         )  # fmt: skip
 
-    def ingest(state: LearnerState, block: replay_lib.Transition, hp: HParams) -> LearnerState:
-        """A block's rows in order ('held': each followed by the updates due after it)."""
+    def ingest(state: LearnerState, block: replay_lib.Transition, hp: HParams, td=None) -> LearnerState:
+        """A block's rows in order ('held': each followed by the updates due after it); with
+        `td` ([T, E], `actor_priorities`) each row enters replay at the priority of its |TD error|."""
 
-        def row_step(state, row):
-            before = state.env_steps
+        def row_step(state, xs):
+            row, row_td = xs
+            before, written = state.env_steps, state.replay.row
             # The keys of loop.make_trainer's env step (its 5th is its updates'): the rows of a
             # compiled run give the same updates here (tests/test_actor_learner.py).
             key, _, _, _, update_key, _ = jax.random.split(state.key, 6)
             state = store(state._replace(key=key), row)
+            if row_td is not None:
+                tree = state.replay.priorities
+                index = written * c.num_envs + jnp.arange(c.num_envs, dtype=jnp.int32)
+                tree = prioritized.set(tree, index, prioritized.priorities_from_td(row_td, hp.priority_alpha, c.priority_eps))
+                state = state._replace(replay=state.replay._replace(priorities=tree))
             if c.rate_limit == "held":
                 due = multiples_crossed(before, state.env_steps, c.update_every, hp.learning_starts) * c.gradient_steps
                 state = learn(state, due, hp, update_key)
             return state, None
 
-        return jax.lax.scan(row_step, state, block)[0]
+        return jax.lax.scan(row_step, state, (block, td))[0]
 
     def train(state: LearnerState, hp: HParams) -> LearnerState:
         """('free') One round of updates on the replay as it is, once `learning_starts` env
@@ -133,6 +141,14 @@ def make_program(config: Config, spec: EnvSpec) -> Program:
     def greedy(params, obs) -> jax.Array:
         return acting.greedy(apply_fn(params, obs)).astype(jnp.int32)
 
+    def actor_td(params, block: replay_lib.Transition, gamma) -> jax.Array:
+        """|r + gamma (1 - terminated) max_a Q(s', a) - Q(s, a)| with one network picking and
+        rating the bootstrap (an actor has no target network): Ape-X's initial priorities."""
+        flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), block)
+        q_taken = jnp.take_along_axis(apply_fn(params, flat.obs), flat.action[:, None].astype(jnp.int32), axis=1)[:, 0]
+        next_value = losses.bootstrap_value(apply_fn(params, flat.next_obs), None)
+        return jnp.abs(q_taken - losses.td_target(flat.reward, flat.terminated, gamma, next_value)).reshape(block.reward.shape)
+
     def start_chunk(state: LearnerState) -> LearnerState:
         return state._replace(stats=ChunkStats.fresh(c.log_windows))
 
@@ -145,7 +161,7 @@ def make_program(config: Config, spec: EnvSpec) -> Program:
         return state._replace(evals=EvalLog(e.step.at[index].set(state.env_steps), e.mean.at[index].set(mean),
                                             e.min.at[index].set(minimum)))  # fmt: skip
 
-    return Program(init, ingest, train, greedy, start_chunk, end_chunk, record_eval)
+    return Program(init, ingest, train, greedy, actor_td, start_chunk, end_chunk, record_eval)
 
 
 def apex_epsilon(actor: int, num_actors: int, base: float = 0.4, alpha: float = 7.0) -> float:

@@ -322,6 +322,9 @@ def _check_host(c: Config) -> None:
         raise ConfigError("--actors", f"must be an integer from 1 to {MAX_ACTORS}, got {c.actors}")
     if c.num_envs % c.actors:
         raise ConfigError("--actors", f"{c.actors} actors must divide --num-envs {c.num_envs} (each steps its own share)")
+    if c.actor_priorities and not (c.prioritized and c.n_step == 1 and not c.distributional):
+        raise ConfigError("--actor-priorities", "needs --prioritized with 1-step returns and no C51 (an actor's "
+                          "priority is its |TD error| of one step)")  # fmt: skip
     if c.host_loop == "sync" and c.rate_limit == "free":
         raise ConfigError("--rate-limit", "'free' needs --host-loop async (one thread never waits for data)")
     refused = (("sticky_actions", c.sticky_actions > 0, "set the env's own (ALE: repeat_action_probability)"),

@@ -43,7 +43,7 @@ SEED_LIMIT = 2**32  # seeds are uint32
 # before them did (its config.json lacks them); any other missing setting is refused.
 ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "branching", "unroll": 0, "time_limit": 0,
                "log_every": 0, "actors": 1, "host_loop": "async", "rate_limit": "held", "block_steps": 8, "queue_size": 2,
-               "publish_every": 1, "apex_epsilons": False}  # fmt: skip
+               "publish_every": 1, "apex_epsilons": False, "actor_priorities": False}  # fmt: skip
 
 
 def _field(default, help: str, group: str, **kw):
@@ -152,6 +152,12 @@ class Config:
     apex_epsilons: bool = _field(
         False, "host envs: actor i explores with the fixed epsilon 0.4^(1 + 7 i / (N - 1)) (Ape-X) instead of the "
         "--eps-* schedule", "actor-learner",
+    )  # fmt: skip
+
+    actor_priorities: bool = _field(
+        False, "host envs, with --prioritized and 1-step returns: new transitions enter replay at the priority their "
+        "actor computed, |TD error| under its copy of the network (Ape-X), instead of the largest priority so far",
+        "actor-learner",
     )  # fmt: skip
 
     # -- network --

@@ -92,14 +92,16 @@ class ParameterServer:
 class ActorBlock(NamedTuple):
     rows: Transition  # numpy leaves [T, E, ...]
     versions: np.ndarray  # [T] int: the parameter version each row's actions came from
+    td: np.ndarray | None = None  # [T, E] |TD error| under the actor's parameters (--actor-priorities)
 
 
 class Actor:
     """Actor `index`: steps its env with the newest parameters, `block_rows` rows per block."""
 
     def __init__(self, index: int, env, policy, server: ParameterServer, config: Config, hp, stop: threading.Event,
-                 seed: int, first_step: int):  # fmt: skip
+                 seed: int, first_step: int, actor_td=None):  # fmt: skip
         self.index, self.env, self.policy, self.server, self.stop = index, env, policy, server, stop
+        self.actor_td, self.gamma = actor_td, np.float32(hp.gamma)  # actor_td: the priorities' function, or None
         self.env_id, self.rows, self.total_envs = config.env_id, config.block_rows, config.num_envs
         self.waits = config.host_loop == "sync"  # for the learner's newest parameters: the synchronous loop
         self.queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
@@ -126,7 +128,8 @@ class Actor:
             for leaf, value in zip(rows, (self.obs, action, step.reward, step.next_obs, step.terminated, step.truncated)):
                 leaf[r] = value
             self.obs, self.t = step.obs, self.t + 1
-        return ActorBlock(rows, versions)
+        td = None if self.actor_td is None else np.asarray(self.actor_td(params, rows, self.gamma))
+        return ActorBlock(rows, versions, td)
 
     def _run(self) -> None:
         try:
@@ -194,6 +197,7 @@ class Compiled(NamedTuple):
     record_eval: Any
     policy: Any  # the actors' greedy network (on their device)
     eval_policy: Any  # the same for the evaluation's envs
+    actor_td: Any  # --actor-priorities: the actors' |TD error| of a block (else None)
     abstract_state: ingest_lib.LearnerState
     hp: Any
     compile_s: float
@@ -240,7 +244,8 @@ class ActorLearnerTraining(runner.Training):
         abstract = self.one_state
         rows = c.block_rows
         block = jax.tree.map(lambda x: jax.ShapeDtypeStruct((rows, *x.shape[1:]), x.dtype), abstract.replay.data)
-        ingest = jax.jit(_with_token(program.ingest), donate_argnums=0).lower(abstract, block, hp).compile()
+        td = [jax.ShapeDtypeStruct(block.reward.shape, np.float32)] if c.actor_priorities else []
+        ingest = jax.jit(_with_token(program.ingest), donate_argnums=0).lower(abstract, block, hp, *td).compile()
         train = jax.jit(program.train, donate_argnums=0).lower(abstract, hp).compile() if c.rate_limit == "free" else None
         aot = lambda f, *args: jax.jit(f).lower(*args).compile()  # noqa: E731
         on_actors = jax.sharding.SingleDeviceSharding(actor_device())
@@ -251,6 +256,7 @@ class ActorLearnerTraining(runner.Training):
             program, ingest, train, aot(program.init, jax.random.key(0), hp), aot(program.start_chunk, abstract),
             aot(program.end_chunk, abstract), aot(program.record_eval, abstract, jax.ShapeDtypeStruct((), np.int32), scalar, scalar),
             aot(program.greedy, params, obs(c.num_envs // c.actors)), aot(program.greedy, params, obs(c.num_eval_envs)),
+            aot(program.actor_td, params, _actor_block(block, c.num_envs // c.actors, on_actors), scalar) if td else None,
             abstract, hp, time.perf_counter() - t0,
         )  # fmt: skip
         progress.note(f"compiled the learner in {compiled.compile_s:.1f} s ({c.actors} actors, {c.host_loop}, "
@@ -321,12 +327,17 @@ class ActorLearnerTraining(runner.Training):
         return summary
 
 
+def _actor_block(block, envs: int, sharding):
+    """The shapes of one actor's block (its `envs` columns of the learner's), on the actors' device."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct((x.shape[0], envs, *x.shape[2:]), x.dtype, sharding=sharding), block)
+
+
 def _with_token(ingest):
     """`ingest` that also returns a token: a copy of the env step counter (the state is donated
     to the next call), to wait for the call by."""
 
-    def ingest_with_token(state, block, hp):
-        state = ingest(state, block, hp)
+    def ingest_with_token(state, block, hp, td=None):
+        state = ingest(state, block, hp, td)
         return state, state.env_steps + 0
 
     return ingest_with_token
@@ -375,7 +386,8 @@ class Learner:
         try:
             for i in range(c.actors):
                 env = host_envs.make_host_env(c.env_id, per_actor, c.time_limit)
-                self.actors.append(Actor(i, env, compiled.policy, self.server, c, self.hp, self.stop, seed_of(c, i, start_chunk), steps))
+                self.actors.append(Actor(i, env, compiled.policy, self.server, c, self.hp, self.stop, seed_of(c, i, start_chunk),
+                                         steps, compiled.actor_td))  # fmt: skip
             self.eval_env = host_envs.make_host_env(c.env_id, c.num_eval_envs, c.time_limit)
         except Exception as err:
             self._close_envs()
@@ -447,10 +459,11 @@ class Learner:
         minus those of the parameters that chose its actions."""
         c = self.config
         if len(blocks) == 1:
-            rows, versions = blocks[0]
+            rows, versions, td = blocks[0]
         else:
             rows = Transition(*[np.concatenate(leaf, axis=1) for leaf in zip(*(b.rows for b in blocks))])
             versions = np.min([b.versions for b in blocks], axis=0)
+            td = None if blocks[0].td is None else np.concatenate([b.td for b in blocks], axis=1)
         before = self.steps
         ls = int(self.hp.learning_starts)
         if c.rate_limit == "held":
@@ -459,7 +472,7 @@ class Learner:
             self.updates += int(ingest_lib.updates_due(c, before, before + c.num_envs * len(versions), ls))
         else:
             lag = self.updates - versions
-        self.state, token = self.compiled.ingest(self.state, rows, self.hp)
+        self.state, token = self.compiled.ingest(self.state, rows, self.hp, *([] if td is None else [td]))
         if self.in_flight is not None:  # the learner runs at most one block ahead of its device
             self.in_flight.block_until_ready()
         self.in_flight = token

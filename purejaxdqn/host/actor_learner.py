@@ -168,11 +168,17 @@ def _epsilon_schedule(config: Config, hp, actor: int):
     return lambda steps: float(linear_epsilon(steps, start, end, decay, xp=np))
 
 
-def evaluate(policy, env, params, seed: int, epsilon: float, max_steps: int) -> tuple[float, float]:
-    """(mean, min) return of one episode per env of `env`, epsilon-greedy with `epsilon`."""
+def play_on_host(greedy, env, seed: int, epsilon: float) -> np.ndarray:
+    """The return of one episode per env of `env`, epsilon-greedy with `epsilon` around
+    `greedy(obs) -> actions` (the evaluation, and load_policy's `play` of a host run)."""
     rng = np.random.default_rng(seed)
-    act = lambda obs: acting.epsilon_greedy_host(rng, np.asarray(policy(params, obs)), epsilon, env.spec.num_actions)  # noqa: E731
-    returns = host_envs.episode_returns(env, act, seed, max_steps)
+    act = lambda obs: acting.epsilon_greedy_host(rng, np.asarray(greedy(obs)), epsilon, env.spec.num_actions)  # noqa: E731
+    return host_envs.episode_returns(env, act, seed, env.spec.max_episode_steps)
+
+
+def evaluate(policy, env, params, seed: int, epsilon: float) -> tuple[float, float]:
+    """(mean, min) return of one episode per env of `env`, epsilon-greedy with `epsilon`."""
+    returns = play_on_host(lambda obs: policy(params, obs), env, seed, epsilon)
     return float(returns.mean()), float(returns.min())
 
 
@@ -276,13 +282,9 @@ class ActorLearnerTraining(runner.Training):
         return jax.block_until_ready(state)
 
     def _run_chunks(self, compiled: Compiled, state, progress: ProgressBar, init_s: float):
-        b, timers, ckpt = self.batch, runner.Timers(), None
+        b, timers = self.batch, runner.Timers()
         c = b.config
-        saves = None
-        if self.run_dir is not None and self.options.checkpoint_every is not None:
-            saves = checkpointing.SavePolicy(self.options.checkpoint_every, self.options.checkpoint_min_interval_s, c.num_chunks)
-            if self.writing:
-                checkpointing.make_directory(self.run_dir.path)
+        saves = runner.ChunkSaves(self, timers, saved=_with_run_axis)  # checkpoints laid out as one run's
         learner = Learner(compiled, c, state, self.spec, self.start_chunk)  # the envs made (not run time)
         t_run = time.perf_counter() - init_s
         logger = runner.ChunkLogger(b, self.run_dir.path if self.writing else None, self._tracking(), timers,
@@ -292,22 +294,18 @@ class ActorLearnerTraining(runner.Training):
                 for chunk in range(self.start_chunk, c.num_chunks):
                     t_chunk = time.perf_counter()
                     lag = learner.run_chunk()
-                    one = _with_run_axis(jax.device_get(learner.state))
-                    out = runner.ChunkOutputs(one.env_steps, one.learner.updates, one.stats, one.evals)
+                    s = learner.state  # only the logs' arrays are fetched (not the replay), as one run's
+                    logs = jax.tree.map(lambda x: x[None], jax.device_get((s.learner.updates, s.stats, s.evals)))
+                    out = runner.ChunkOutputs(jax.device_get(s.env_steps), *logs)
                     chunk_s = time.perf_counter() - t_chunk
                     latest = logger.log(chunk, out, chunk_s=chunk_s, env_steps_per_s=c.chunk_steps / chunk_s,
                                         policy_lag_mean=lag[0], policy_lag_max=lag[1])  # fmt: skip
                     runner._stop_if_nonfinite(out.stats, b.runs, chunk)
                     progress.update(int(out.env_steps), c.chunk_steps / chunk_s, latest)
-                    if saves is not None and (saves.due(chunk) or interrupts.pending()):
-                        with timers.timing("save_s"), interrupts.deferred():
-                            ckpt = ckpt or checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
-                            checkpointing.save(ckpt, chunk + 1, _with_run_axis(learner.state), run_directory.trained_settings(c, b.runs))
+                    saves.after_chunk(chunk, learner.state)
                     interrupts.raise_pending()
         finally:
-            if ckpt is not None:
-                with timers.timing("save_s"), interrupts.deferred():
-                    checkpointing.finish(ckpt)
+            saves.finish()
         self.lags = learner.lags
         run_s = time.perf_counter() - t_run - timers.save_s - timers.log_s
         return _with_run_axis(learner.state), run_s, timers
@@ -507,6 +505,5 @@ class Learner:
         index = steps // c.eval_every - 1 if crossed else len(self.state.evals.step) - 1
         self.publish(now=True)  # the learner's newest parameters are evaluated (and the actors get them)
         params, _ = self.server.newest()
-        mean, minimum = evaluate(self.compiled.eval_policy, self.eval_env, params, seed_of(c, EVAL_STREAM, index),
-                                 c.eval_epsilon, self.spec.max_episode_steps)  # fmt: skip
+        mean, minimum = evaluate(self.compiled.eval_policy, self.eval_env, params, seed_of(c, EVAL_STREAM, index), c.eval_epsilon)
         self.state = self.compiled.record_eval(self.state, index, mean, minimum)

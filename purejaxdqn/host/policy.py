@@ -21,7 +21,6 @@ from purejaxdqn.algorithm.loop import BestParams
 from purejaxdqn.algorithm.networks import QNetwork, make_network
 from purejaxdqn.config import Config
 from purejaxdqn.envs import EnvSpec, action_mask, env_from_config, is_host_id
-from purejaxdqn.envs.host import episode_returns as host_episode_returns
 from purejaxdqn.envs.host import host_spec, make_host_env
 from purejaxdqn.host import checkpointing, run_directory
 from purejaxdqn.host.report import setting_label
@@ -79,10 +78,10 @@ class Policy(NamedTuple):
         return np.asarray(_episode_returns(self.config, self.network, episodes, epsilon)(self.params, jax.random.key(seed)))
 
     def _play_on_host(self, episodes: int, seed: int, epsilon: float) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        act = lambda obs: acting.epsilon_greedy_host(rng, np.asarray(self(obs)), epsilon, self.spec.num_actions)  # noqa: E731
+        from purejaxdqn.host.actor_learner import play_on_host
+
         with make_host_env(self.config.env_id, episodes, self.config.time_limit) as env:
-            return host_episode_returns(env, act, seed, self.spec.max_episode_steps)
+            return play_on_host(self, env, seed, epsilon)
 
 
 # One compile per (run settings, episodes, epsilon), shared by the runs re-played; bounded, so

@@ -240,6 +240,44 @@ class Timers:
             setattr(self, name, getattr(self, name) + time.perf_counter() - t0)
 
 
+class ChunkSaves:
+    """A chunk loop's checkpoints: after a chunk, a save when `SavePolicy` says one is due or a
+    signal is pending (interrupts.held_to_chunk_end), timed as `save_s` and never cut by a
+    signal. The manager is made at the first save (every process at the same chunk; its
+    directory is there from the start); orbax is imported in the background meanwhile.
+    `finish` lets pending asynchronous saves complete. `saved(state)` is what is written (the
+    state itself unless given), computed only for a save."""
+
+    def __init__(self, training: "Training", timers: Timers, saved=lambda state: state):
+        self.training, self.timers, self.saved, self.manager, self.policy = training, timers, saved, None, None
+        t, c = training, training.batch.config
+        if t.run_dir is not None and t.options.checkpoint_every is not None:
+            self.policy = checkpointing.SavePolicy(t.options.checkpoint_every, t.options.checkpoint_min_interval_s, c.num_chunks)
+            if t.writing:
+                checkpointing.make_directory(t.run_dir.path)
+
+    def after_chunk(self, chunk: int, state) -> None:
+        """Save `state` as checkpoint `chunk + 1` if due."""
+        t = self.training
+        if self.policy is None:
+            return
+        if chunk == t.start_chunk:
+            checkpointing.prefetch()
+        if self.policy.due(chunk) or interrupts.pending():
+            with self.timers.timing("save_s"), interrupts.deferred():
+                self.manager = self.manager or checkpointing.manager(t.run_dir.path, t.options.keep_checkpoints)
+                checkpointing.save(self.manager, chunk + 1, self.saved(state), run_directory.trained_settings(t.batch.config, t.batch.runs))
+
+    def abandon(self) -> None:
+        """Give up the pending save (multi-host, a peer may be gone)."""
+        self.manager = None
+
+    def finish(self) -> None:
+        if self.manager is not None:  # also when stopping on a NaN or a signal
+            with self.timers.timing("save_s"), interrupts.deferred():
+                checkpointing.finish(self.manager)
+
+
 @dataclasses.dataclass
 class Training:
     """A prepared batch of runs (`prepare`): its run directory is ready (and locked, where this
@@ -294,14 +332,10 @@ class Training:
 
     def _run_chunks(self, program: Program, state: TrainState, progress: ProgressBar, init_s: float):
         """The chunk loop: run, log, check for NaN, save when due. Returns the final state, the
-        training seconds (init's included; saves and logging apart) and the host timers. The
-        checkpoint manager is made at the first save (every process at the same chunk; its
-        directory is there from the start); orbax is imported in the background meanwhile."""
-        b, timers, ckpt, saves = self.batch, Timers(), None, None
-        if self.run_dir is not None and self.options.checkpoint_every is not None:
-            saves = checkpointing.SavePolicy(self.options.checkpoint_every, self.options.checkpoint_min_interval_s, b.config.num_chunks)
-            if self.writing:
-                checkpointing.make_directory(self.run_dir.path)
+        training seconds (init's included; saves and logging apart) and the host timers
+        (saves: `ChunkSaves`)."""
+        b, timers = self.batch, Timers()
+        saves = ChunkSaves(self, timers)
         t_run = time.perf_counter() - init_s
         eval_seen = int((distributed.fetch(state.evals).step[0] > 0).sum())
         logger = ChunkLogger(b, self.run_dir.path if self.writing else None, self.options.tracking, timers, eval_seen)
@@ -313,23 +347,16 @@ class Training:
                 with hold:
                     for chunk in range(self.start_chunk, b.config.num_chunks):
                         state = self._one_chunk(program, state, chunk, logger, progress)
-                        if saves is not None and chunk == self.start_chunk:
-                            checkpointing.prefetch()
-                        if saves is not None and (saves.due(chunk) or interrupts.pending()):
-                            with timers.timing("save_s"), interrupts.deferred():
-                                ckpt = ckpt or checkpointing.manager(self.run_dir.path, self.options.keep_checkpoints)
-                                checkpointing.save(ckpt, chunk + 1, state, run_directory.trained_settings(b.config, b.runs))
+                        saves.after_chunk(chunk, state)
                         interrupts.raise_pending()
                     jax.block_until_ready(state)
                 logger.log_end(state)
         except BaseException as err:
             if distributed.multi_host() and not isinstance(err, NonFiniteError):
-                ckpt = None  # a peer may be gone: its pending save cannot complete; the earlier ones are intact
+                saves.abandon()  # a peer may be gone: its pending save cannot complete; the earlier ones are intact
             raise
         finally:
-            if ckpt is not None:  # let pending async saves finish, also when stopping on a NaN or a signal
-                with timers.timing("save_s"), interrupts.deferred():
-                    checkpointing.finish(ckpt)
+            saves.finish()
         return state, time.perf_counter() - t_run - timers.save_s - timers.log_s, timers
 
     def _one_chunk(self, program: Program, state: TrainState, chunk: int, logger: "ChunkLogger",

@@ -33,7 +33,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from purejaxdqn.algorithm import acting
+from purejaxdqn.algorithm import acting, frame_replay
 from purejaxdqn.algorithm import learner as learner_lib
 from purejaxdqn.algorithm import replay as replay_lib
 from purejaxdqn.algorithm.updates import ChunkStats, make_updates, window_add
@@ -170,7 +170,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     apply_fn = network.apply
     update = learner_lib.make_update(apply_fn, c, axis_name=data_axis, mask_fn=venv.action_mask)
     replay = replay_lib.make_replay(
-        c.buffer_rows, c.batch_size // data_size, c.n_step, c.prioritized, c.priority_eps, c.actual_total_steps, data_axis
+        c.buffer_rows, c.batch_size // data_size, c.n_step, c.prioritized, c.priority_eps, c.actual_total_steps, data_axis,
+        frame_replay.layout_for(c, venv.spec),
     )  # fmt: skip
     evaluate = make_evaluate(apply_fn, venv, c.num_eval_envs // data_size, c.eval_epsilon, axis_name=data_axis)
     n_evals = num_evals(c)
@@ -230,12 +231,19 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         q_values = apply_fn(params, obs)
         return acting.epsilon_greedy(explore_key, action_key, q_values, epsilon, venv.action_mask(obs)).astype(jnp.int32)
 
+    def stored_row(obs, action, res) -> replay_lib.Transition:
+        """The replay row of one env step: rewards clipped to their sign with `clip_rewards`, a
+        lost life a terminal with episodic life."""
+        reward = jnp.sign(res.reward) if c.clip_rewards else res.reward
+        terminated = res.terminated if res.life_lost is None else res.terminated | res.life_lost
+        return replay_lib.Transition(obs, action, reward, res.next_obs, terminated, res.truncated)
+
     def step_and_store(state: TrainState, action: jax.Array, env_key):
         """2. Step the envs, store the transition row, count finished episodes."""
         res = venv.step(env_key, state.env_state, action)
-        row = replay_lib.Transition(state.obs, action, res.reward, res.next_obs, res.terminated, res.truncated)
+        row = stored_row(state.obs, action, res)
         episode_return = state.episode_return + res.reward
-        episode_length = state.episode_length + 1
+        episode_length = state.episode_length + (1 if res.reset_step is None else ~res.reset_step)
         done = res.terminated | res.truncated
         add = partial(window_add, c, state.env_steps + c.num_envs)
         stats = state.stats._replace(
@@ -245,7 +253,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         )
         return state._replace(
             env_steps=state.env_steps + c.num_envs,
-            replay=replay.add(state.replay, row),
+            replay=replay.add(state.replay, row, None if res.reset_step is None else ~res.reset_step),
             env_state=res.env_state,
             obs=res.obs,
             episode_return=jnp.where(done, 0.0, episode_return),

@@ -137,13 +137,16 @@ def state_specs(state) -> object:
     """
     runs_only = jax.tree.map(lambda _: P(RUNS), state)
     env_axis = lambda tree: jax.tree.map(lambda _: P(RUNS, DATA), tree)  # noqa: E731
+    replay = runs_only.replay._replace(
+        data=jax.tree.map(lambda _: P(RUNS, None, DATA), state.replay.data), row=P(), filled=P(),
+        # each data shard keeps its own priority tree, side by side along the node axis
+        priorities=None if state.replay.priorities is None else runs_only.replay.priorities._replace(nodes=P(RUNS, DATA)),
+    )
+    if hasattr(replay, "final"):  # the frames layout's per-column ring and flags
+        replay = replay._replace(final=P(RUNS, None, DATA), final_next=P(RUNS, DATA), next_first=P(RUNS, DATA))
     return runs_only._replace(
         env_steps=P(),
-        replay=runs_only.replay._replace(
-            data=jax.tree.map(lambda _: P(RUNS, None, DATA), state.replay.data), row=P(), filled=P(),
-            # each data shard keeps its own priority tree, side by side along the node axis
-            priorities=None if state.replay.priorities is None else runs_only.replay.priorities._replace(nodes=P(RUNS, DATA)),
-        ),
+        replay=replay,
         env_state=env_axis(state.env_state),
         obs=P(RUNS, DATA),
         episode_return=P(RUNS, DATA),

@@ -23,17 +23,11 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from purejaxdqn.algorithm import prioritized
+from purejaxdqn.algorithm import frame_replay, prioritized
 from purejaxdqn.algorithm.nstep import nstep_return
+from purejaxdqn.algorithm.transitions import Batch, Transition
 
-
-class Transition(NamedTuple):
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array
-    next_obs: jax.Array  # the observation the step led to (the final one at an episode end)
-    terminated: jax.Array  # natural episode end: no bootstrap
-    truncated: jax.Array  # time-limit end: bootstrap from next_obs
+__all__ = ["Batch", "Replay", "ReplayState", "Transition", "make_replay"]
 
 
 class ReplayState(NamedTuple):
@@ -41,18 +35,6 @@ class ReplayState(NamedTuple):
     row: jax.Array  # int32: the row the next `add` writes
     filled: jax.Array  # int32: rows holding data (grows to `rows`, then stays)
     priorities: prioritized.SumTree | None = None  # prioritized replay only
-
-
-class Batch(NamedTuple):
-    """A training batch: the TD target of item i is `reward + discount * V(next_obs)`."""
-
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array  # n-step discounted reward sum
-    next_obs: jax.Array  # the observation to bootstrap from
-    discount: jax.Array  # gamma^k for the k steps summed; 0 if they ended in a terminal
-    weight: jax.Array | None  # importance weights (prioritized replay), else None
-    index: jax.Array  # flat replay index row * num_envs + env (for priority updates)
 
 
 def init(example: Transition, rows: int, prioritized_replay: bool = False) -> ReplayState:
@@ -177,7 +159,7 @@ class Replay(NamedTuple):
     """The replay functions of one run, with the static settings bound (see `make_replay`)."""
 
     init: Callable[[Transition], ReplayState]
-    add: Callable[[ReplayState, Transition], ReplayState]
+    add: Callable[..., ReplayState]  # (state, row, valid=None) -> state
     sample: Callable[..., Batch]  # (state, key, hp, env_steps) -> Batch
     update_priorities: Callable[..., ReplayState]  # (state, batch, td_signal, hp, active=None) -> state
 
@@ -190,6 +172,7 @@ def make_replay(
     priority_eps: float = 1e-6,
     total_steps: int = 1,
     axis_name: str | None = None,
+    frames: frame_replay.Layout | None = None,
 ) -> Replay:
     """Bind the static replay settings once: `init/add/sample/update_priorities`.
 
@@ -198,17 +181,26 @@ def make_replay(
     beta schedule (annealed to 1 over `total_steps` env steps). With `axis_name` (a data axis
     inside `jax.shard_map`) the prioritized bookkeeping that must be global is made global: new
     items enter every shard at the max priority over all shards, and importance weights are
-    normalized by the max weight of the global batch.
+    normalized by the max weight of the global batch. With `frames` (its layout) the buffer stores
+    each observation once (frame_replay.py).
     """
 
     def init_fn(example: Transition) -> ReplayState:
+        if frames is not None:
+            return frame_replay.init(frames, example, prioritized_replay)
         return init(example, rows, prioritized_replay)
 
-    def add_fn(state: ReplayState, row: Transition) -> ReplayState:
+    def add_fn(state: ReplayState, row: Transition, valid: jax.Array | None = None) -> ReplayState:
+        """Write `row`; `valid` False marks an env's reset step (only a frames buffer has them)."""
+        if frames is not None:
+            return frame_replay.add(frames, state, row, valid)
+        assert valid is None, "an env with reset steps needs the frames layout"
         return add(state, row, n_step)
 
     def sample_fn(state: ReplayState, key: jax.Array, hp, env_steps) -> Batch:
         beta = prioritized.beta_at(env_steps, hp.priority_beta, total_steps) if prioritized_replay else None
+        if frames is not None:
+            return frame_replay.sample_batch(frames, state, key, batch_size, hp.gamma, beta, axis_name)
         return sample_batch(state, key, batch_size, hp.gamma, n_step, beta, axis_name)
 
     def update_priorities_fn(state: ReplayState, batch: Batch, td_signal: jax.Array, hp, active=None) -> ReplayState:

@@ -334,6 +334,22 @@ def _check_host(c: Config) -> None:
             raise ConfigError(option(name), f"does not apply to a host env: {why}")
 
 
+def _check_frames(c: Config) -> None:
+    """The frames layout (algorithm/frame_replay.py): the compiled loop's, with room for a
+    window, its bootstrap frame and a stack's history."""
+    if c.replay_layout != "frames":
+        return
+    if _host(c):
+        raise ConfigError("--replay-layout", "'frames' is the compiled loop's; a host env's replay stores pairs")
+    if c.buffer_rows <= c.n_step + 3:
+        raise ConfigError("--buffer-size", f"{c.buffer_rows} replay rows per env are too few for 'frames' with "
+                          f"--n-step {c.n_step}: it needs more than {c.n_step + 3}")  # fmt: skip
+    if c.learning_starts <= c.n_step * c.num_envs:
+        raise ConfigError("--learning-starts", f"{c.learning_starts} is too small for --replay-layout frames with "
+                          f"{c.num_envs} envs: a row is sampleable once the {c.n_step} after it are stored; use more "
+                          f"than {c.n_step * c.num_envs}")  # fmt: skip
+
+
 # The order of the checks decides which error a config with several problems gets.
 _CHECKS: tuple[Callable[[Config], None], ...] = (
     _check_types,  # types and choices first: the checks after it may rely on them
@@ -348,6 +364,7 @@ _CHECKS: tuple[Callable[[Config], None], ...] = (
     _check_widths,
     _check_replay_fills,
     _check_host,
+    _check_frames,
     _check_schedule,
 )
 

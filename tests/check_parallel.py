@@ -110,10 +110,12 @@ def test_replicas_hold_bitwise_identical_parameters_after_training():
     assert np.isfinite(result.eval_mean).all()
 
 
-def test_prioritized_nstep_c51_shards_keep_own_trees_and_identical_replicas():
-    """Rainbow switches on a 2 x 4 mesh: each data shard samples from its own priority tree,
-    while parameters stay bit-identical on every replica."""
-    config = SMALL.replace(n_step=3, prioritized=True, distributional=True, dueling=True, num_atoms=11)
+@pytest.mark.parametrize("layout", ["pairs", "frames"])
+def test_prioritized_nstep_c51_shards_keep_own_trees_and_identical_replicas(layout):
+    """Rainbow switches on a 2 x 4 mesh, in both replay layouts: each data shard samples from
+    its own priority tree, while parameters stay bit-identical on every replica."""
+    config = SMALL.replace(n_step=3, prioritized=True, distributional=True, dueling=True, num_atoms=11,
+                           replay_layout=layout)  # fmt: skip
     result = runner.train_runs(config, *runner.make_runs(config, 2), mesh_shape=parallel.MeshShape(2, 4))
     for leaf in jax.tree.leaves(result.state.learner.params):
         by_run: dict[int, list] = {}

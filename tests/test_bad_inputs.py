@@ -458,6 +458,11 @@ CASES = [
     ("host-actor-priorities-uniform", "train", [*HOST_TINY, "--actor-priorities"], "--actor-priorities", None, {}),
     ("host-actor-priorities-n-step", "train", [*HOST_TINY, "--actor-priorities", "--prioritized", "--n-step", "3"],
      "--actor-priorities", None, {}),
+    ("frames-on-a-host-env", "train", [*HOST_TINY, "--replay-layout", "frames"], "--replay-layout", None, {}),
+    ("frames-buffer-too-small", "train", [*TINY, "--replay-layout", "frames", "--buffer-size", "16"], "--buffer-size", None, {}),
+    ("frames-learning-starts-early", "train", [*TINY, "--replay-layout", "frames", "--n-step", "3", "--learning-starts", "12",
+     "--batch-size", "8"], "--learning-starts", None, {}),  # fmt: skip
+    ("replay-layout-choice", "train", [*TINY, "--replay-layout", "triples"], "--replay-layout", None, {}),
     # the Python API
     ("api-make-train-num-envs-0", "api", lambda p: make_train(Config(num_envs=0)), "--num-envs", None, {"raises": ConfigError}),
     ("api-make-trainer-lr", "api", lambda p: make_trainer(Config(lr=-1.0)), "--lr", None, {"raises": ConfigError}),
@@ -568,7 +573,7 @@ def test_garbage_checkpoint_metadata_is_no_noise(finished, tmp_path, capfd):
 def changed(name: str, value):
     """Another value of the same type for a setting (the class test of edited config.json)."""
     others = {"env_id": "Acrobot-v1", "widths": [32], "loss": "huber", "torso": "conv", "optimizer": "rmsprop", "loop": "branching",
-              "host_loop": "sync", "rate_limit": "free"}
+              "host_loop": "sync", "rate_limit": "free", "replay_layout": "frames"}
     if name in others:
         return others[name]
     if isinstance(value, bool):

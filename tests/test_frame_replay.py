@@ -240,3 +240,19 @@ def test_the_loop_on_frames_stores_what_pairs_stores_and_stays_chunk_invariant()
     alone = runner.train_runs(config.replace(seed=1), *runner.make_runs(config.replace(seed=1)))
     for x, y in zip(jax.tree.leaves(jax.device_get(both.state.learner.params)), jax.tree.leaves(jax.device_get(alone.state.learner.params))):
         np.testing.assert_allclose(x[1], y[0], rtol=2e-4, atol=2e-5)
+
+
+def test_clip_rewards_stores_signs_and_logs_the_real_returns():
+    """With clip_rewards replay holds each reward's sign; the logged returns stay the env's. The
+    two runs act alike until learning starts (the end of this run), so they see the same rewards."""
+    from purejaxdqn import Config
+    from purejaxdqn.host import runner
+
+    config = Config(env_id="GaussianBandit-misc", num_envs=4, num_eval_envs=2, total_steps=400, num_chunks=1,
+                    buffer_size=400, batch_size=16, learning_starts=396, eval_every=400, widths=(8,))  # fmt: skip
+    raw = runner.train_runs(config, *runner.make_runs(config)).state
+    clipped = runner.train_runs(config.replace(clip_rewards=True), *runner.make_runs(config)).state
+    r = np.asarray(jax.device_get(raw.replay.data.reward))
+    assert not np.isin(r, [-1.0, 0.0, 1.0]).all()
+    np.testing.assert_array_equal(np.asarray(jax.device_get(clipped.replay.data.reward)), np.sign(r))
+    np.testing.assert_allclose(np.asarray(jax.device_get(clipped.stats.return_sum)), np.asarray(jax.device_get(raw.stats.return_sum)))

@@ -37,18 +37,12 @@ class Conv3x3(nn.Module):
         return patches @ kernel.reshape(9 * channels, self.features) + bias
 
 
-NATURE_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
-
-
 class QNetwork(nn.Module):
     """A Q-network: torso, optional dueling head, optional distributional output.
 
     - torso "mlp": observations of any shape are flattened, then Dense+ReLU layers of `widths`.
     - torso "conv": the MinAtar paper's network, one 3x3 stride-1 convolution with 16 channels
       (no padding) and ReLU, flattened, then Dense+ReLU layers of `widths` (the paper: 128).
-    - torso "nature": the Nature DQN's (Mnih et al., 2015) on pixels / 255: convolutions of 32
-      8x8 stride 4, 64 4x4 stride 2, 64 3x3 stride 1 (no padding), each with ReLU, then
-      `widths` (the paper: 512).
     Observations are cast to float32 first (replay may store them as uint8). The dueling head
     computes Q = V + A - mean(A) (Wang et al., 2016); with `num_atoms` > 0 the same is done on
     logits per atom (as in Rainbow) and Q is the mean of the softmax distribution on the support.
@@ -67,10 +61,7 @@ class QNetwork(nn.Module):
         # Names follow flax's automatic ones (Dense_0, Dense_1, ...) so parameters, and with them
         # the initial values drawn for a seed, are the same as a plain compact MLP's.
         if self.torso == "conv":
-            self.conv = [Conv3x3(16, name="Conv_0")]
-        elif self.torso == "nature":  # (features, kernel, stride) of the Nature DQN, unpadded
-            self.conv = [nn.Conv(f, (k, k), (s, s), padding="VALID", name=f"Conv_{i}")
-                         for i, (f, k, s) in enumerate(NATURE_CONVS)]  # fmt: skip
+            self.conv = Conv3x3(16, name="Conv_0")
         else:
             self.conv = None
         self.hidden = [nn.Dense(w, name=f"Dense_{i}") for i, w in enumerate(self.widths)]
@@ -84,10 +75,8 @@ class QNetwork(nn.Module):
 
     def _features(self, obs: jax.Array) -> jax.Array:
         x = obs.astype(jnp.float32)
-        if self.torso == "nature":
-            x = x / 255.0  # Atari pixels
-        for conv in self.conv or ():
-            x = nn.relu(conv(x))
+        if self.conv is not None:
+            x = nn.relu(self.conv(x))
         x = x.reshape(obs.shape[0], -1)
         for layer in self.hidden:
             x = nn.relu(layer(x))

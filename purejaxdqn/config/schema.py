@@ -43,8 +43,8 @@ SEED_LIMIT = 2**32  # seeds are uint32
 # before them did (its config.json lacks them); any other missing setting is refused.
 ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "branching", "unroll": 0, "time_limit": 0,
                "log_every": 0, "actors": 1, "host_loop": "async", "rate_limit": "held", "block_steps": 8, "queue_size": 2,
-               "publish_every": 1, "apex_epsilons": False, "actor_priorities": False, "noop_max": 30,
-               "episodic_life": False, "clip_rewards": False, "replay_layout": "pairs"}  # fmt: skip
+               "publish_every": 1, "apex_epsilons": False, "actor_priorities": False, "clip_rewards": False,
+               "replay_layout": "pairs"}  # fmt: skip
 
 
 def _field(default, help: str, group: str, **kw):
@@ -80,11 +80,6 @@ class Config:
     time_limit: int = _field(
         0, "episode time limit in env steps, a truncation (bootstrapped); 0: the env's own", "environment"
     )
-    noop_max: int = _field(30, "Atari: an episode starts with up to this many no-op actions (random count)", "environment")
-    episodic_life: bool = _field(
-        False, "Atari: a lost life is a terminal for the TD target (Nature DQN); the game goes on, and returns are "
-        "logged per game", "environment",
-    )  # fmt: skip
     clip_rewards: bool = _field(
         False, "replay stores each reward's sign (Nature DQN's clipping); returns are logged unclipped", "environment"
     )
@@ -173,9 +168,8 @@ class Config:
     widths: tuple[int, ...] = _field((120, 84), "hidden layer widths of the MLP Q-network", "network")
     dueling: bool = _field(False, "use a dueling head (value + advantage streams)", "network")
     torso: str = _field(
-        "mlp", "'mlp' (flatten, then --widths), 'conv' (MinAtar: conv 16 3x3 stride 1, then --widths) or 'nature' "
-        "(Atari, the Nature DQN: conv 32 8x8/4, 64 4x4/2, 64 3x3/1 on pixels / 255, then --widths)",
-        "network", choices=("mlp", "conv", "nature"),
+        "mlp", "'mlp' (flatten, then --widths) or 'conv' (MinAtar: conv 16 3x3 stride 1, then --widths)",
+        "network", choices=("mlp", "conv"),
     )  # fmt: skip
     distributional: bool = _field(False, "C51: learn a categorical return distribution per action", "network")
     num_atoms: int = _field(51, "C51: atoms of the return distribution", "network")
@@ -189,7 +183,7 @@ class Config:
     replay_layout: str = _field(
         "auto", "'pairs' stores each transition's observation and next observation; 'frames' stores each "
         "observation once (a stack's newest frame), rebuilding stacks and next observations when a batch is sampled "
-        "(half the memory or less); 'auto' = frames for frame-stacked envs (Atari), else pairs", "replay",
+        "(half the memory or less); 'auto' = frames for frame-stacked envs, else pairs (today every env)", "replay",
         choices=("auto", "pairs", "frames"),
     )  # fmt: skip
     batch_size: int = _field(128, "transitions per gradient update", "replay")

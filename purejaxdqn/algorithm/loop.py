@@ -231,19 +231,13 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         q_values = apply_fn(params, obs)
         return acting.epsilon_greedy(explore_key, action_key, q_values, epsilon, venv.action_mask(obs)).astype(jnp.int32)
 
-    def stored_row(obs, action, res) -> replay_lib.Transition:
-        """The replay row of one env step: rewards clipped to their sign with `clip_rewards`, a
-        lost life a terminal with episodic life."""
-        reward = jnp.sign(res.reward) if c.clip_rewards else res.reward
-        terminated = res.terminated if res.life_lost is None else res.terminated | res.life_lost
-        return replay_lib.Transition(obs, action, reward, res.next_obs, terminated, res.truncated)
-
     def step_and_store(state: TrainState, action: jax.Array, env_key):
         """2. Step the envs, store the transition row, count finished episodes."""
         res = venv.step(env_key, state.env_state, action)
-        row = stored_row(state.obs, action, res)
+        reward = jnp.sign(res.reward) if c.clip_rewards else res.reward  # replay's; the returns stay the env's
+        row = replay_lib.Transition(state.obs, action, reward, res.next_obs, res.terminated, res.truncated)
         episode_return = state.episode_return + res.reward
-        episode_length = state.episode_length + (1 if res.reset_step is None else ~res.reset_step)
+        episode_length = state.episode_length + 1
         done = res.terminated | res.truncated
         add = partial(window_add, c, state.env_steps + c.num_envs)
         stats = state.stats._replace(
@@ -253,7 +247,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         )
         return state._replace(
             env_steps=state.env_steps + c.num_envs,
-            replay=replay.add(state.replay, row, None if res.reset_step is None else ~res.reset_step),
+            replay=replay.add(state.replay, row),
             env_state=res.env_state,
             obs=res.obs,
             episode_return=jnp.where(done, 0.0, episode_return),

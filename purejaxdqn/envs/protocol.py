@@ -43,8 +43,6 @@ class StepResult(NamedTuple):
     next_obs: jax.Array  # the observation this step led to (the final one if the episode ended)
     terminated: jax.Array  # natural end: the TD target must not bootstrap
     truncated: jax.Array  # time limit: the TD target bootstraps from next_obs
-    reset_step: jax.Array | None = None  # an env's NEXT_STEP reset step: action ignored, no transition
-    life_lost: jax.Array | None = None  # episodic life: a terminal for the TD target only, the game goes on
 
 
 class Adapter(Protocol):

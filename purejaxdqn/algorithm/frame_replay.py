@@ -76,16 +76,14 @@ class Layout(NamedTuple):
 
 def uses_frames(config, spec) -> bool:
     """Whether a run stores frames: `--replay-layout frames`, or 'auto' on a frame-stacked env."""
-    return config.replay_layout == "frames" or (config.replay_layout == "auto" and getattr(spec, "frame_stack", 1) > 1)
+    return config.replay_layout == "frames" or (config.replay_layout == "auto" and spec.frame_stack > 1)
 
 
 def layout_for(config, spec) -> Layout | None:
     """The frames layout of a run of `config` on an env of `spec`, or None (the pairs layout)."""
     if not uses_frames(config, spec):
         return None
-    stack = getattr(spec, "frame_stack", 1)
-    resets_within_step = not getattr(spec, "next_step_reset", False)
-    return make_layout(config.buffer_rows, stack, config.n_step, resets_within_step, spec.max_episode_steps)
+    return make_layout(config.buffer_rows, spec.frame_stack, config.n_step, not spec.next_step_reset, spec.max_episode_steps)
 
 
 def make_layout(rows: int, stack: int, n_step: int, resets_within_step: bool, time_limit: int) -> Layout:

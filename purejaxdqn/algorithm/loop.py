@@ -131,6 +131,7 @@ class Trainer(NamedTuple):
     init: Callable[[jax.Array, HParams], TrainState]
     run_chunk: Callable[[TrainState, HParams], TrainState]
     train: Callable[..., TrainState]
+    restart_envs: Callable[[TrainState], TrainState]
 
     @property
     def num_evals(self) -> int:
@@ -173,7 +174,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         c.buffer_rows, c.batch_size // data_size, c.n_step, c.prioritized, c.priority_eps, c.actual_total_steps, data_axis,
         frame_replay.layout_for(c, venv.spec),
     )  # fmt: skip
-    evaluate = make_evaluate(apply_fn, venv, c.num_eval_envs // data_size, c.eval_epsilon, axis_name=data_axis)
+    eval_venv = env_from_config(c, c.num_eval_envs // data_size, role="eval")
+    evaluate = make_evaluate(apply_fn, eval_venv, c.num_eval_envs // data_size, c.eval_epsilon, axis_name=data_axis)
     n_evals = num_evals(c)
     total_steps = c.actual_total_steps
     chunk_schedule = schedule_lib.chunk_schedule(c) if schedule_lib.uses_static_loop(c) else None
@@ -231,13 +233,22 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         q_values = apply_fn(params, obs)
         return acting.epsilon_greedy(explore_key, action_key, q_values, epsilon, venv.action_mask(obs)).astype(jnp.int32)
 
+    def stored_row(state: TrainState, action: jax.Array, res):
+        """The row replay stores of a step, and whether it is a transition at all (None: every
+        one is). What replay learns from, not what the stats count: rewards clipped to their
+        sign with `clip_rewards`, a lost life the TD target's end with `episodic_life`, and an
+        ALE reset step (an ended env's restart, its action ignored) no transition."""
+        reward = jnp.sign(res.reward) if c.clip_rewards else res.reward
+        terminated = res.terminated | res.life_lost if c.episodic_life else res.terminated
+        row = replay_lib.Transition(state.obs, action, reward, res.next_obs, terminated, res.truncated & ~terminated)
+        return row, None if res.reset_step is None else ~res.reset_step
+
     def step_and_store(state: TrainState, action: jax.Array, env_key):
         """2. Step the envs, store the transition row, count finished episodes."""
         res = venv.step(env_key, state.env_state, action)
-        reward = jnp.sign(res.reward) if c.clip_rewards else res.reward  # replay's; the returns stay the env's
-        row = replay_lib.Transition(state.obs, action, reward, res.next_obs, res.terminated, res.truncated)
+        row, valid = stored_row(state, action, res)
         episode_return = state.episode_return + res.reward
-        episode_length = state.episode_length + 1
+        episode_length = state.episode_length + (1 if valid is None else valid)  # a reset step is no step of the game
         done = res.terminated | res.truncated
         add = partial(window_add, c, state.env_steps + c.num_envs)
         stats = state.stats._replace(
@@ -247,7 +258,7 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         )
         return state._replace(
             env_steps=state.env_steps + c.num_envs,
-            replay=replay.add(state.replay, row),
+            replay=replay.add(state.replay, row, valid),
             env_state=res.env_state,
             obs=res.obs,
             episode_return=jnp.where(done, 0.0, episode_return),
@@ -360,6 +371,17 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         finite = jnp.all(jnp.array([jnp.isfinite(x).all() for x in jax.tree.leaves(state.learner.params)]))
         return state._replace(stats=state.stats._replace(params_finite=finite))
 
+    def restart_envs(state: TrainState) -> TrainState:
+        """A restored run's envs started afresh, for an env whose state a checkpoint cannot hold
+        (`spec.external_state`, the ALE's emulators): new episodes from a reset, and replay cut
+        where the old ones broke off. Everything else is the checkpoint's."""
+        key, env_key = jax.random.split(state.key)
+        obs, env_state = venv.reset(local(env_key))
+        return state._replace(
+            key=key, env_state=env_state, obs=obs, replay=replay.cut(state.replay),
+            episode_return=jnp.zeros_like(state.episode_return), episode_length=jnp.zeros_like(state.episode_length),
+        )  # fmt: skip
+
     def train(key: jax.Array, hp: HParams | None = None) -> TrainState:
         """The whole run: every chunk in one scan (statistics summed over the run). `hp`
         defaults to `config.hparams()`; one given is checked like `--sweep` values where it is
@@ -370,7 +392,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             check_hparams(c, hp)
         return repeat(lambda s: chunk_iterations(s, hp), init(key, hp), c.num_chunks)
 
-    return Trainer(config=c, venv=venv, network=network, init=init, run_chunk=run_chunk, train=train)
+    return Trainer(config=c, venv=venv, network=network, init=init, run_chunk=run_chunk, train=train,
+                   restart_envs=restart_envs)  # fmt: skip
 
 
 def make_train(config: Config) -> Callable[..., TrainState]:

@@ -37,12 +37,18 @@ class Conv3x3(nn.Module):
         return patches @ kernel.reshape(9 * channels, self.features) + bias
 
 
+# The Nature DQN's convolutions (Mnih et al. 2015): (features, kernel, stride), unpadded, ReLU.
+NATURE_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+
+
 class QNetwork(nn.Module):
     """A Q-network: torso, optional dueling head, optional distributional output.
 
     - torso "mlp": observations of any shape are flattened, then Dense+ReLU layers of `widths`.
     - torso "conv": the MinAtar paper's network, one 3x3 stride-1 convolution with 16 channels
       (no padding) and ReLU, flattened, then Dense+ReLU layers of `widths` (the paper: 128).
+    - torso "nature": the Nature DQN's network for 84x84 Atari frames, pixels scaled by 1/255,
+      `NATURE_CONVS` with ReLU, flattened, then `widths` (the paper: 512).
     Observations are cast to float32 first (replay may store them as uint8). The dueling head
     computes Q = V + A - mean(A) (Wang et al., 2016); with `num_atoms` > 0 the same is done on
     logits per atom (as in Rainbow) and Q is the mean of the softmax distribution on the support.
@@ -61,9 +67,12 @@ class QNetwork(nn.Module):
         # Names follow flax's automatic ones (Dense_0, Dense_1, ...) so parameters, and with them
         # the initial values drawn for a seed, are the same as a plain compact MLP's.
         if self.torso == "conv":
-            self.conv = Conv3x3(16, name="Conv_0")
+            self.convs = [Conv3x3(16, name="Conv_0")]
+        elif self.torso == "nature":
+            self.convs = [nn.Conv(f, (k, k), (s, s), padding="VALID", name=f"Conv_{i}")
+                          for i, (f, k, s) in enumerate(NATURE_CONVS)]  # fmt: skip
         else:
-            self.conv = None
+            self.convs = []
         self.hidden = [nn.Dense(w, name=f"Dense_{i}") for i, w in enumerate(self.widths)]
         atoms, n = max(self.num_atoms, 1), len(self.widths)
         if self.dueling:
@@ -75,8 +84,10 @@ class QNetwork(nn.Module):
 
     def _features(self, obs: jax.Array) -> jax.Array:
         x = obs.astype(jnp.float32)
-        if self.conv is not None:
-            x = nn.relu(self.conv(x))
+        if self.torso == "nature":
+            x = x / 255.0
+        for conv in self.convs:
+            x = nn.relu(conv(x))
         x = x.reshape(obs.shape[0], -1)
         for layer in self.hidden:
             x = nn.relu(layer(x))

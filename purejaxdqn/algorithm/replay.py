@@ -162,6 +162,7 @@ class Replay(NamedTuple):
     add: Callable[..., ReplayState]  # (state, row, valid=None) -> state
     sample: Callable[..., Batch]  # (state, key, hp, env_steps) -> Batch
     update_priorities: Callable[..., ReplayState]  # (state, batch, td_signal, hp, active=None) -> state
+    cut: Callable[[ReplayState], ReplayState]  # after the envs restart: no window crosses the cut
 
 
 def make_replay(
@@ -219,4 +220,10 @@ def make_replay(
             tree = tree._replace(max_priority=jax.lax.pmax(tree.max_priority, axis_name))
         return state._replace(priorities=tree)
 
-    return Replay(init_fn, add_fn, sample_fn, update_priorities_fn)
+    def cut_fn(state: ReplayState) -> ReplayState:
+        """After the envs restart (an env whose state a checkpoint cannot hold, resumed): the
+        newest rows lose their next observations (frame_replay.cut_episodes)."""
+        assert frames is not None, "only a frames buffer serves envs that restart"
+        return frame_replay.cut_episodes(frames, state)
+
+    return Replay(init_fn, add_fn, sample_fn, update_priorities_fn, cut_fn)

@@ -86,6 +86,8 @@ _READ_ONLY_WITH: tuple[tuple[str, Callable[[Config], bool], str], ...] = (
       for f in dataclasses.fields(Config) if f.metadata["group"] == "actor-learner"),
     *((name, lambda c: not c.apex_epsilons, "the epsilon schedule, not --apex-epsilons (fixed per actor)")
       for name in ("eps_start", "eps_end", "eps_decay_steps")),
+    *((name, lambda c: _atari(c), "an Atari game in the compiled loop (--env-id Breakout, ...)")
+      for name in ("noop_max", "episodic_life")),
 )
 
 
@@ -93,6 +95,19 @@ def _host(c: Config) -> bool:
     from purejaxdqn.envs import is_host_id
 
     return is_host_id(c.env_id)
+
+
+def _atari(c: Config) -> bool:
+    from purejaxdqn.envs import is_atari_id
+
+    return is_atari_id(c.env_id)
+
+
+def _frames(c: Config) -> bool:
+    """Whether `c` stores frames (frame_replay.uses_frames, from the env id alone)."""
+    from purejaxdqn.envs import frame_stack_of
+
+    return c.replay_layout == "frames" or (c.replay_layout == "auto" and frame_stack_of(c.env_id) > 1)
 
 
 def check_used(config: Config, names, prefix: str = "") -> None:
@@ -238,8 +253,10 @@ def _check_n_step_rows(c: Config) -> None:
 def _check_minatar_only(c: Config) -> None:
     from purejaxdqn.envs import image_observations
 
-    if c.full_action_set and not c.env_id.endswith("-MinAtar"):
-        raise ConfigError("--full-action-set", f"applies to MinAtar games only, not {c.env_id}")
+    if c.full_action_set and not (c.env_id.endswith("-MinAtar") or _atari(c)):
+        raise ConfigError("--full-action-set", f"applies to MinAtar and Atari games only, not {c.env_id}")
+    if c.torso == "nature" and not _atari(c):
+        raise ConfigError("--torso", f"'nature' is the Atari network (84x84 frames), not one for {c.env_id}")
     if c.torso == "conv" and not image_observations(c.env_id):
         raise ConfigError("--torso", f"'conv' needs image observations (the MinAtar games, MiniGrid), not {c.env_id}")
 
@@ -334,10 +351,21 @@ def _check_host(c: Config) -> None:
             raise ConfigError(option(name), f"does not apply to a host env: {why}")
 
 
+def _check_atari(c: Config) -> None:
+    """An Atari game: its replay must skip the ALE's reset steps, which only 'frames' knows."""
+    if not _atari(c):
+        return
+    if c.replay_layout == "pairs":
+        raise ConfigError("--replay-layout", "'pairs' cannot skip the ALE's reset steps (the step after an "
+                          "episode's end only resets): use 'frames' or 'auto' for an Atari game")  # fmt: skip
+    if isinstance(c.noop_max, bool) or not isinstance(c.noop_max, int) or c.noop_max < 0:
+        raise ConfigError("--noop-max", f"must be a non-negative integer, got {c.noop_max!r}")
+
+
 def _check_frames(c: Config) -> None:
     """The frames layout (algorithm/frame_replay.py): the compiled loop's, with room for a
     window, its bootstrap frame and a stack's history."""
-    if c.replay_layout != "frames":
+    if not _frames(c):
         return
     if _host(c):
         raise ConfigError("--replay-layout", "'frames' is the compiled loop's; a host env's replay stores pairs")
@@ -364,6 +392,7 @@ _CHECKS: tuple[Callable[[Config], None], ...] = (
     _check_widths,
     _check_replay_fills,
     _check_host,
+    _check_atari,
     _check_frames,
     _check_schedule,
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from purejaxdqn.config.schema import Config, ConfigError
+from purejaxdqn.envs.atari_adapter import IDS as ATARI_IDS
 
 
 class Preset(NamedTuple):
@@ -24,11 +25,17 @@ class Preset(NamedTuple):
     overrides: dict  # settings on top of Config's defaults; an env_id makes it a base preset
     notes: str  # the settings and the reasons for them, one paragraph (markdown): the README's table
     default: bool = False  # a base preset that is its env's default (one per env at most)
+    family: tuple = ()  # (label, ids): a base preset made for all these envs, `env_id` the one it picks
 
     @property
     def env_id(self) -> str | None:
-        """The env a base preset is made for; None for a modifier."""
+        """The env a base preset is made for (the first of its family); None for a modifier."""
         return self.overrides.get("env_id")
+
+    @property
+    def env_ids(self) -> tuple[str, ...]:
+        """Every env a base preset is made for."""
+        return self.family[1] if self.family else ((self.env_id,) if self.env_id else ())
 
 
 # The MinAtar game presets share their settings: the MinAtar paper's DQN with Adam and 8 envs.
@@ -79,6 +86,15 @@ _VECTOR_NOTES = (
     "steps, target copy every 250 updates, 3-step Double DQN targets, epsilon 1 -> 0.05 over 50k "
     "steps, learning starts 2k, eval every 20k steps on 16 envs."
 )
+
+# CleanRL's dqn_atari_jax.py (the Nature DQN's settings with Adam), in this project's units.
+_ATARI = {
+    "env_id": "Breakout", "torso": "nature", "widths": (512,), "num_envs": 8, "num_eval_envs": 8,
+    "total_steps": 10_000_000, "num_chunks": 40, "eval_every": 250_000, "eval_epsilon": 0.05,
+    "buffer_size": 1_000_000, "batch_size": 32, "learning_starts": 80_000, "update_every": 4,
+    "target_update_every": 250, "lr": 1e-4, "double_dqn": False, "loss": "mse", "max_grad_norm": 0.0,
+    "eps_end": 0.01, "eps_decay_steps": 1_000_000, "clip_rewards": True, "episodic_life": True, "noop_max": 30,
+}  # fmt: skip
 
 RECORDS: tuple[Preset, ...] = (
     # The reference workload of ../shared/notes/references.md.
@@ -204,6 +220,25 @@ RECORDS: tuple[Preset, ...] = (
         default=True,
     ),
     Preset(
+        "atari",
+        "the Nature DQN as CleanRL's dqn_atari_jax.py runs it (Adam), on ale-py's preprocessing",
+        _ATARI,
+        "10M steps (40M frames), Nature CNN (convs 32 8x8/4, 64 4x4/2, 64 3x3/1, then 512), Adam lr 1e-4 "
+        "unclipped, MSE, vanilla DQN targets, replay 1M stored as single frames (`--replay-layout auto`), batch 32, "
+        "learning starts 80k, one update every 4 env steps, target copy every 250 updates (CleanRL's 1,000 env "
+        "steps), epsilon 1 -> 0.01 over 1M steps, rewards clipped to their sign in replay, a lost life ends the TD "
+        "target, up to 30 no-ops at a reset; 8 envs (CleanRL steps 1: the same updates per env step), eval every "
+        "250k steps on 8 episodes at epsilon 0.05. `--env-id` picks the game (Breakout without one).",
+        default=True, family=("every Atari game", ATARI_IDS),
+    ),
+    Preset(
+        "machado",
+        "Machado et al. (2018)'s Atari protocol: sticky actions 0.25, all 18 actions, no life loss signal",
+        {"sticky_actions": 0.25, "full_action_set": True, "episodic_life": False},
+        "Sticky actions at the emulator's frame level with p = 0.25, the full action set, and no end of the TD "
+        "target at a lost life; stacks on `atari` (and with `rainbow`).",
+    ),
+    Preset(
         "rainbow",
         "Rainbow without noisy nets: Double, dueling, 3-step, prioritized, C51",
         {
@@ -243,9 +278,11 @@ RECORDS: tuple[Preset, ...] = (
 PRESETS: dict[str, dict] = {p.name: p.overrides for p in RECORDS}
 
 # The base preset used when none is named, per env.
-DEFAULT_PRESETS: dict[str, str] = {p.env_id: p.name for p in RECORDS if p.default}
+DEFAULT_PRESETS: dict[str, str] = {e: p.name for p in RECORDS if p.default for e in p.env_ids}
+# The envs each base preset is made for, by name.
+PRESET_ENVS: dict[str, tuple[str, ...]] = {p.name: p.env_ids for p in RECORDS}
 
-if len(PRESETS) != len(RECORDS) or len(DEFAULT_PRESETS) != sum(p.default for p in RECORDS):
+if len(PRESETS) != len(RECORDS) or len(DEFAULT_PRESETS) != sum(len(p.env_ids) for p in RECORDS if p.default):
     raise ValueError("presets: a name given twice, or two defaults for one env")
 if any(p.default and not p.env_id for p in RECORDS):
     raise ValueError("presets: a modifier cannot be an env's default")
@@ -278,7 +315,7 @@ def from_preset(spec: str | None, **overrides) -> Config:
     settings: dict = {}
     for name in preset_names(spec, overrides.get("env_id")):
         preset_env = PRESETS[name].get("env_id")
-        if preset_env and overrides.get("env_id", preset_env) != preset_env:
+        if preset_env and overrides.get("env_id", preset_env) not in PRESET_ENVS[name]:
             raise ConfigError("--preset", f"{name!r} is made for {preset_env} and contradicts --env-id {overrides['env_id']}")
         settings.update(PRESETS[name])
     settings.update(overrides)
@@ -306,7 +343,7 @@ def _and(items: list[str]) -> str:
 def _envs(group: list[Preset], sentence: bool = False) -> str:
     """Which env a group of base presets is made for, and whether it is the default there: as a
     clause ('the default on X', 'for X') or, with `sentence`, a sentence ('The default on X.')."""
-    envs = _and([p.env_id for p in group])
+    envs = group[0].family[0] if group[0].family else _and([p.env_id for p in group])
     if not group[0].default:
         return f"Made for {envs}." if sentence else f"for {envs}"
     clause = f"default on {envs}" if len(group) == 1 else f"defaults on {envs}"

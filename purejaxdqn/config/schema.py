@@ -44,7 +44,7 @@ SEED_LIMIT = 2**32  # seeds are uint32
 ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "branching", "unroll": 0, "time_limit": 0,
                "log_every": 0, "actors": 1, "host_loop": "async", "rate_limit": "held", "block_steps": 8, "queue_size": 2,
                "publish_every": 1, "apex_epsilons": False, "actor_priorities": False, "clip_rewards": False,
-               "replay_layout": "pairs"}  # fmt: skip
+               "replay_layout": "pairs", "noop_max": 30, "episodic_life": False}  # fmt: skip
 
 
 def _field(default, help: str, group: str, **kw):
@@ -72,11 +72,18 @@ class Config:
     num_envs: int = _field(10, "parallel training environments, stepped together", "environment")
     num_eval_envs: int = _field(10, "episodes per evaluation, each on its own eval env", "environment")
     full_action_set: bool = _field(
-        False, "MinAtar: all 6 actions instead of the game's minimal set (the original protocol)", "environment"
-    )
+        False, "MinAtar, Atari: all actions (6, 18) instead of the game's minimal set (MinAtar's original protocol, "
+        "Machado et al.'s)", "environment",
+    )  # fmt: skip
     sticky_actions: float = _field(
-        0.0, "probability that an env repeats its last action (MinAtar's original protocol: 0.1)", "environment"
-    )
+        0.0, "probability that an env repeats its last action (MinAtar's original protocol: 0.1; Atari: per "
+        "emulator frame, Machado et al.: 0.25)", "environment",
+    )  # fmt: skip
+    noop_max: int = _field(30, "Atari: up to this many no-op steps at each reset (random starts)", "environment")
+    episodic_life: bool = _field(
+        False, "Atari: a lost life ends the TD target (no bootstrap) while the game plays on; returns stay whole "
+        "games'", "environment",
+    )  # fmt: skip
     time_limit: int = _field(
         0, "episode time limit in env steps, a truncation (bootstrapped); 0: the env's own", "environment"
     )
@@ -168,8 +175,9 @@ class Config:
     widths: tuple[int, ...] = _field((120, 84), "hidden layer widths of the MLP Q-network", "network")
     dueling: bool = _field(False, "use a dueling head (value + advantage streams)", "network")
     torso: str = _field(
-        "mlp", "'mlp' (flatten, then --widths) or 'conv' (MinAtar: conv 16 3x3 stride 1, then --widths)",
-        "network", choices=("mlp", "conv"),
+        "mlp", "'mlp' (flatten, then --widths), 'conv' (MinAtar: conv 16 3x3 stride 1, then --widths) or 'nature' "
+        "(Atari: the Nature DQN's convs 32 8x8/4, 64 4x4/2, 64 3x3/1 on pixels / 255, then --widths)",
+        "network", choices=("mlp", "conv", "nature"),
     )  # fmt: skip
     distributional: bool = _field(False, "C51: learn a categorical return distribution per action", "network")
     num_atoms: int = _field(51, "C51: atoms of the return distribution", "network")
@@ -183,7 +191,7 @@ class Config:
     replay_layout: str = _field(
         "auto", "'pairs' stores each transition's observation and next observation; 'frames' stores each "
         "observation once (a stack's newest frame), rebuilding stacks and next observations when a batch is sampled "
-        "(half the memory or less); 'auto' = frames for frame-stacked envs, else pairs (today every env)", "replay",
+        "(half the memory or less); 'auto' = frames for frame-stacked envs (Atari), else pairs", "replay",
         choices=("auto", "pairs", "frames"),
     )  # fmt: skip
     batch_size: int = _field(128, "transitions per gradient update", "replay")

@@ -1,7 +1,7 @@
 """Environment families behind one protocol (protocol.py), and the ids each one offers.
 
-gymnax comes with the package; the others are optional extras, imported only when one of
-their ids is made. `FAMILIES` is the one list of ids: the command line's `--env-id` accepts
+gymnax comes with the package; the others (Craftax, XLand-MiniGrid, Jumanji, the ALE's Atari
+games) are optional extras, imported only when one of their ids is made. `FAMILIES` is the one list of ids: the command line's `--env-id` accepts
 exactly these, and an id of a family that is not installed is refused naming its extra.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 import importlib.util
 from typing import NamedTuple
 
-from purejaxdqn.envs import craftax_adapter, gymnax_adapter, jumanji_adapter, xminigrid_adapter
+from purejaxdqn.envs import atari_adapter, craftax_adapter, gymnax_adapter, jumanji_adapter, xminigrid_adapter
 from purejaxdqn.envs.host import HOST_PREFIX, is_host_id
 from purejaxdqn.envs.protocol import EnvSpec, StepResult, VecEnv, action_mask
 
 __all__ = ["FAMILIES", "HOST_PREFIX", "SUPPORTED_ENV_IDS", "EnvSpec", "StepResult", "VecEnv", "action_mask",
-           "describe_ids", "env_from_config", "family_of", "image_observations", "is_host_id", "make_vec_env",
+           "describe_ids", "env_from_config", "family_of", "frame_stack_of", "image_observations", "is_atari_id", "is_host_id", "make_vec_env",
            "missing_extra"]  # fmt: skip
 
 
@@ -32,6 +32,7 @@ FAMILIES = (
     Family("craftax", "craftax", "craftax", craftax_adapter.IDS),
     Family("xminigrid", "xminigrid", "xminigrid", xminigrid_adapter.IDS),
     Family("jumanji", "jumanji", "jumanji", jumanji_adapter.IDS),
+    Family("atari", "ale_py", "atari", atari_adapter.IDS),
 )
 SUPPORTED_ENV_IDS = tuple(i for f in FAMILIES for i in f.ids)
 _ADAPTERS = {"gymnax": gymnax_adapter, "craftax": craftax_adapter, "xminigrid": xminigrid_adapter,
@@ -51,7 +52,17 @@ def image_observations(env_id: str) -> bool:
     MinAtar games and MiniGrid (tests/test_env_families.py checks every id's shape)."""
     if is_host_id(env_id):
         return False
-    return env_id.endswith("-MinAtar") or family_of(env_id).name == "xminigrid"
+    return env_id.endswith("-MinAtar") or family_of(env_id).name in ("xminigrid", "atari")
+
+
+def is_atari_id(env_id: str) -> bool:
+    """Whether `env_id` is an Atari game stepped in the compiled loop (envs/atari_adapter.py)."""
+    return env_id in atari_adapter.IDS
+
+
+def frame_stack_of(env_id: str) -> int:
+    """Frames stacked on `env_id`'s observations (its spec's `frame_stack`, known without making it)."""
+    return atari_adapter.FRAME_STACK if is_atari_id(env_id) else 1
 
 
 def describe_ids() -> str:
@@ -70,17 +81,23 @@ def missing_extra(env_id: str) -> str | None:
 
 
 def make_vec_env(
-    env_id: str, num_envs: int, full_action_set: bool = False, sticky_actions: float = 0.0, time_limit: int = 0
+    env_id: str, num_envs: int, full_action_set: bool = False, sticky_actions: float = 0.0, time_limit: int = 0,
+    noop_max: int = 30, role: str = "train",
 ) -> VecEnv:
     """`num_envs` copies of `env_id`, stepped together. Raises ValueError for an unknown id.
 
-    `full_action_set` (MinAtar only): all 6 actions instead of the game's minimal set.
-    `sticky_actions`: probability of repeating the last action (MinAtar's original uses 0.1).
+    `full_action_set` (MinAtar, Atari): all actions (6, 18) instead of the game's minimal set.
+    `sticky_actions`: probability of repeating the last action (MinAtar's original uses 0.1;
+    Atari: the emulator's per frame, Machado et al.'s 0.25).
+    `noop_max`, `role` (Atari only): up to that many no-ops at a reset; the emulators' role
+    ('train', 'eval'): envs of different roles never share an emulator.
     `time_limit`: episodes truncated after this many steps instead of the env's own limit (0),
     set in each family's own terms (gymnax's and Craftax's params, xminigrid's max_steps, the
     Jumanji adapter's count), so it costs nothing per step.
     """
     family = family_of(env_id)
+    if family.name == "atari":
+        return atari_adapter.make(env_id, num_envs, sticky_actions, full_action_set, noop_max, time_limit, role)
     module = _ADAPTERS[family.name]
     if family.name == "gymnax":
         adapter = module.make(env_id, full_action_set, time_limit)
@@ -89,6 +106,7 @@ def make_vec_env(
     return VecEnv(adapter, num_envs, float(sticky_actions))
 
 
-def env_from_config(config, num_envs: int) -> VecEnv:
+def env_from_config(config, num_envs: int, role: str = "train") -> VecEnv:
     """The vectorized env a config describes, with `num_envs` copies."""
-    return make_vec_env(config.env_id, num_envs, config.full_action_set, config.sticky_actions, config.time_limit)
+    return make_vec_env(config.env_id, num_envs, config.full_action_set, config.sticky_actions, config.time_limit,
+                        config.noop_max, role)  # fmt: skip

@@ -14,7 +14,9 @@ An adapter is one environment, unbatched, that resets itself:
 A family with action masks puts the mask in the observation, as its last `num_actions`
 entries (1 = allowed), so replay stores it with the observation and every bootstrap sees the
 mask of the state it bootstraps from; `action_mask(spec, obs)` reads it back. `VecEnv` runs
-`num_envs` copies of an adapter with vmap, and adds sticky actions for any family.
+`num_envs` copies of an adapter with vmap, and adds sticky actions for any family. A family
+whose vector env is one thing (the ALE's C++ one, envs/atari_adapter.py) gives an object with
+VecEnv's interface instead, and the reset step and lost lives in `StepResult`'s last fields.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class EnvSpec(NamedTuple):
     obs_dtype: Any  # the dtype replay stores observations in
     max_episode_steps: int  # the time limit (it also bounds an evaluation episode)
     masked: bool = False  # the observation's last num_actions entries are the action mask
+    frame_stack: int = 1  # frames stacked on the observation's last axis (the frames replay stores the newest)
+    next_step_reset: bool = False  # an env resets on the step after an end (StepResult.reset_step), not within it
+    external_state: bool = False  # the env's state lives outside the program: a checkpoint cannot hold it
 
 
 class StepResult(NamedTuple):
@@ -43,6 +48,9 @@ class StepResult(NamedTuple):
     next_obs: jax.Array  # the observation this step led to (the final one if the episode ended)
     terminated: jax.Array  # natural end: the TD target must not bootstrap
     truncated: jax.Array  # time limit: the TD target bootstraps from next_obs
+    # Families that need them (the ALE), else None:
+    reset_step: Any = None  # bool: this step only reset an ended env (action ignored): no transition
+    life_lost: Any = None  # bool: the game goes on with a life fewer (--episodic-life ends the TD target)
 
 
 class Adapter(Protocol):

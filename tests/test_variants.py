@@ -272,14 +272,16 @@ def test_rainbow_trains_from_the_cli(tmp_path):
     assert (out / "summary.json").exists() and (out / "checkpoints").is_dir()
 
 
-def test_patch_convolution_equals_flax_conv():
-    """Conv3x3 (patches @ kernel) computes what nn.Conv(16, (3, 3), padding='VALID') does."""
+@pytest.mark.parametrize("features,kernel,stride,size", [(16, 3, 1, 10), (32, 8, 4, 84), (64, 4, 2, 20), (64, 3, 1, 9)])
+def test_patch_convolution_equals_flax_conv(features, kernel, stride, size):
+    """PatchConv (patches @ kernel) computes what nn.Conv(features, (k, k), (s, s), padding='VALID')
+    does: MinAtar's 3x3 and each of the Nature DQN's."""
     import flax.linen as nn
 
-    from purejaxdqn.algorithm.networks import Conv3x3
+    from purejaxdqn.algorithm.networks import PatchConv
 
-    x = jax.random.uniform(jax.random.key(0), (5, 10, 10, 4))
-    ours = Conv3x3(16)
+    x = jax.random.uniform(jax.random.key(0), (5, size, size, 4))
+    ours = PatchConv(features, kernel, stride)
     params = ours.init(jax.random.key(1), x)
-    theirs = nn.Conv(16, kernel_size=(3, 3), padding="VALID").apply(params, x)
+    theirs = nn.Conv(features, (kernel, kernel), (stride, stride), padding="VALID").apply(params, x)
     np.testing.assert_allclose(np.asarray(ours.apply(params, x)), np.asarray(theirs), rtol=1e-5, atol=1e-5)

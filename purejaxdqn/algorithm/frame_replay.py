@@ -105,7 +105,7 @@ def init(layout: Layout, example: Transition, prioritized_replay: bool = False) 
         frame=zeros(frame_of(layout, example.obs)), action=zeros(example.action), reward=zeros(example.reward),
         terminated=flags, truncated=flags, first=flags, valid=flags, final_slot=jnp.zeros((rows, envs), jnp.int32),
     )  # fmt: skip
-    final = jnp.zeros((layout.slots, *example.obs.shape), example.obs.dtype)
+    final = jnp.zeros((max(layout.slots, 1), *example.obs.shape), example.obs.dtype)  # 1: orbax saves no empty array
     tree = prioritized.init(rows * envs) if prioritized_replay else None
     return FrameReplayState(data, final, jnp.zeros(envs, jnp.int32), jnp.ones(envs, bool), jnp.int32(0), jnp.int32(0), tree)
 

@@ -17,24 +17,30 @@ from purejaxdqn.algorithm.distributional import mean_q, support
 from purejaxdqn.config import Config
 
 
-class Conv3x3(nn.Module):
-    """A 3x3, stride-1, unpadded convolution written as patches @ kernel.
+class PatchConv(nn.Module):
+    """An unpadded k x k convolution of stride s written as patches @ kernel.
 
-    Same parameters and result as `nn.Conv(features, (3, 3), padding="VALID")` (a test checks
-    it), but it lowers to one matrix product, which XLA's CPU backend runs several times faster
-    than its convolution (gradient included) at MinAtar's sizes.
+    Same parameters and result as `nn.Conv(features, (k, k), (s, s), padding="VALID")` (a test
+    checks it), but it lowers to one matrix product. XLA's CPU backend runs that several times
+    faster than its convolution at MinAtar's sizes, and inside a loop body (the training scan)
+    its convolution's gradient ~9x slower than outside one at the Nature DQN's (BENCHMARKS.md,
+    "Atari"); the matrix product has neither problem.
     """
 
     features: int
+    kernel: int = 3
+    stride: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        channels = x.shape[-1]
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, channels, self.features))
+        k, s, channels = self.kernel, self.stride, x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, channels, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        h, w = x.shape[1] - 2, x.shape[2] - 2
-        patches = jnp.concatenate([x[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1)
-        return patches @ kernel.reshape(9 * channels, self.features) + bias
+        h, w = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
+        patches = jnp.concatenate(
+            [x[:, i : i + s * (h - 1) + 1 : s, j : j + s * (w - 1) + 1 : s, :] for i in range(k) for j in range(k)], axis=-1
+        )
+        return patches @ kernel.reshape(k * k * channels, self.features) + bias
 
 
 # The Nature DQN's convolutions (Mnih et al. 2015): (features, kernel, stride), unpadded, ReLU.
@@ -67,10 +73,9 @@ class QNetwork(nn.Module):
         # Names follow flax's automatic ones (Dense_0, Dense_1, ...) so parameters, and with them
         # the initial values drawn for a seed, are the same as a plain compact MLP's.
         if self.torso == "conv":
-            self.convs = [Conv3x3(16, name="Conv_0")]
+            self.convs = [PatchConv(16, name="Conv_0")]
         elif self.torso == "nature":
-            self.convs = [nn.Conv(f, (k, k), (s, s), padding="VALID", name=f"Conv_{i}")
-                          for i, (f, k, s) in enumerate(NATURE_CONVS)]  # fmt: skip
+            self.convs = [PatchConv(f, k, s, name=f"Conv_{i}") for i, (f, k, s) in enumerate(NATURE_CONVS)]
         else:
             self.convs = []
         self.hidden = [nn.Dense(w, name=f"Dense_{i}") for i, w in enumerate(self.widths)]

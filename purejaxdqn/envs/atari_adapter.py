@@ -27,6 +27,7 @@ What this adapter adds, and why:
 
 from __future__ import annotations
 
+import atexit
 import re
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -84,6 +85,7 @@ class Options(NamedTuple):
 # and evaluation have roles of their own, so their emulators never step each other's games.
 _ENVS: dict[tuple, Any] = {}
 _REGISTERED: list[bool] = []
+atexit.register(_ENVS.clear)  # freed before the interpreter's teardown, which nanobind warns about
 
 
 def _vector_env(options: Options, role: str, num_envs: int):

@@ -81,6 +81,7 @@ class Program(NamedTuple):
     hp: HParams
     abstract_state: TrainState  # shapes, dtypes and shardings of the batch's state
     compile_s: float
+    restart_envs: Any = None  # restart_envs(state) -> state for envs a checkpoint cannot hold (else None)
 
 
 def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshShape,
@@ -98,7 +99,8 @@ def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshS
     # Only a real data axis changes the per-run program; a runs-only mesh runs the 1-device one.
     data_axis = parallel.DATA if mesh_shape.data > 1 else None
     trainer = make_trainer(config, data_axis, mesh_shape.data, model_parallel=mesh_shape.model > 1)
-    init_fn, chunk_fn = _batched(trainer, run_axes(one_state), hp_axes, len(runs) // mesh_shape.runs)
+    axes = run_axes(one_state)
+    init_fn, chunk_fn = _batched(trainer, axes, hp_axes, len(runs) // mesh_shape.runs)
     if mesh_shape.size > 1:
         mesh = parallel.make_mesh(mesh_shape)
         specs, hp_specs = parallel.state_specs(one_state), parallel.hparam_specs(hp_axes)
@@ -112,7 +114,10 @@ def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshS
         jax.eval_shape(init_fn, seeds, hp), init.output_shardings,
     )  # fmt: skip
     run_chunk = jax.jit(chunk_fn, donate_argnums=0, **_fixed_layout(init.output_shardings, hp, mesh_shape)).lower(abstract, hp).compile()
-    return Program(init, run_chunk, seeds, hp, abstract, time.perf_counter() - t0)
+    restart = None
+    if trainer.venv.spec.external_state:  # one device only (config/checks.py refuses a mesh)
+        restart = jax.jit(_batched_restart(trainer, axes, len(runs)), donate_argnums=0)
+    return Program(init, run_chunk, seeds, hp, abstract, time.perf_counter() - t0, restart)
 
 
 def _fixed_layout(shardings, hp, mesh_shape: parallel.MeshShape) -> dict:
@@ -322,6 +327,8 @@ class Training:
         the rows written after that checkpoint (all of them when starting over)."""
         if self.start_chunk:
             state = checkpointing.restore(self.run_dir.path, self.start_chunk, program.abstract_state)
+            if program.restart_envs is not None:  # the emulators were not saved: new episodes begin
+                state = program.restart_envs(state)
         else:
             state = program.init(program.seeds, program.hp)
         if self.run_dir is not None and self.run_dir.resumed:
@@ -618,6 +625,13 @@ def _batched(trainer, axes: TrainState, hp_axes: HParams, num_runs: int):
         return init, run_chunk
     init = jax.vmap(init_one, in_axes=(0, hp_axes), out_axes=axes)
     return init, jax.vmap(trainer.run_chunk, in_axes=(axes, hp_axes), out_axes=axes)
+
+
+def _batched_restart(trainer, axes: TrainState, num_runs: int):
+    """trainer.restart_envs over a batch of `num_runs` runs, as `_batched` lays them out."""
+    if num_runs == 1:
+        return lambda state: _add_run_axis(trainer.restart_envs(_drop_run_axis(state, axes)), axes)
+    return jax.vmap(trainer.restart_envs, in_axes=(axes,), out_axes=axes)
 
 
 def _add_run_axis(state: TrainState, axes: TrainState) -> TrainState:

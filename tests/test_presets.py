@@ -23,6 +23,7 @@ from purejaxdqn.config import (
     preset_names,
     validate,
 )
+from purejaxdqn.envs import atari_adapter
 from purejaxdqn.config import presets
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -64,7 +65,7 @@ def test_presets_mapping_and_defaults_come_from_the_records():
         "Breakout-MinAtar": "breakout", "Freeway-MinAtar": "freeway", "Asterix-MinAtar": "asterix",
         "SpaceInvaders-MinAtar": "space-invaders", "Seaquest-MinAtar": "seaquest", "MiniGrid-Empty-8x8": "minigrid-empty",
         "MiniGrid-DoorKey-5x5": "minigrid-doorkey", "Snake-v1": "snake", "Craftax-Classic-Symbolic-v1": "craftax-classic",
-        "gymnasium:CartPole-v1": "gymnasium-cartpole",
+        "gymnasium:CartPole-v1": "gymnasium-cartpole", **{game: "atari" for game in atari_adapter.IDS},
     }  # fmt: skip
     for env_id, name in DEFAULT_PRESETS.items():
         assert preset_names(None, env_id) == [name]

@@ -146,6 +146,18 @@ def num_evals(config: Config) -> int:
     return total // every + (not last_step_crosses)
 
 
+def stored_row(config: Config, obs: jax.Array, action: jax.Array, res) -> tuple[replay_lib.Transition, jax.Array | None]:
+    """The row replay stores of a step from `obs` (`res`: its StepResult), and whether it is a
+    transition at all (None: every one is). What replay learns from, not what the stats count:
+    rewards clipped to their sign with `clip_rewards`, a lost life the TD target's end with
+    `episodic_life`, and an ALE reset step (an ended env's restart, its action ignored) no
+    transition."""
+    reward = jnp.sign(res.reward) if config.clip_rewards else res.reward
+    terminated = res.terminated | res.life_lost if config.episodic_life else res.terminated
+    row = replay_lib.Transition(obs, action, reward, res.next_obs, terminated, res.truncated & ~terminated)
+    return row, None if res.reset_step is None else ~res.reset_step
+
+
 def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 1, model_parallel: bool = False) -> Trainer:
     """Build the pure init/chunk/train functions for the static settings in `config`.
 
@@ -233,20 +245,10 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         q_values = apply_fn(params, obs)
         return acting.epsilon_greedy(explore_key, action_key, q_values, epsilon, venv.action_mask(obs)).astype(jnp.int32)
 
-    def stored_row(state: TrainState, action: jax.Array, res):
-        """The row replay stores of a step, and whether it is a transition at all (None: every
-        one is). What replay learns from, not what the stats count: rewards clipped to their
-        sign with `clip_rewards`, a lost life the TD target's end with `episodic_life`, and an
-        ALE reset step (an ended env's restart, its action ignored) no transition."""
-        reward = jnp.sign(res.reward) if c.clip_rewards else res.reward
-        terminated = res.terminated | res.life_lost if c.episodic_life else res.terminated
-        row = replay_lib.Transition(state.obs, action, reward, res.next_obs, terminated, res.truncated & ~terminated)
-        return row, None if res.reset_step is None else ~res.reset_step
-
     def step_and_store(state: TrainState, action: jax.Array, env_key):
         """2. Step the envs, store the transition row, count finished episodes."""
         res = venv.step(env_key, state.env_state, action)
-        row, valid = stored_row(state, action, res)
+        row, valid = stored_row(c, state.obs, action, res)
         episode_return = state.episode_return + res.reward
         episode_length = state.episode_length + (1 if valid is None else valid)  # a reset step is no step of the game
         done = res.terminated | res.truncated

@@ -73,7 +73,8 @@ def test_opcode_of_hlo_lines():
 HALVES = (
     ["breakout", "freeway", "freeway,original,minatar-paper", "reference", "cartpole", "minigrid-empty",
      "minigrid-doorkey", "snake"],
-    ["asterix", "space-invaders", "acrobot", "mountaincar", "rainbow", "reference:branching", "craftax-classic", "seaquest"],
+    ["asterix", "space-invaders", "acrobot", "mountaincar", "rainbow", "reference:branching", "craftax-classic", "seaquest",
+     "atari"],
 )
 SPECS = [spec for half in HALVES for spec in half if ":" not in spec]
 

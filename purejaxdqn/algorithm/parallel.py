@@ -24,6 +24,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from purejaxdqn.config import Config, ConfigError
+from purejaxdqn.envs import is_atari_id
 
 RUNS = "runs"
 DATA = "data"
@@ -60,6 +61,8 @@ def choose_mesh(
     if any(w % model for w in config.widths):
         raise ConfigError("--mesh-model", f"every hidden width must divide by {model} devices, got --widths "
                           f"{','.join(map(str, config.widths))}")  # fmt: skip
+    if is_atari_id(config.env_id):  # one set of emulators, outside the program: never split (cli/plan.py refuses a mesh)
+        runs, data = 1, 1
     if runs is None:
         budget = max(1, num_devices // ((data or 1) * model))
         runs = max(d for d in _divisors(budget) if num_runs % d == 0)

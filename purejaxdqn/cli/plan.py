@@ -17,6 +17,7 @@ from purejaxdqn.cli import config_file
 from purejaxdqn.cli.parsers import TRAIN_PROG, Parser, UsageError, integer, negative_values_attached, number, option, train_parser
 from purejaxdqn.config import PRESETS, Config, budget, ConfigError, check_used, from_preset, preset_names, validate
 from purejaxdqn.config.batch import check_sweep_name, check_sweep_shape, make_batch
+from purejaxdqn.envs import is_atari_id
 from purejaxdqn.envs.host import is_host_id
 from purejaxdqn.host import distributed, hardware, run_directory, tracking
 from purejaxdqn.host.run_options import CADENCE_FIELDS, cadence_defaults, option_dest
@@ -76,21 +77,26 @@ def make_plan(argv: list[str]) -> Plan:
 
 
 def _check_host_plan(plan: Plan, given: dict) -> None:
-    """A host env (the actor-learner) trains one run in one process, on its own devices."""
-    if not is_host_id(plan.config.env_id):
+    """A host env (the actor-learner) trains one run in one process, on its own devices; an
+    Atari game trains in one process on one device (its emulators live in the process, outside
+    the compiled program: one set of them, which devices or processes cannot split)."""
+    env_id = plan.config.env_id
+    host, atari = is_host_id(env_id), is_atari_id(env_id)
+    if not (host or atari):
         return
-    if len(plan.runs) > 1:
+    if host and len(plan.runs) > 1:
         name = "--sweep" if plan.sweep else "--num-seeds"
-        raise ConfigError(name, f"a host env ({plan.config.env_id}) trains one run per command (the actor-learner): "
+        raise ConfigError(name, f"a host env ({env_id}) trains one run per command (the actor-learner): "
                           "run each seed or setting as its own command")  # fmt: skip
+    what, why = (("a host env", "the actor-learner runs in one process (its actors are threads)") if host else
+                 ("an Atari game", "its emulators live in this process, outside the program, on one device"))  # fmt: skip
     d = plan.devices
     for name, value in (("mesh_runs", d.mesh_runs), ("mesh_data", d.mesh_data), ("mesh_model", d.mesh_model),
                         ("coordinator_address", d.coordinator), ("num_processes", d.num_processes)):  # fmt: skip
         if value is not None and value != 1:
-            raise ConfigError(option(name), f"does not apply to a host env ({plan.config.env_id}): the actor-learner "
-                              "runs in one process (its actors are threads)")  # fmt: skip
-    if given.get("log_video"):
-        raise ConfigError("--log-video", f"does not apply to a host env ({plan.config.env_id}) yet: its video is not drawn")
+            raise ConfigError(option(name), f"does not apply to {what} ({env_id}): {why}")
+    if host and given.get("log_video"):
+        raise ConfigError("--log-video", f"does not apply to a host env ({env_id}) yet: its video is not drawn")
 
 
 def help_defaults(argv: list[str]) -> tuple[Config, str]:

@@ -352,8 +352,12 @@ def _check_host(c: Config) -> None:
 
 
 def _check_atari(c: Config) -> None:
-    """An Atari game: its replay must skip the ALE's reset steps, which only 'frames' knows."""
+    """An Atari game: its replay must skip the ALE's reset steps, which only 'frames' knows.
+    Elsewhere no env reports lost lives, so `episodic_life` has nothing to end (the command
+    line's check_used says so first)."""
     if not _atari(c):
+        if c.episodic_life:
+            raise ConfigError("--episodic-life", f"only applies with an Atari game (an env with lives), not {c.env_id}")
         return
     if c.replay_layout == "pairs":
         raise ConfigError("--replay-layout", "'pairs' cannot skip the ALE's reset steps (the step after an "

@@ -72,6 +72,7 @@ class Options(NamedTuple):
     def vector_env(self, num_envs: int):
         from ale_py.vector_env import AtariVectorEnv
 
+        _quiet()
         return AtariVectorEnv(
             self.game, num_envs, max_num_frames_per_episode=self.max_frames,
             repeat_action_probability=self.sticky_actions, full_action_space=self.full_action_set,
@@ -99,6 +100,13 @@ def _vector_env(options: Options, role: str, num_envs: int):
     return _ENVS[key]
 
 
+def _quiet() -> None:
+    """The ALE's banner and info lines off (set before an emulator exists, else it prints them)."""
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+
+
 @lru_cache(maxsize=None)
 def num_actions(game: str, full_action_set: bool) -> int:
     """Actions of a game: its minimal set, or all 18."""
@@ -106,8 +114,8 @@ def num_actions(game: str, full_action_set: bool) -> int:
 
     if full_action_set:
         return 18
+    _quiet()
     ale = ale_py.ALEInterface()
-    ale.setLoggerMode(ale_py.LoggerMode.Error)
     ale.loadROM(ale_py.roms.get_rom_path(game))
     return len(ale.getMinimalActionSet())
 

@@ -197,7 +197,7 @@ def test_the_cli_trains_evaluates_and_resumes_breakout(tmp_path):
     import sys
     import time
 
-    from purejaxdqn import cli
+    from purejaxdqn import cli, load_policy, render_episode
 
     out = tmp_path / "run"
     argv = ["--env-id", GAME, "--total-steps", "1024", "--num-envs", "2", "--num-eval-envs", "2", "--buffer-size", "256",
@@ -219,3 +219,6 @@ def test_the_cli_trains_evaluates_and_resumes_breakout(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_chunk"] == saved and summary["env_steps_per_run"] == 1024
     assert np.isfinite(summary["final_eval_return_mean"])
+    frames, _ = render_episode(load_policy(out), max_frames=12)  # what `evaluate --gif` draws: the newest frame, gray
+    image = frames[-1][40:].astype(int)
+    assert len(frames) == 12 and image.std() > 0 and (image == image[..., :1]).all()

@@ -471,6 +471,7 @@ CASES = [
     ("atari-mesh", "train", ["--env-id", "Breakout", "--mesh-runs", "2", "--num-seeds", "2"], "--mesh-runs", None, {}),
     ("atari-multi-host", "train", ["--env-id", "Breakout", "--num-processes", "2"], "--num-processes", None, {}),
     ("atari-memory", "train", ["--env-id", "Breakout", "--buffer-size", "1e8"], "memory", None, {}),
+    ("atari-conv-torso", "train", ["--env-id", "Breakout", "--torso", "conv"], "--torso", None, {}),
     ("atari-rom-unknown", "train", ["--env-id", "Breakouts"], "--env-id", None, {}),
     ("noop-max-on-cartpole", "train", [*TINY, "--noop-max", "10"], "--noop-max", None, {}),
     ("episodic-life-on-minatar", "train", ["--env-id", "Breakout-MinAtar", "--episodic-life"], "--episodic-life", None, {}),

@@ -257,6 +257,8 @@ def _check_minatar_only(c: Config) -> None:
         raise ConfigError("--full-action-set", f"applies to MinAtar and Atari games only, not {c.env_id}")
     if c.torso == "nature" and not _atari(c):
         raise ConfigError("--torso", f"'nature' is the Atari network (84x84 frames), not one for {c.env_id}")
+    if c.torso != "nature" and _atari(c):  # the MinAtar conv on 84x84x4 frames: a 58M-weight dense layer
+        raise ConfigError("--torso", f"an Atari game's 84x84 frames need the 'nature' torso, not '{c.torso}'")
     if c.torso == "conv" and not image_observations(c.env_id):
         raise ConfigError("--torso", f"'conv' needs image observations (the MinAtar games, MiniGrid), not {c.env_id}")
 

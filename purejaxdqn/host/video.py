@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxdqn.algorithm import acting
-from purejaxdqn.envs import env_from_config
+from purejaxdqn.envs import env_from_config, frame_stack_of
 from purejaxdqn.host import run_directory
 
 LONG_SIDE = 480  # pixels: no frame is smaller on its long side
@@ -57,12 +57,15 @@ def render_episode(policy, seed: int = 0, max_frames: int = 1000) -> tuple[list[
     """RGB frames (uint8 [H, W, 3], all one size) of one greedy episode of `policy` (a
     `load_policy` result), cut at the episode's end or at `max_frames`; and the episode's
     return (up to there)."""
-    venv = env_from_config(policy.config, 1)
+    venv = env_from_config(policy.config, 1, role="video")  # emulators of its own (Atari): a run in this process keeps its games
     play = jax.jit(partial(_play, policy.network, venv, max_frames))
     obs, states, rewards, ends = jax.device_get(play(policy.params, jax.random.key(seed)))
     length = int(np.argmax(ends)) + 1 if ends.any() else max_frames
     returns = np.cumsum(rewards[:length])
-    own = lambda t: venv.adapter.frame(jax.tree.map(lambda x: x[t, 0], states))  # noqa: E731
+    if frame_stack_of(policy.config.env_id) > 1:  # a stack of grayscale frames (Atari): its newest, in gray
+        own = lambda t: np.repeat(obs[t][..., -1:], 3, axis=-1)  # noqa: E731
+    else:
+        own = lambda t: venv.adapter.frame(jax.tree.map(lambda x: x[t, 0], states))  # noqa: E731
     frames = [draw(policy.config.env_id, obs[t], t, float(returns[t]), own(t)) for t in range(length)]
     return frames, float(returns[-1])
 

@@ -222,3 +222,48 @@ def test_the_cli_trains_evaluates_and_resumes_breakout(tmp_path):
     frames, _ = render_episode(load_policy(out), max_frames=12)  # what `evaluate --gif` draws: the newest frame, gray
     image = frames[-1][40:].astype(int)
     assert len(frames) == 12 and image.std() > 0 and (image == image[..., :1]).all()
+
+
+def gymnasium_pipeline(game: str, seed: int):
+    """gymnasium's standard Atari preprocessing on the raw game: AtariPreprocessing (4 frames a
+    step, the last two max-pooled, 84x84 gray) and a 4-frame stack padded with zeros, no no-ops
+    (their random counts come from different generators), no sticky actions."""
+    import ale_py
+    import gymnasium as gym
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+    gym.register_envs(ale_py)
+    env = gym.make(f"ALE/{game}-v5", frameskip=1, repeat_action_probability=0.0)
+    env = FrameStackObservation(AtariPreprocessing(env, noop_max=0, frame_skip=4, screen_size=84), 4, padding_type="zero")
+    obs, _ = env.reset(seed=seed)
+    return env, obs
+
+
+def test_observations_equal_gymnasiums_atari_preprocessing_and_frame_stack():
+    """Freeway (no FIRE button) through the adapter: every observation, reward and end equals
+    gymnasium's AtariPreprocessing + FrameStackObservation on the same seed and actions. The one
+    difference on games with FIRE is the ALE's fire reset (it presses FIRE after a reset, as
+    Baselines' FireResetEnv, which CleanRL uses): Breakout matches exactly with it switched off."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    venv = atari_adapter.make("Freeway", 1, noop_max=0, role="test-gymnasium")
+    key = jax.random.key(11)
+    seed = int(jax.random.randint(key, (1,), 0, 2**31 - 1, dtype=jnp.int32)[0])
+    actions = np.random.default_rng(1).choice(3, (300, 1), p=[0.1, 0.8, 0.1]).astype(np.int32)  # mostly UP: crossings
+    obs, res = record(venv, key, actions)
+    env, o = gymnasium_pipeline("Freeway", seed)
+    for t in range(300):
+        np.testing.assert_array_equal(obs[t, 0], np.moveaxis(o, 0, -1))
+        o, reward, terminated, truncated, _ = env.step(int(actions[t, 0]))
+        assert (res.reward[t, 0], res.terminated[t, 0]) == (reward, terminated)
+    assert res.reward.sum() > 0  # the chicken crossed: rewards compared, not only zeros
+    for fire in (False, True):
+        vec = AtariVectorEnv("breakout", 1, noop_max=0, reward_clipping=False, use_fire_reset=fire)
+        v, _ = vec.reset(seed=np.array([5]))
+        env, o = gymnasium_pipeline("Breakout", 5)
+        same = []
+        for a in np.random.default_rng(2).integers(0, 4, 100):
+            same.append(np.array_equal(v[0], o))
+            o, *_ = env.step(int(a))
+            v, *_ = vec.step(np.array([a]))
+        assert all(same) if not fire else not all(same)

@@ -27,7 +27,11 @@ brackets):
    `+WHILE,+CONDITIONAL`; `--xla_gpu_graph_min_graph_size=1`;
    `--xla_gpu_command_buffer_unroll_loops=true`), each run time over item 1's (default flags);
 5. [minatar] Breakout-MinAtar DQN (16 runs x 8 envs) against its env-only ceiling (random
-   actions, same number of envs, a jitted scan of vectorized steps);
+   actions, same number of envs, a jitted scan of vectorized steps); [families] each env
+   family's preset (experiments/env_speed.py) beside its env-only ceiling;
+   [atari] the `atari` preset's trainer (8 envs, Breakout) beside ale-py's env-only rate at the
+   same envs, then 200k steps of Breakout learning (env steps/s, updates/s, device memory,
+   returns; never run on a GPU so far: its time is a guess, so it comes before [rest]);
 6. [rest] if time remains: loop_structure.py on the device (reference static and branching,
    and PureJaxRL's program with `--purejaxrl`), seeds scaling (1 to 1024 seeds x 500k steps),
    1 seed in one chunk (what the host loop between chunks costs), where one iteration's time
@@ -80,6 +84,12 @@ FULL = {
     # (preset, envs, trainer steps): the env families beside their ceilings (env_speed.py);
     # on a GPU many envs (the trainer is one run); skipped where a family is not installed.
     "families": [("minigrid-empty", 1024, 500_000), ("snake", 1024, 500_000), ("craftax-classic", 1024, 200_000)],
+    # Atari (#20): the preset's 8 envs beside ale-py's env-only rate, then a few minutes of
+    # Breakout learning (the CPU learning run's settings, BENCHMARKS.md) with its returns.
+    "atari_envs": 8,
+    "atari_speed_steps": 20_000,
+    "atari_learning": ["--total-steps", "200000", "--learning-starts", "20000", "--eps-decay-steps", "100000",
+                       "--buffer-size", "100000", "--eval-every", "50000", "--num-chunks", "8"],
 }
 SMOKE = {
     "ab": [(1, (1, 2)), (2, (1,))],
@@ -100,6 +110,10 @@ SMOKE = {
     "peer_steps": 20_000,
     "structure": ["reference:branching"],
     "families": [("minigrid-empty", 4, 400)],
+    "atari_envs": 2,
+    "atari_speed_steps": 400,
+    "atari_learning": ["--total-steps", "512", "--learning-starts", "128", "--buffer-size", "512", "--eval-every", "256",
+                       "--num-chunks", "2", "--num-eval-envs", "2", "--time-limit", "100"],
 }
 SMOKE_CARTPOLE = ["--total-steps", "4000", "--learning-starts", "1000", "--eval-every", "2000", "--num-chunks", "2"]
 MINATAR_SMOKE = ["--learning-starts", "500", "--eval-every", "1000", "--num-chunks", "2", "--buffer-size", "2000",
@@ -114,7 +128,7 @@ XLA_FLAG_VARIANTS = {
     "unroll_loops": "--xla_gpu_command_buffer_unroll_loops=true",
 }
 SMOKE_XLA_FLAGS = "--xla_backend_optimization_level=0"  # machine code at -O0: same HLO, faster CPU compiles
-GROUPS = ("ab1", "default", "peer1", "ab128", "peer128", "flags", "minatar", "families", "rest")
+GROUPS = ("ab1", "default", "peer1", "ab128", "peer128", "flags", "minatar", "families", "atari", "rest")
 
 
 class Suite:
@@ -253,6 +267,8 @@ def run_suite(out: Path, budget_s: float, smoke: bool, purejaxrl: Path | None = 
         minatar(suite, p, "breakout", ceiling)
     if "families" in only:
         families(suite, p)
+    if "atari" in only:
+        atari(suite, p)
     if "rest" in only:
         rest(suite, p, purejaxrl, ceiling)
     report = suite.write(complete=True)
@@ -325,6 +341,23 @@ def families(suite: Suite, p: dict) -> None:
         argv = [str(HERE / "env_speed.py"), "--envs", preset, "--num-envs", str(envs), "--steps", str(steps),
                 "--ceiling-steps", str(p["micro_iterations"] // 10), "--out", str(suite.out / "env_speed"), "--json"]  # fmt: skip
         suite.script(item, argv, 300)
+
+
+def atari(suite: Suite, p: dict) -> None:
+    """Atari (#20): the `atari` preset's trainer beside ale-py's env-only rate at the same envs
+    (the ALE's XLA calls copy each step to and from the host on a GPU), and Breakout learning
+    for a few minutes: env steps/s, updates/s, device memory, returns."""
+    import importlib.util
+
+    item = f"atari x {p['atari_envs']} envs: trainer (env-only ceiling in notes)"
+    if importlib.util.find_spec("ale_py") is None:
+        suite._add({"item": item, "status": "skipped: ale_py not installed (pip install -e '.[atari]')"})
+        return
+    argv = [str(HERE / "env_speed.py"), "--envs", "atari", "--num-envs", str(p["atari_envs"]), "--steps",
+            str(p["atari_speed_steps"]), "--ceiling-steps", str(p["micro_iterations"] // 4), "--out",
+            str(suite.out / "env_speed_atari"), "--json"]  # fmt: skip
+    suite.script(item, argv, 300)
+    suite.train("atari, Breakout learning", ["--preset", "atari", "--env-id", "Breakout", *p["atari_learning"]], 420)
 
 
 def rest(suite: Suite, p: dict, purejaxrl: Path | None, ceiling: dict) -> None:

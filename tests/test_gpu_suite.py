@@ -82,6 +82,11 @@ def test_gpu_suite_smoke_mode_runs_every_item_and_writes_its_table(tmp_path):
     # 5b. the env families (#22): the trainer beside its env-only ceiling
     family = rows["minigrid-empty x 4 envs: trainer (env-only ceiling in notes)"]
     assert 0 < family["fraction_of_env_ceiling"] < 1 and family["ceiling_env_steps_per_s"] > family["env_steps_per_s"]
+    # 5c. Atari (#20): the trainer beside ale-py's env-only rate, and a learning run's row
+    atari = rows["atari x 2 envs: trainer (env-only ceiling in notes)"]
+    assert 0 < atari["fraction_of_env_ceiling"] < 1 and atari["updates_per_s"] > 0
+    learning = rows["atari, Breakout learning"]
+    assert learning["env_steps_per_run"] == 512 and learning["updates_per_s"] > 0 and "final_return_mean" in learning
     # 6. the rest
     assert any(i.startswith("env-only ceiling") for i in items) and any(i.startswith("prioritized") for i in items)
     profile = rows["profile of one iteration, reference preset"]["us_per_iteration"]

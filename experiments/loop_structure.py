@@ -299,14 +299,16 @@ def purejaxrl(peer_dir: Path) -> dict:
 def default_presets() -> list[str]:
     """Every preset of PRESETS as `--preset` takes it: each base preset alone, each modifier as
     `--preset NAME` gives it (on the default env's base), but MinAtar's protocol modifiers,
-    which only apply to MinAtar, together on Freeway (the MinAtar paper's whole setup). A host
+    which only apply to MinAtar, together on Freeway (the MinAtar paper's whole setup), and the
+    Atari protocol modifier on the atari preset. A host
     env's preset (the actor-learner) compiles no chunk and is left out."""
     from purejaxdqn.config import PRESETS
     from purejaxdqn.envs import is_host_id
 
     specs = [name for name, overrides in PRESETS.items() if "env_id" in overrides and not is_host_id(overrides["env_id"])]
     for name in [name for name, overrides in PRESETS.items() if "env_id" not in overrides]:
-        spec = {"original": "freeway,original,minatar-paper", "minatar-paper": "freeway,original,minatar-paper"}.get(name, name)
+        spec = {"original": "freeway,original,minatar-paper", "minatar-paper": "freeway,original,minatar-paper",
+                "machado": "atari,machado"}.get(name, name)  # fmt: skip
         if spec not in specs:
             specs.append(spec)
     return specs

@@ -72,7 +72,7 @@ def test_opcode_of_hlo_lines():
 # optimized HLO read is the same).
 HALVES = (
     ["breakout", "freeway", "freeway,original,minatar-paper", "reference", "cartpole", "minigrid-empty",
-     "minigrid-doorkey", "snake"],
+     "minigrid-doorkey", "snake", "atari,machado"],
     ["asterix", "space-invaders", "acrobot", "mountaincar", "rainbow", "reference:branching", "craftax-classic", "seaquest",
      "atari"],
 )

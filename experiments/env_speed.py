@@ -70,13 +70,16 @@ def trainer(config) -> dict:
 
 def config_for(name: str, num_envs: int, steps: int):
     """A preset's config (or an env id's default one), for `steps` env steps in one chunk, on
-    `num_envs` envs (0: the preset's own)."""
+    `num_envs` envs (0: the preset's own), its replay no bigger than the run."""
     from purejaxdqn.config import PRESETS, from_preset
 
     base = from_preset(name) if name in PRESETS else from_preset(None, env_id=name)
     num_envs = num_envs or base.num_envs
+    # Replay holds at most the run's steps (a buffer it never fills costs memory, not speed:
+    # Atari's 1M frames are 6.6 GiB).
     return base.replace(num_envs=num_envs, total_steps=steps, num_chunks=1, eval_every=steps // 2,
-                        learning_starts=min(base.learning_starts, steps // 4))  # fmt: skip
+                        learning_starts=min(base.learning_starts, steps // 4),
+                        buffer_size=min(base.buffer_size, max(steps, 4 * base.batch_size)))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

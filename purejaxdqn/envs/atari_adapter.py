@@ -83,7 +83,9 @@ class Options(NamedTuple):
 
 # Vector envs by (options, role, num_envs), alive for the process: a compiled program holds
 # their handles (pointers into the emulators), so they may never be freed under it. Training
-# and evaluation have roles of their own, so their emulators never step each other's games.
+# and evaluation have roles of their own, so their emulators never step each other's games. Two
+# programs of the same settings and role in one process share emulators: interleaving their
+# chunks would mix their games (the CLI builds one; every reset reseeds them all).
 _ENVS: dict[tuple, Any] = {}
 _REGISTERED: list[bool] = []
 atexit.register(_ENVS.clear)  # freed before the interpreter's teardown, which nanobind warns about

@@ -74,14 +74,9 @@ class Layout(NamedTuple):
     slots: int  # ring slots for final observations (0 without resets within the step)
 
 
-def uses_frames(config, spec) -> bool:
-    """Whether a run stores frames: `--replay-layout frames`, or 'auto' on a frame-stacked env."""
-    return config.replay_layout == "frames" or (config.replay_layout == "auto" and spec.frame_stack > 1)
-
-
 def layout_for(config, spec) -> Layout | None:
     """The frames layout of a run of `config` on an env of `spec`, or None (the pairs layout)."""
-    if not uses_frames(config, spec):
+    if not config.stores_frames(spec.frame_stack):
         return None
     return make_layout(config.buffer_rows, spec.frame_stack, config.n_step, not spec.next_step_reset, spec.max_episode_steps)
 

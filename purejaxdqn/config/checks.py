@@ -104,10 +104,10 @@ def _atari(c: Config) -> bool:
 
 
 def _frames(c: Config) -> bool:
-    """Whether `c` stores frames (frame_replay.uses_frames, from the env id alone)."""
+    """Whether `c` stores frames (its env's frame stack known from the id alone)."""
     from purejaxdqn.envs import frame_stack_of
 
-    return c.replay_layout == "frames" or (c.replay_layout == "auto" and frame_stack_of(c.env_id) > 1)
+    return c.stores_frames(frame_stack_of(c.env_id))
 
 
 def check_used(config: Config, names, prefix: str = "") -> None:
@@ -250,7 +250,8 @@ def _check_n_step_rows(c: Config) -> None:
                           f"replay rows per env, which --n-step {c.n_step} needs more than: raise --buffer-size or lower --num-envs")  # fmt: skip
 
 
-def _check_minatar_only(c: Config) -> None:
+def _check_family_settings(c: Config) -> None:
+    """Settings made for some env families only: the full action set, the conv and Nature torsos."""
     from purejaxdqn.envs import image_observations
 
     if c.full_action_set and not (c.env_id.endswith("-MinAtar") or _atari(c)):
@@ -394,7 +395,7 @@ _CHECKS: tuple[Callable[[Config], None], ...] = (
     _check_distributional,
     _check_n_step_rows,
     _numbers_in_range(_REPLAY_AND_ENV_NUMBERS),
-    _check_minatar_only,
+    _check_family_settings,
     _check_widths,
     _check_replay_fills,
     _check_host,

@@ -276,6 +276,11 @@ class Config:
         """Replay rows; each row holds one transition per env."""
         return math.ceil(self.buffer_size / self.num_envs)
 
+    def stores_frames(self, frame_stack: int) -> bool:
+        """Whether replay stores single frames on an env stacking `frame_stack` of them:
+        `--replay-layout frames`, or 'auto' on a frame-stacked env (algorithm/frame_replay.py)."""
+        return self.replay_layout == "frames" or (self.replay_layout == "auto" and frame_stack > 1)
+
     def hparams(self) -> HParams:
         """The traced hyperparameters of this config, as scalars of fixed dtype."""
         return HParams(**{k: jnp.asarray(getattr(self, k), HPARAM_DTYPES[k]) for k in SWEEPABLE})

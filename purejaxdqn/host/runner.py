@@ -116,7 +116,7 @@ def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshS
     run_chunk = jax.jit(chunk_fn, donate_argnums=0, **_fixed_layout(init.output_shardings, hp, mesh_shape)).lower(abstract, hp).compile()
     restart = None
     if trainer.venv.spec.external_state:  # one device only (config/checks.py refuses a mesh)
-        restart = jax.jit(_batched_restart(trainer, axes, len(runs)), donate_argnums=0)
+        restart = jax.jit(_per_run(trainer.restart_envs, axes, len(runs)), donate_argnums=0)
     return Program(init, run_chunk, seeds, hp, abstract, time.perf_counter() - t0, restart)
 
 
@@ -618,20 +618,17 @@ def _batched(trainer, axes: TrainState, hp_axes: HParams, num_runs: int):
     if num_runs == 1:
         def init(seeds, hp):
             return _add_run_axis(init_one(seeds[0], hp), axes)
-
-        def run_chunk(state, hp):
-            return _add_run_axis(trainer.run_chunk(_drop_run_axis(state, axes), hp), axes)
-
-        return init, run_chunk
-    init = jax.vmap(init_one, in_axes=(0, hp_axes), out_axes=axes)
-    return init, jax.vmap(trainer.run_chunk, in_axes=(axes, hp_axes), out_axes=axes)
+    else:
+        init = jax.vmap(init_one, in_axes=(0, hp_axes), out_axes=axes)
+    return init, _per_run(trainer.run_chunk, axes, num_runs, hp_axes)
 
 
-def _batched_restart(trainer, axes: TrainState, num_runs: int):
-    """trainer.restart_envs over a batch of `num_runs` runs, as `_batched` lays them out."""
+def _per_run(fn, axes: TrainState, num_runs: int, *arg_axes):
+    """`fn(state, *args) -> state` of one run over a batch of `num_runs` runs, as `_batched`
+    lays them out: vmapped, or for one run the run axis dropped and added back (bitcasts)."""
     if num_runs == 1:
-        return lambda state: _add_run_axis(trainer.restart_envs(_drop_run_axis(state, axes)), axes)
-    return jax.vmap(trainer.restart_envs, in_axes=(axes,), out_axes=axes)
+        return lambda state, *args: _add_run_axis(fn(_drop_run_axis(state, axes), *args), axes)
+    return jax.vmap(fn, in_axes=(axes, *arg_axes), out_axes=axes)
 
 
 def _add_run_axis(state: TrainState, axes: TrainState) -> TrainState:

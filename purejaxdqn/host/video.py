@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purejaxdqn.algorithm import acting
-from purejaxdqn.envs import env_from_config, frame_stack_of
+from purejaxdqn.envs import env_from_config
 from purejaxdqn.host import run_directory
 
 LONG_SIDE = 480  # pixels: no frame is smaller on its long side
@@ -62,7 +62,7 @@ def render_episode(policy, seed: int = 0, max_frames: int = 1000) -> tuple[list[
     obs, states, rewards, ends = jax.device_get(play(policy.params, jax.random.key(seed)))
     length = int(np.argmax(ends)) + 1 if ends.any() else max_frames
     returns = np.cumsum(rewards[:length])
-    if frame_stack_of(policy.config.env_id) > 1:  # a stack of grayscale frames (Atari): its newest, in gray
+    if venv.spec.frame_stack > 1:  # a stack of grayscale frames (Atari): its newest, in gray
         own = lambda t: np.repeat(obs[t][..., -1:], 3, axis=-1)  # noqa: E731
     else:
         own = lambda t: venv.adapter.frame(jax.tree.map(lambda x: x[t, 0], states))  # noqa: E731

@@ -20,12 +20,13 @@ from pathlib import Path
 import jax
 
 
-def ceiling(env_id: str, num_envs: int, iterations: int) -> dict:
-    """Random-action stepping in a jitted scan (masked families: a random allowed action)."""
+def ceiling(env_id: str, num_envs: int, iterations: int, reset_ratio: int = 1) -> dict:
+    """Random-action stepping in a jitted scan (masked families: a random allowed action), with
+    the trainer's shared resets (`reset_ratio`)."""
     from purejaxdqn.algorithm import acting
     from purejaxdqn.envs import make_vec_env
 
-    venv = make_vec_env(env_id, num_envs)
+    venv = make_vec_env(env_id, num_envs, reset_ratio=reset_ratio)
 
     def body(carry, _):
         obs, env_state, key = carry
@@ -68,9 +69,10 @@ def trainer(config) -> dict:
             "state_mib": float(state_bytes(out)) / 2**20}  # fmt: skip
 
 
-def config_for(name: str, num_envs: int, steps: int):
+def config_for(name: str, num_envs: int, steps: int, reset_ratio: int = 0):
     """A preset's config (or an env id's default one), for `steps` env steps in one chunk, on
-    `num_envs` envs (0: the preset's own), its replay no bigger than the run."""
+    `num_envs` envs (0: the preset's own), its replay no bigger than the run, sharing resets as
+    `reset_ratio` says (0: as the preset does, at most one reset per step for all envs)."""
     from purejaxdqn.config import PRESETS, from_preset
 
     base = from_preset(name) if name in PRESETS else from_preset(None, env_id=name)
@@ -78,6 +80,7 @@ def config_for(name: str, num_envs: int, steps: int):
     # Replay holds at most the run's steps (a buffer it never fills costs memory, not speed:
     # Atari's 1M frames are 6.6 GiB).
     return base.replace(num_envs=num_envs, total_steps=steps, num_chunks=1, eval_every=steps // 2,
+                        reset_ratio=min(reset_ratio or base.reset_ratio, num_envs),
                         learning_starts=min(base.learning_starts, steps // 4),
                         buffer_size=min(base.buffer_size, max(steps, 4 * base.batch_size)))  # fmt: skip
 
@@ -88,15 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-envs", type=int, default=0, help="envs stepped together (0: each preset's own)")
     parser.add_argument("--ceiling-steps", type=int, default=200, help="vectorized steps of the ceiling scan")
     parser.add_argument("--steps", type=int, default=20_000, help="env steps of the trainer run")
+    parser.add_argument("--reset-ratio", type=int, default=0, help="training envs per reset made each step (0: "
+                        "each preset's own; the ceiling shares resets the same way)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/env_speed"))
     parser.add_argument("--json", action="store_true", help="end with one JSON line per env: the trainer's row "
                         "with the ceiling's env steps/s beside it (the GPU suite's rows)")  # fmt: skip
     args = parser.parse_args(argv)
     rows = []
     for name in args.envs.split(","):
-        config = config_for(name, args.num_envs, args.steps)
-        row = {"name": name, "env_id": config.env_id, "num_envs": config.num_envs,
-               "ceiling": ceiling(config.env_id, config.num_envs, args.ceiling_steps), "trainer": trainer(config)}  # fmt: skip
+        config = config_for(name, args.num_envs, args.steps, args.reset_ratio)
+        row = {"name": name, "env_id": config.env_id, "num_envs": config.num_envs, "reset_ratio": config.reset_ratio,
+               "ceiling": ceiling(config.env_id, config.num_envs, args.ceiling_steps, config.reset_ratio),
+               "trainer": trainer(config)}  # fmt: skip
         row["trainer_vs_ceiling"] = row["trainer"]["env_steps_per_s"] / row["ceiling"]["env_steps_per_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -115,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(report: dict) -> str:
     lines = [
-        "| preset / id | env | envs | ceiling env steps/s | trainer env steps/s | updates/s | trainer / ceiling "
+        "| preset / id | env | envs | reset ratio | ceiling env steps/s | trainer env steps/s | updates/s | trainer / ceiling "
         "| compile s (ceiling, trainer) | state MiB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for r in report["rows"]:
         c, t = r["ceiling"], r["trainer"]
-        lines.append(f"| {r['name']} | {r['env_id']} | {r['num_envs']} | {c['env_steps_per_s']:,.0f} | {t['env_steps_per_s']:,.0f} "
+        lines.append(f"| {r['name']} | {r['env_id']} | {r['num_envs']} | {r.get('reset_ratio', 1)} | {c['env_steps_per_s']:,.0f} | {t['env_steps_per_s']:,.0f} "
                      f"| {t['updates_per_s']:,.0f} | {r['trainer_vs_ceiling']:.2f} | {c['compile_s']:.1f}, {t['compile_s']:.1f} "
                      f"| {t['state_mib']:.0f} |")  # fmt: skip
     return "\n".join(lines) + "\n"

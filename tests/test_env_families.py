@@ -181,3 +181,19 @@ def test_craftax_splits_death_from_the_time_limit():
         assert bool(done) == (terminated or truncated), name  # craftax's own verdict: an end
         if terminated or truncated:
             assert int(res.env_state.timestep) == 0  # the next episode, reset
+
+
+def test_every_jumanji_id_draws_its_own_picture_of_a_state():
+    """Jumanji's own viewers draw the state (not the flat vector as bars), each figure closed."""
+    import matplotlib.pyplot as plt
+
+    from purejaxdqn.envs import make_vec_env
+    from purejaxdqn.envs.jumanji_adapter import IDS
+
+    for env_id in IDS:
+        venv = make_vec_env(env_id, 1)
+        _, state = venv.reset(jax.random.key(0))
+        image = venv.adapter.frame(jax.tree.map(lambda x: x[0], jax.device_get(state)))
+        assert image.shape == (480, 480, 3) and image.dtype == np.uint8, env_id
+        assert len(np.unique(image.reshape(-1, 3), axis=0)) > 2, env_id  # a drawing, not a blank canvas
+        assert not plt.get_fignums(), env_id

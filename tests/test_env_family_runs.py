@@ -29,8 +29,9 @@ SMALL = [
 FAMILIES = {
     # A time limit keeps the evaluations short (Craftax's own is 10,000 steps).
     "xminigrid": ["--env-id", "MiniGrid-Empty-5x5", "--torso", "conv", "--time-limit", "40"],
-    "jumanji": ["--env-id", "Minesweeper-v0"],
-    "craftax": ["--env-id", "Craftax-Classic-Symbolic-v1", "--time-limit", "60"],
+    # Shared resets (--reset-ratio): 2 resets per step for the 4 envs, resumed bit for bit too.
+    "jumanji": ["--env-id", "Minesweeper-v0", "--reset-ratio", "2"],
+    "craftax": ["--env-id", "Craftax-Classic-Symbolic-v1", "--time-limit", "60", "--reset-ratio", "4"],
 }
 CHUNKS = ["--total-steps", "1200", "--num-chunks", "3", "--eval-every", "400"]
 

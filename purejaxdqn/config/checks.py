@@ -160,7 +160,7 @@ def _check_env(c: Config) -> None:
 _POSITIVE_INTS = (
     "num_envs", "num_eval_envs", "total_steps", "num_chunks", "eval_every",
     "buffer_size", "batch_size", "update_every", "gradient_steps", "target_update_every",
-    "eps_decay_steps", "n_step", "num_atoms",
+    "eps_decay_steps", "n_step", "num_atoms", "reset_ratio",
 )  # fmt: skip
 
 
@@ -251,8 +251,9 @@ def _check_n_step_rows(c: Config) -> None:
 
 
 def _check_family_settings(c: Config) -> None:
-    """Settings made for some env families only: the full action set, the conv and Nature torsos."""
-    from purejaxdqn.envs import image_observations
+    """Settings made for some env families only: the full action set, the conv and Nature
+    torsos, shared resets."""
+    from purejaxdqn.envs import image_observations, shares_resets
 
     if c.full_action_set and not (c.env_id.endswith("-MinAtar") or _atari(c)):
         raise ConfigError("--full-action-set", f"applies to MinAtar and Atari games only, not {c.env_id}")
@@ -262,6 +263,12 @@ def _check_family_settings(c: Config) -> None:
         raise ConfigError("--torso", f"an Atari game's 84x84 frames need the 'nature' torso, not '{c.torso}'")
     if c.torso == "conv" and not image_observations(c.env_id):
         raise ConfigError("--torso", f"'conv' needs image observations (the MinAtar games, MiniGrid), not {c.env_id}")
+    if c.reset_ratio > 1 and not shares_resets(c.env_id):
+        raise ConfigError("--reset-ratio", f"applies to Craftax, XLand-MiniGrid and Jumanji (their step does not reset), "
+                          f"not {c.env_id}: use 1")  # fmt: skip
+    if c.reset_ratio > c.num_envs:
+        raise ConfigError("--reset-ratio", f"{c.reset_ratio} is more than --num-envs {c.num_envs} (one reset per step "
+                          f"for all envs is --reset-ratio {c.num_envs})")  # fmt: skip
 
 
 def _check_widths(c: Config) -> None:

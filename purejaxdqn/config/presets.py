@@ -211,9 +211,9 @@ RECORDS: tuple[Preset, ...] = (
         "craftax-classic",
         "Craftax-Classic, symbolic observations, MLP 256-256, 3-step Double DQN",
         {**_VECTOR_FAMILY, "env_id": "Craftax-Classic-Symbolic-v1", "widths": (256, 256), "buffer_size": 50_000,
-         "total_steps": 50_000, "num_chunks": 5, "eval_every": 10_000, "eps_decay_steps": 25_000},  # fmt: skip
-        "50k steps (what 2 CPU cores afford for 3 seeds: Craftax steps at ~430 env steps/s there, a world "
-        "generated on every step for the reset; on a GPU raise --total-steps), 16 envs, MLP 256-256 on the "
+         "total_steps": 50_000, "num_chunks": 5, "eval_every": 10_000, "eps_decay_steps": 25_000, "reset_ratio": 16},  # fmt: skip
+        "50k steps (what 2 CPU cores afford for 3 seeds; on a GPU raise --total-steps), 16 envs sharing one "
+        "reset per step (--reset-ratio 16, as Craftax's own PPO baselines: a reset generates a world), MLP 256-256 on the "
         "1,345-float symbolic observation, Adam lr 5e-4, replay 50k, batch 64, one update every 4 env steps, "
         "target copy every 250 updates, 3-step Double DQN targets, epsilon 1 -> 0.05 over 25k steps, "
         "learning starts 2k, eval every 10k steps on 16 envs.",

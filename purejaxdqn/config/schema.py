@@ -44,7 +44,7 @@ SEED_LIMIT = 2**32  # seeds are uint32
 ADDED_SINCE = {"eval_epsilon": 0.0, "keep_best": False, "optimizer": "adam", "loop": "branching", "unroll": 0, "time_limit": 0,
                "log_every": 0, "actors": 1, "host_loop": "async", "rate_limit": "held", "block_steps": 8, "queue_size": 2,
                "publish_every": 1, "apex_epsilons": False, "actor_priorities": False, "clip_rewards": False,
-               "replay_layout": "pairs", "noop_max": 30, "episodic_life": False}  # fmt: skip
+               "replay_layout": "pairs", "noop_max": 30, "episodic_life": False, "reset_ratio": 1}  # fmt: skip
 
 
 def _field(default, help: str, group: str, **kw):
@@ -87,6 +87,11 @@ class Config:
     time_limit: int = _field(
         0, "episode time limit in env steps, a truncation (bootstrapped); 0: the env's own", "environment"
     )
+    reset_ratio: int = _field(
+        1, "training envs per reset made each step: > 1 makes ceil(num_envs / ratio) resets per step "
+        "(optimistic resets, as Craftax's baselines), exact while no more envs end at once, beyond that ended "
+        "envs share a start; Craftax, XLand-MiniGrid, Jumanji", "environment",
+    )  # fmt: skip
     clip_rewards: bool = _field(
         False, "replay stores each reward's sign (Nature DQN's clipping); returns are logged unclipped", "environment"
     )

@@ -17,7 +17,7 @@ from purejaxdqn.envs.protocol import EnvSpec, StepResult, VecEnv, action_mask
 
 __all__ = ["FAMILIES", "HOST_PREFIX", "SUPPORTED_ENV_IDS", "EnvSpec", "StepResult", "VecEnv", "action_mask",
            "describe_ids", "env_from_config", "family_of", "frame_stack_of", "image_observations", "is_atari_id", "is_host_id", "make_vec_env",
-           "missing_extra"]  # fmt: skip
+           "missing_extra", "shares_resets"]  # fmt: skip
 
 
 class Family(NamedTuple):
@@ -25,14 +25,15 @@ class Family(NamedTuple):
     package: str  # the module its adapter imports
     extra: str | None  # the pip extra that installs it (None: a core dependency)
     ids: tuple[str, ...]
+    adapter: type | None  # its adapter (protocol.py), None where the family's vector env is one thing
 
 
 FAMILIES = (
-    Family("gymnax", "gymnax", None, gymnax_adapter.IDS),
-    Family("craftax", "craftax", "craftax", craftax_adapter.IDS),
-    Family("xminigrid", "xminigrid", "xminigrid", xminigrid_adapter.IDS),
-    Family("jumanji", "jumanji", "jumanji", jumanji_adapter.IDS),
-    Family("atari", "ale_py", "atari", atari_adapter.IDS),
+    Family("gymnax", "gymnax", None, gymnax_adapter.IDS, gymnax_adapter.GymnaxAdapter),
+    Family("craftax", "craftax", "craftax", craftax_adapter.IDS, craftax_adapter.CraftaxAdapter),
+    Family("xminigrid", "xminigrid", "xminigrid", xminigrid_adapter.IDS, xminigrid_adapter.XMiniGridAdapter),
+    Family("jumanji", "jumanji", "jumanji", jumanji_adapter.IDS, jumanji_adapter.JumanjiAdapter),
+    Family("atari", "ale_py", "atari", atari_adapter.IDS, None),
 )
 SUPPORTED_ENV_IDS = tuple(i for f in FAMILIES for i in f.ids)
 _ADAPTERS = {"gymnax": gymnax_adapter, "craftax": craftax_adapter, "xminigrid": xminigrid_adapter,
@@ -53,6 +54,12 @@ def image_observations(env_id: str) -> bool:
     if is_host_id(env_id):
         return False
     return env_id.endswith("-MinAtar") or family_of(env_id).name in ("xminigrid", "atari")
+
+
+def shares_resets(env_id: str) -> bool:
+    """Whether `--reset-ratio` applies to `env_id`: its adapter gives its `parts` (a family
+    whose own step does not reset, so VecEnv can make fewer resets than envs)."""
+    return not is_host_id(env_id) and hasattr(family_of(env_id).adapter, "parts")
 
 
 def is_atari_id(env_id: str) -> bool:
@@ -82,7 +89,7 @@ def missing_extra(env_id: str) -> str | None:
 
 def make_vec_env(
     env_id: str, num_envs: int, full_action_set: bool = False, sticky_actions: float = 0.0, time_limit: int = 0,
-    noop_max: int = 30, role: str = "train",
+    noop_max: int = 30, role: str = "train", reset_ratio: int = 1,
 ) -> VecEnv:
     """`num_envs` copies of `env_id`, stepped together. Raises ValueError for an unknown id.
 
@@ -94,6 +101,7 @@ def make_vec_env(
     `time_limit`: episodes truncated after this many steps instead of the env's own limit (0),
     set in each family's own terms (gymnax's and Craftax's params, xminigrid's max_steps, the
     Jumanji adapter's count), so it costs nothing per step.
+    `reset_ratio` (families that `shares_resets`): envs per reset made each step (VecEnv).
     """
     family = family_of(env_id)
     if family.name == "atari":
@@ -103,10 +111,14 @@ def make_vec_env(
         adapter = module.make(env_id, full_action_set, time_limit)
     else:
         adapter = module.make(env_id, time_limit)
-    return VecEnv(adapter, num_envs, float(sticky_actions))
+    return VecEnv(adapter, num_envs, float(sticky_actions), reset_ratio)
 
 
 def env_from_config(config, num_envs: int, role: str = "train") -> VecEnv:
-    """The vectorized env a config describes, with `num_envs` copies."""
+    """The vectorized env a config describes, with `num_envs` copies. Training envs share resets
+    as `reset_ratio` says; the others (evaluation, video) play each env's first episode only, so
+    they make one reset per step where the family `shares_resets`: the first env to end gets its
+    own, bit for bit, and what the others would start is never played."""
+    reset_ratio = config.reset_ratio if role == "train" else (num_envs if shares_resets(config.env_id) else 1)
     return make_vec_env(config.env_id, num_envs, config.full_action_set, config.sticky_actions, config.time_limit,
-                        config.noop_max, role)  # fmt: skip
+                        config.noop_max, role, reset_ratio)  # fmt: skip

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn.envs.protocol import EnvSpec, StepResult, resetting_step
+from purejaxdqn.envs.protocol import EnvSpec, Parts, StepResult, resetting_step
 
 IDS = ("Craftax-Classic-Symbolic-v1", "Craftax-Symbolic-v1")
 
@@ -36,8 +36,12 @@ class CraftaxAdapter(NamedTuple):
         terminated = done & self.env.is_terminal(state.replace(timestep=jnp.zeros_like(state.timestep)), self.params)
         return obs, state, reward, terminated, done & ~terminated
 
+    @property
+    def parts(self) -> Parts:
+        return Parts(self.reset, self._step)
+
     def step(self, key, state, action) -> StepResult:
-        return resetting_step(self.reset, self._step)(key, state, action)
+        return resetting_step(self.parts)(key, state, action)
 
     def frame(self, state) -> np.ndarray:
         return np.asarray(_renderer(self.classic)(state), np.uint8)

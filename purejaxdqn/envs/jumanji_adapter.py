@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn.envs.protocol import EnvSpec, StepResult, resetting_step, timed_reset
+from purejaxdqn.envs.protocol import EnvSpec, Parts, StepResult, resetting_step, timed_reset
 
 IDS = (
     "Snake-v1", "Game2048-v1", "Maze-v0", "Minesweeper-v0", "RubiksCube-v0",
@@ -38,6 +38,7 @@ IDS = (
     "Knapsack-v1", "TSP-v1", "CVRP-v1", "GraphColoring-v1", "Sudoku-v0", "Sudoku-very-easy-v0",
 )  # fmt: skip
 TIME_LIMIT = 2000  # steps, for envs without a limit of their own
+FIGURE_INCHES = 4.8  # video frames 480 pixels square
 NEVER = 2**30  # the limit an env with its own is made with (the adapter counts the real one)
 
 
@@ -67,8 +68,12 @@ class JumanjiAdapter(NamedTuple):
         state, timestep = self.env.reset(key)
         return observation_vector(timestep.observation), state
 
+    @property
+    def parts(self) -> Parts:
+        return Parts(self._reset, self._step, self.time_limit)
+
     def reset(self, key):
-        return timed_reset(self._reset, self.time_limit)(key)
+        return timed_reset(self.parts)(key)
 
     def _step(self, key, state, action):
         if self.action_shape:
@@ -77,10 +82,22 @@ class JumanjiAdapter(NamedTuple):
         return observation_vector(timestep.observation), state, timestep.reward, timestep.last(), jnp.bool_(False)
 
     def step(self, key, state, action) -> StepResult:
-        return resetting_step(self._reset, self._step, self.time_limit)(key, state, action)
+        return resetting_step(self.parts)(key, state, action)
 
-    def frame(self, state) -> None:
-        return None  # Jumanji's renderers draw with matplotlib figures; video.py draws the vector
+    def frame(self, state) -> np.ndarray:
+        """Jumanji's own picture of a state (its matplotlib viewer's figure, `FIGURE_INCHES` at
+        100 dpi). Slow for some envs on a CPU core: Snake ~50 ms a frame, PacMan ~1 s,
+        GraphColoring several seconds."""
+        import matplotlib.pyplot as plt
+
+        viewer = getattr(self.env, "_viewer", None) or self.env._env_viewer  # the envs name it either way
+        viewer.figure_size = (FIGURE_INCHES, FIGURE_INCHES)
+        self.env.render(jax.device_put(state.inner))  # its viewers index with JAX arrays
+        figure = plt.figure(viewer._name)
+        figure.canvas.draw()
+        image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+        plt.close(figure)  # no figure left open (a notebook would show it)
+        return image
 
 
 def make(env_id: str, time_limit: int = 0) -> JumanjiAdapter:

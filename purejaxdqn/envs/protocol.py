@@ -14,7 +14,9 @@ An adapter is one environment, unbatched, that resets itself:
 A family with action masks puts the mask in the observation, as its last `num_actions`
 entries (1 = allowed), so replay stores it with the observation and every bootstrap sees the
 mask of the state it bootstraps from; `action_mask(spec, obs)` reads it back. `VecEnv` runs
-`num_envs` copies of an adapter with vmap, and adds sticky actions for any family. A family
+`num_envs` copies of an adapter with vmap, and adds sticky actions for any family. An adapter
+whose family's step does not reset gives its pieces as `parts` (a `Parts`), which lets VecEnv
+share a few resets among its envs (`reset_ratio`). A family
 whose vector env is one thing (the ALE's C++ one, envs/atari_adapter.py) gives an object with
 VecEnv's interface instead, and the reset step and lost lives in `StepResult`'s last fields.
 """
@@ -78,47 +80,79 @@ class Timed(NamedTuple):
     t: jax.Array
 
 
-def resetting_step(
-    reset: Callable, step: Callable, time_limit: int | None = None
-) -> Callable[[jax.Array, Any, jax.Array], StepResult]:
-    """`step(key, state, action) -> StepResult` for a family whose own step does not reset.
+class Parts(NamedTuple):
+    """A family whose own step does not reset, in the pieces `resetting_step` joins."""
 
-    `step(key, state, action) -> (next_obs, state, reward, terminated, truncated)` is the
-    family's step; after an end the state and observation are replaced by `reset(key)`'s (a key
-    of its own). With `time_limit` the state is `Timed` and the episode is truncated after that
-    many steps (for families without a limit). Truncation never overrides a real end.
-    """
+    reset: Callable  # key -> (obs, state)
+    step: Callable  # (key, state, action) -> (next_obs, state, reward, terminated, truncated)
+    time_limit: int | None = None  # steps, counted here (a `Timed` state) for families without a limit
+
+
+def timed_reset(parts: Parts) -> Callable:
+    """`parts.reset`, its state `Timed` where `resetting_step` counts the time limit."""
+    if not parts.time_limit:
+        return parts.reset
+
+    def timed(key):
+        obs, state = parts.reset(key)
+        return obs, Timed(state, jnp.int32(0))
+
+    return timed
+
+
+def _advance(parts: Parts, key, state, action):
+    """One step of the family, with no reset: (next_obs, state, reward, terminated, truncated),
+    the time limit counted where `parts` has one; truncation never overrides a real end."""
+    inner = state.inner if parts.time_limit else state
+    next_obs, inner, reward, terminated, truncated = parts.step(key, inner, action)
+    if parts.time_limit:
+        t = state.t + 1
+        truncated = truncated | (t >= parts.time_limit)
+        inner = Timed(inner, t)
+    return next_obs, inner, reward, terminated, truncated & ~terminated
+
+
+def _restart_ended(reset_obs, reset_state, advanced) -> StepResult:
+    """One env's StepResult: after an end, the state and observation become the reset's."""
+    next_obs, state, reward, terminated, truncated = advanced
+    ended = terminated | truncated
+    new_state = jax.tree.map(lambda r, s: jnp.where(ended, r, s), reset_state, state)
+    obs = jnp.where(ended, reset_obs, next_obs)
+    return StepResult(obs, new_state, reward.astype(jnp.float32), next_obs, terminated, truncated)
+
+
+def resetting_step(parts: Parts) -> Callable[[jax.Array, Any, jax.Array], StepResult]:
+    """`step(key, state, action) -> StepResult` of one env of a family whose step does not
+    reset: after an end the state and observation are replaced by a reset's (a key of its own)."""
 
     def resetting(key, state, action):
         step_key, reset_key = jax.random.split(key)
-        inner = state.inner if time_limit else state
-        next_obs, inner, reward, terminated, truncated = step(step_key, inner, action)
-        if time_limit:
-            t = state.t + 1
-            truncated = truncated | (t >= time_limit)
-            inner = Timed(inner, t)
-        truncated = truncated & ~terminated
-        ended = terminated | truncated
-        reset_obs, reset_state = reset(reset_key)
-        if time_limit:
-            reset_state = Timed(reset_state, jnp.int32(0))
-        new_state = jax.tree.map(lambda r, s: jnp.where(ended, r, s), reset_state, inner)
-        obs = jnp.where(ended, reset_obs, next_obs)
-        return StepResult(obs, new_state, reward.astype(jnp.float32), next_obs, terminated, truncated)
+        advanced = _advance(parts, step_key, state, action)
+        return _restart_ended(*timed_reset(parts)(reset_key), advanced)
 
     return resetting
 
 
-def timed_reset(reset: Callable, time_limit: int | None) -> Callable:
-    """`reset` whose state is `Timed` when `resetting_step` counts the time limit."""
-    if not time_limit:
-        return reset
+def shared_resets_step(parts: Parts, num_resets: int) -> Callable[[jax.Array, Any, jax.Array], StepResult]:
+    """A batch's `step(key, states, actions) -> StepResult` that makes at most `num_resets`
+    resets per step (optimistic resets, as Craftax's own wrapper), worth it where a reset costs
+    many steps (Craftax generates a world). Each env steps with the key `resetting_step` gives
+    it, and the first `num_resets` envs to end reset with their own keys: while no more than
+    `num_resets` end together, the result is bit for bit that of a reset per env. Beyond that,
+    the k-th env to end takes reset k mod `num_resets` (an episode starting where another does;
+    their keys differ from then on)."""
 
-    def timed(key):
-        obs, state = reset(key)
-        return obs, Timed(state, jnp.int32(0))
+    def step(key, state, action):
+        step_keys, reset_keys = jnp.moveaxis(jax.vmap(jax.random.split)(jax.random.split(key, action.shape[0])), 1, 0)
+        advanced = jax.vmap(lambda k, s, a: _advance(parts, k, s, a))(step_keys, state, action)
+        ended = advanced[3] | advanced[4]
+        first = jnp.nonzero(ended, size=num_resets, fill_value=0)[0]  # the first envs to end (env 0 where fewer do)
+        fresh = jax.vmap(timed_reset(parts))(reset_keys[first])
+        turn = (jnp.cumsum(ended) - 1) % num_resets
+        reset_obs, reset_state = jax.tree.map(lambda x: x[turn], fresh)
+        return jax.vmap(_restart_ended)(reset_obs, reset_state, advanced)
 
-    return timed
+    return step
 
 
 class StickyState(NamedTuple):
@@ -134,6 +168,7 @@ class VecEnv(NamedTuple):
     adapter: Any
     num_envs: int
     sticky_actions: float = 0.0  # probability that an env repeats its last action instead
+    reset_ratio: int = 1  # envs per reset made each step (> 1: optimistic resets, an adapter with `parts`)
 
     @property
     def spec(self) -> EnvSpec:
@@ -173,8 +208,10 @@ class VecEnv(NamedTuple):
             repeat = jax.random.uniform(sticky_key, action.shape) < self.sticky_actions
             action = jnp.where(repeat, env_state.last_action, action)
             sticky, env_state = env_state, env_state.inner
-        keys = jax.random.split(key, action.shape[0])
-        res = jax.vmap(self.adapter.step)(keys, env_state, action)
+        if self.reset_ratio > 1:
+            res = shared_resets_step(self.adapter.parts, -(-action.shape[0] // self.reset_ratio))(key, env_state, action)
+        else:
+            res = jax.vmap(self.adapter.step)(jax.random.split(key, action.shape[0]), env_state, action)
         if self.sticky_actions > 0:
             ended = jnp.logical_or(res.terminated, res.truncated)
             last = jnp.where(ended, 0, action).astype(jnp.int32)

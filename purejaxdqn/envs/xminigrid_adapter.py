@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn.envs.protocol import EnvSpec, StepResult, resetting_step
+from purejaxdqn.envs.protocol import EnvSpec, Parts, StepResult, resetting_step
 
 IDS = (
     "MiniGrid-BlockedUnlockPickUp", "MiniGrid-DoorKey-5x5", "MiniGrid-DoorKey-6x6",
@@ -59,8 +59,12 @@ class XMiniGridAdapter(NamedTuple):
         terminated = last & (timestep.discount == 0)
         return self._obs(timestep), timestep, timestep.reward, terminated, last & ~terminated
 
+    @property
+    def parts(self) -> Parts:
+        return Parts(self.reset, self._step)
+
     def step(self, key, state, action) -> StepResult:
-        return resetting_step(self.reset, self._step)(key, state, action)
+        return resetting_step(self.parts)(key, state, action)
 
     def frame(self, state) -> np.ndarray | None:
         image = self.env.render(self.params, jax.device_get(state))

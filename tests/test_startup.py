@@ -39,6 +39,14 @@ SPY = textwrap.dedent("""
         return finish(self, *args, **kwargs)
 
     runner.Training._finish = spy
+    from purejaxdqn.cli import program
+    import_environments = program.import_environments
+
+    def imported():
+        import_environments()
+        seen.update(pending_after_imports=[m for m in hardware.RENDER_MODULES if hardware.deferred(m)])
+
+    program.import_environments = imported
     sys.argv = ["purejaxdqn-train", *sys.argv[1:]]
     status = train.main()
     print("SEEN", json.dumps(seen))
@@ -78,11 +86,14 @@ def test_summary_splits_the_wall_time_into_named_parts(tiny_run):
 
 
 def test_renderers_plotting_libraries_are_not_run_before_training_ends(tiny_run):
-    """gymnax imports seaborn (and through it scipy.stats and pandas) for its renderers: the
-    command leaves it unrun; the run still checkpointed (orbax, imported during the run)."""
+    """gymnax imports seaborn (and through it scipy.stats and pandas) and matplotlib for its
+    renderers: the command leaves them unrun (matplotlib runs in the background from the first
+    chunk on, for the plot); the run still checkpointed (orbax, imported during the run)."""
     out, _, seen, _ = tiny_run
+    assert seen["pending_after_imports"] == list(hardware.RENDER_MODULES)  # matplotlib too, until the run's plot
     assert seen["seaborn_deferred"] is True
     assert seen["loaded"] == []
+    assert (out / "curves.png").stat().st_size > 0
     assert (out / "checkpoints").is_dir()
 
 
@@ -95,10 +106,17 @@ def test_deferred_imports_run_a_module_at_its_first_use():
         assert hardware.deferred("colorsys") and not hardware.deferred("json")
         assert colorsys.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)  # first use: it runs now
         assert not hardware.deferred("colorsys")
-        with hardware.deferred_imports(["colorsys", "wave"]):
+        with hardware.deferred_imports(["colorsys", "wave", "xml", "xml.dom"]):
             import wave
-        import wave  # imported again: it runs (the import system reads its __spec__)
-        assert not hardware.deferred("wave")
+            import xml.dom as dom1  # reads xml.dom on the package: both stay pending
+            from xml import dom as dom2  # a deferred submodule asked of its pending package
+        import wave  # imported again: still pending
+        assert hardware.deferred("wave") and hardware.deferred("xml") and hardware.deferred("xml.dom") and dom1 is dom2
+        hardware.run_deferred(["xml", "xml.dom", "json"]).join()  # in a background thread
+        assert not hardware.deferred("xml") and not hardware.deferred("xml.dom")
+        from xml.dom import minidom
+        assert minidom.parseString("<a/>").documentElement.tagName == "a"
+        assert wave.WAVE_FORMAT_PCM == 1 and not hardware.deferred("wave")  # its first use ran it
         with hardware.deferred_imports(["no_such_module_here"]):
             try:
                 import no_such_module_here  # noqa: F401

@@ -10,7 +10,7 @@
   user's own XLA_FLAGS sets wins. (The GPU suite sets XLA_FLAGS itself to try others.)
 - `deferred_imports`: modules imported only in name until first used (gymnax imports its
   renderers' seaborn and matplotlib.pyplot when it is imported: seconds the command does not
-  need).
+  need before its plot), and `run_deferred` to run them in the background.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import importlib.util
 import os
 import pkgutil
 import sys
+import threading
+import types
 from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 
@@ -137,13 +139,64 @@ def add_gpu_xla_flags(defaults: tuple[str, ...] = GPU_XLA_FLAGS, environ: Mutabl
     return added
 
 
-# gymnax's renderers import these at gymnax's import (Pong's seaborn); no run renders with them.
-RENDER_MODULES = ("seaborn",)
+# gymnax's renderers import these at gymnax's import (Pong's seaborn and matplotlib.colors, and
+# matplotlib.pyplot in Catch, MetaMaze, Rooms, PointRobot, Pong); a run only plots its curves at the end (`run_deferred`
+# runs them in the background meanwhile).
+RENDER_MODULES = ("seaborn", "matplotlib", "matplotlib.pyplot", "matplotlib.colors")
+PLOT_MODULES = ("matplotlib", "matplotlib.colors", "matplotlib.pyplot")  # what the run's own plot (report.py) uses
+
+# What the import system reads of a module it finds in sys.modules, or of a package when it
+# imports a submodule: a pending module gives these without running.
+_IMPORT_ATTRS = frozenset({"__spec__", "__name__", "__path__", "__loader__", "__package__", "__file__", "__class__",
+                           "__dict__"})  # fmt: skip
+
+
+class _Pending(types.ModuleType):
+    """A module imported only in name: its first use (any attribute the import system does not
+    read) runs it, once, under its own lock; imported again meanwhile, it stays pending."""
+
+    def __getattribute__(self, attr):
+        namespace = object.__getattribute__(self, "__dict__")
+        if attr in _IMPORT_ATTRS or type(namespace.get(attr)) is _Pending:
+            return object.__getattribute__(self, attr)  # and a pending submodule: `import a.b as c` reads a.b
+        submodule = f"{namespace['__name__']}.{attr}"
+        if attr not in namespace and submodule in namespace["__spec__"].loader_state["deferred"]:
+            return importlib.import_module(submodule)  # `from a import b` of a deferred b: pending too
+        _run(self)
+        return getattr(self, attr)
+
+
+def _run(module: types.ModuleType) -> None:
+    """Run a pending module in its own namespace (what the import system set there stays)."""
+    spec = object.__getattribute__(module, "__spec__")
+    with spec.loader_state["lock"]:
+        if type(module) is not _Pending:  # another thread ran it meanwhile
+            return
+        object.__setattr__(module, "__class__", types.ModuleType)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(spec.name, None)  # as a failed import leaves it: the next import raises again
+            raise
+
+
+class _PendingLoader(importlib.abc.Loader):
+    """Wraps a module's own loader: its module is made as usual and left pending."""
+
+    def __init__(self, loader, deferred: frozenset[str]):
+        self.loader, self.deferred = loader, deferred
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__spec__.loader = module.__loader__ = self.loader
+        module.__spec__.loader_state = {"lock": threading.RLock(), "deferred": self.deferred}
+        module.__class__ = _Pending
 
 
 class _Deferred(importlib.abc.MetaPathFinder):
-    """Finds `names` as the other finders do, but loads them lazily (importlib.util.LazyLoader):
-    the module is run at its first attribute access, not at its import."""
+    """Finds `names` as the other finders do, but leaves their modules pending (`_Pending`)."""
 
     def __init__(self, names: Iterable[str]):
         self.names = frozenset(names)
@@ -158,7 +211,7 @@ class _Deferred(importlib.abc.MetaPathFinder):
             if spec is not None:
                 if spec.loader is None or not hasattr(spec.loader, "exec_module"):
                     return spec
-                spec.loader = importlib.util.LazyLoader(spec.loader)
+                spec.loader = _PendingLoader(spec.loader, self.names)
                 return spec
         return None
 
@@ -167,10 +220,9 @@ class _Deferred(importlib.abc.MetaPathFinder):
 def deferred_imports(names: Iterable[str] = RENDER_MODULES):
     """Within the block, a first import of one of `names` gives a module that runs at its first
     use (a module imported already is left as it is; after the block imports are as usual, and
-    a deferred module still runs at its first use, or when it is imported again: the import
-    system reads its __spec__). For `import gymnax`: its renderers' seaborn (scipy.stats and
-    pandas with it) costs seconds at import (BENCHMARKS.md, start-up and shut-down);
-    matplotlib.pyplot, imported by several of its modules, would run at the second."""
+    a deferred module still runs at its first use only, however often it is imported). For
+    `import gymnax`: its renderers' seaborn (scipy.stats and pandas with it) and matplotlib cost
+    seconds at import (BENCHMARKS.md, start-up and shut-down)."""
     finder = _Deferred(n for n in names if n not in sys.modules)
     sys.meta_path.insert(0, finder)
     try:
@@ -181,5 +233,22 @@ def deferred_imports(names: Iterable[str] = RENDER_MODULES):
 
 def deferred(name: str) -> bool:
     """Whether module `name` is imported only in name so far (deferred, not yet run)."""
-    module = sys.modules.get(name)
-    return module is not None and type(module).__name__ == "_LazyModule"
+    return type(sys.modules.get(name)) is _Pending
+
+
+def run_deferred(names: Iterable[str]) -> threading.Thread:
+    """Run the pending modules among `names` in a background thread, e.g. matplotlib while the
+    chunks run (the main thread mostly waits on the device), so that the plot at the end finds
+    it ready. A failed run is left to the module's first use to raise."""
+
+    def run() -> None:
+        for name in names:
+            module = sys.modules.get(name)
+            if type(module) is _Pending:
+                with contextlib.suppress(Exception):
+                    _run(module)
+
+    thread = threading.Thread(target=run, name="purejaxdqn-import-deferred", daemon=True)
+    thread.start()
+    return thread
+

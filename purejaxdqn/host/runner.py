@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxdqn.host import checkpointing, distributed, interrupts, memory, provenance, report, run_directory, tracking
+from purejaxdqn.host import checkpointing, distributed, hardware, interrupts, memory, provenance, report, run_directory, tracking
 from purejaxdqn.algorithm import loop, parallel
 from purejaxdqn.config import SWEEPABLE, Config, HParams, check_sweep
 from purejaxdqn.config.batch import make_batch
@@ -262,8 +262,11 @@ class ChunkSaves:
                 checkpointing.make_directory(t.run_dir.path)
 
     def after_chunk(self, chunk: int, state) -> None:
-        """Save `state` as checkpoint `chunk + 1` if due."""
+        """Save `state` as checkpoint `chunk + 1` if due. After the first chunk, what the saves
+        and the plot at the end need (orbax, matplotlib) is imported in the background."""
         t = self.training
+        if chunk == t.start_chunk and t.writing:
+            hardware.run_deferred(hardware.PLOT_MODULES)
         if self.policy is None:
             return
         if chunk == t.start_chunk:

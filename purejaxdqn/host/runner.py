@@ -7,6 +7,7 @@ Compile time and run time are measured separately (ahead-of-time `lower().compil
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import platform
@@ -108,16 +109,26 @@ def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshS
         chunk_fn = parallel.shard(chunk_fn, mesh, (specs, hp_specs), specs)
         seeds = parallel.to_global(seeds, mesh, parallel.P(parallel.RUNS))
         hp = jax.tree.map(lambda x, spec: parallel.to_global(x, mesh, spec), hp, hp_specs)
-    init = jax.jit(init_fn).lower(seeds, hp).compile()
-    abstract = jax.tree.map(
-        lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-        jax.eval_shape(init_fn, seeds, hp), init.output_shardings,
-    )  # fmt: skip
-    run_chunk = jax.jit(chunk_fn, donate_argnums=0, **_fixed_layout(init.output_shardings, hp, mesh_shape)).lower(abstract, hp).compile()
+    lowered_init = jax.jit(init_fn).lower(seeds, hp)
+    if mesh_shape.size == 1:  # init's XLA compile runs beside the chunk's tracing and compile
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            compiling_init = pool.submit(lowered_init.compile)
+            run_chunk = jax.jit(chunk_fn, donate_argnums=0).lower(lowered_init.out_info, hp).compile()
+            init = compiling_init.result()
+    else:  # the chunk's state layout is init's compiled output shardings
+        init = lowered_init.compile()
+        run_chunk = jax.jit(chunk_fn, donate_argnums=0, **_fixed_layout(init.output_shardings, hp, mesh_shape)).lower(
+            _with_shardings(lowered_init.out_info, init.output_shardings), hp).compile()  # fmt: skip
+    abstract = _with_shardings(lowered_init.out_info, init.output_shardings)
     restart = None
     if trainer.venv.spec.external_state:  # one device only (config/checks.py refuses a mesh)
         restart = jax.jit(_per_run(trainer.restart_envs, axes, len(runs)), donate_argnums=0)
     return Program(init, run_chunk, seeds, hp, abstract, time.perf_counter() - t0, restart)
+
+
+def _with_shardings(shapes, shardings):
+    """ShapeDtypeStructs of `shapes` placed as `shardings` say."""
+    return jax.tree.map(lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes, shardings)
 
 
 def _fixed_layout(shardings, hp, mesh_shape: parallel.MeshShape) -> dict:

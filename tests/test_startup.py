@@ -189,3 +189,23 @@ def test_wall_clock_spans_add_up():
 def test_startup_statistics():
     rows = [{"external": 3.0, "run": 1.0}, {"external": 1.0, "run": 2.0}, {"external": 2.0}]
     assert startup.stats(rows) == {"external": {"median": 2.0, "min": 1.0, "max": 3.0}}
+
+
+def test_a_module_running_in_the_background_is_waited_for_not_seen_half_made(tmp_path):
+    """The plot may come before the background thread has run matplotlib: its first use in
+    another thread waits for the module's code to finish instead of reading a half-made one."""
+    (tmp_path / "slow_module_here.py").write_text("import time\nFIRST = 1\ntime.sleep(0.5)\nLAST = 2\n")
+    code = textwrap.dedent("""
+        import sys, time
+        from purejaxdqn.host import hardware
+        with hardware.deferred_imports(["slow_module_here"]):
+            import slow_module_here
+        thread = hardware.run_deferred(["slow_module_here"])
+        time.sleep(0.1)  # the background thread is inside the module's sleep now
+        assert slow_module_here.LAST == 2 and slow_module_here.FIRST == 1
+        thread.join()
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)})  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

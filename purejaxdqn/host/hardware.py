@@ -163,21 +163,28 @@ class _Pending(types.ModuleType):
         if attr not in namespace and submodule in namespace["__spec__"].loader_state["deferred"]:
             return importlib.import_module(submodule)  # `from a import b` of a deferred b: pending too
         _run(self)
-        return getattr(self, attr)
+        return types.ModuleType.__getattribute__(self, attr)
 
 
 def _run(module: types.ModuleType) -> None:
-    """Run a pending module in its own namespace (what the import system set there stays)."""
+    """Run a pending module in its own namespace (what the import system set there stays). It
+    stays pending until its code has run: another thread's first use waits for that (it would
+    find a module half made otherwise), while the running thread's own uses (circular imports)
+    read what is made so far, as with any import."""
     spec = object.__getattribute__(module, "__spec__")
-    with spec.loader_state["lock"]:
-        if type(module) is not _Pending:  # another thread ran it meanwhile
+    state = spec.loader_state
+    with state["lock"]:
+        if type(module) is not _Pending or state["running"]:  # run already, or running in this thread
             return
-        object.__setattr__(module, "__class__", types.ModuleType)
+        state["running"] = True
         try:
             spec.loader.exec_module(module)
         except BaseException:
             sys.modules.pop(spec.name, None)  # as a failed import leaves it: the next import raises again
             raise
+        finally:
+            state["running"] = False
+        object.__setattr__(module, "__class__", types.ModuleType)
 
 
 class _PendingLoader(importlib.abc.Loader):
@@ -191,7 +198,7 @@ class _PendingLoader(importlib.abc.Loader):
 
     def exec_module(self, module):
         module.__spec__.loader = module.__loader__ = self.loader
-        module.__spec__.loader_state = {"lock": threading.RLock(), "deferred": self.deferred}
+        module.__spec__.loader_state = {"lock": threading.RLock(), "running": False, "deferred": self.deferred}
         module.__class__ = _Pending
 
 

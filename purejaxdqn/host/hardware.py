@@ -16,9 +16,9 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.abc
 import importlib.metadata
-import importlib.util
 import os
 import pkgutil
 import sys
@@ -140,8 +140,8 @@ def add_gpu_xla_flags(defaults: tuple[str, ...] = GPU_XLA_FLAGS, environ: Mutabl
 
 
 # gymnax's renderers import these at gymnax's import (Pong's seaborn and matplotlib.colors, and
-# matplotlib.pyplot in Catch, MetaMaze, Rooms, PointRobot, Pong); a run only plots its curves at the end (`run_deferred`
-# runs them in the background meanwhile).
+# matplotlib.pyplot in Catch, MetaMaze, Rooms, PointRobot, Pong); a run only plots its curves at
+# the end (`run_deferred` runs them in the background meanwhile).
 RENDER_MODULES = ("seaborn", "matplotlib", "matplotlib.pyplot", "matplotlib.colors")
 PLOT_MODULES = ("matplotlib", "matplotlib.colors", "matplotlib.pyplot")  # what the run's own plot (report.py) uses
 

@@ -115,11 +115,12 @@ def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshS
             compiling_init = pool.submit(lowered_init.compile)
             run_chunk = jax.jit(chunk_fn, donate_argnums=0).lower(lowered_init.out_info, hp).compile()
             init = compiling_init.result()
+        abstract = _with_shardings(lowered_init.out_info, init.output_shardings)
     else:  # the chunk's state layout is init's compiled output shardings
         init = lowered_init.compile()
-        run_chunk = jax.jit(chunk_fn, donate_argnums=0, **_fixed_layout(init.output_shardings, hp, mesh_shape)).lower(
-            _with_shardings(lowered_init.out_info, init.output_shardings), hp).compile()  # fmt: skip
-    abstract = _with_shardings(lowered_init.out_info, init.output_shardings)
+        abstract = _with_shardings(lowered_init.out_info, init.output_shardings)
+        layout = _fixed_layout(init.output_shardings, hp, mesh_shape)
+        run_chunk = jax.jit(chunk_fn, donate_argnums=0, **layout).lower(abstract, hp).compile()
     restart = None
     if trainer.venv.spec.external_state:  # one device only (config/checks.py refuses a mesh)
         restart = jax.jit(_per_run(trainer.restart_envs, axes, len(runs)), donate_argnums=0)

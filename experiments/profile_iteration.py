@@ -108,11 +108,14 @@ def profile(config, n: int, repeats: int) -> dict:
 
     us["replay sample (incl. its RNG)"] = time_scan(sample, (state.replay, state.key), n, repeats)
 
-    def grads_only(learner):  # the target net changes each step, so XLA cannot hoist its forward pass
+    def grads_only(learner):
+        # The target net changes each step, so XLA cannot hoist its forward pass out of the loop:
+        # the factor must differ from 1 in float32 (1 - 1e-9 rounds to 1.0, XLA then drops the
+        # multiply and hoists the target forward; rows timed that way before 2026-12-04 lack it).
         loss, q_mean, signal, grads = gradients(learner, batch, hp)
         return learner._replace(
             params=jax.tree.map(lambda p, g: p - 1e-9 * g, learner.params, grads),
-            target_params=jax.tree.map(lambda t: t * (1 - 1e-9), learner.target_params),
+            target_params=jax.tree.map(lambda t: t * (1 - 2**-20), learner.target_params),
         )
 
     us["gradients (forward x2 + backward)"] = time_scan(grads_only, state.learner, n, repeats)

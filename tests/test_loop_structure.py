@@ -117,3 +117,15 @@ def test_the_branching_chunk_decides_updates_and_evaluations_per_env_step(progra
     assert r["loop"] == "branching" and r["main_loop"]["trip_count"] == r["iterations_per_chunk"] == 2500
     assert r["per_env_step"]["conditionals"] == [2, 2] and r["per_env_step"]["traced_loops"] == [0, 1]
     assert sorted(max(b) > 10 for b in r["branch_ops"]) == [True, True]  # update, evaluation
+
+
+def test_chunks_shorter_than_an_eval_interval_stay_static_with_one_branch_per_chunk():
+    """reference over 100k env steps: 20 chunks of 5k, evaluations every 25k. The chunk is the
+    static layout; its one conditional (the evaluation that may be due) runs after the main
+    loop nest, once per chunk."""
+    from purejaxdqn.config import from_preset
+
+    report = loop_structure.chunk_report(from_preset("reference").replace(total_steps=100_000, buffer_size=5_000))
+    assert report["loop"] == "static" and "eval_at_end=True" in report["schedule"] and report["covers_chunk"]
+    assert report["per_env_step"]["conditionals"] == [0, 0] and report["per_env_step"]["traced_loops"] == [0, 0]
+    assert report["once_per_chunk"]["conditionals"] == [1, 1]

@@ -55,9 +55,10 @@ def test_the_schedule_replays_the_per_step_rule_on_random_settings():
         iters = rng.randint(1, 300)
         plan = schedule.static_schedule(envs, iters, upd, ev)
         steps = envs * iters
-        if steps % upd or steps % ev:
+        if steps % upd or (steps % ev and ev % steps):
             assert plan is None
             continue
+        assert plan is None or plan.eval_at_end == (steps % ev != 0)
         if plan is None:  # divisible, but over MAX_SEGMENTS distinct segments
             assert len(set(per_step_rule(envs, iters, upd, ev))) > 1
             continue
@@ -116,6 +117,9 @@ SCHEDULES = {  # one per kind of schedule: 1 round per step, several, 2-3 altern
     "8-rounds-per-step": BASE.replace(num_envs=8, update_every=1, total_steps=3200, eval_every=400, learning_starts=301),
     "prioritized-3-step-best": BASE.replace(prioritized=True, n_step=3, keep_best=True, learning_starts=305),
     "c51-two-evals-per-chunk": BASE.replace(distributional=True, update_every=3, total_steps=3000, num_chunks=2),
+    # chunks shorter than an eval interval: the eval after every other chunk, and at the run's end
+    "eval-after-every-other-chunk": BASE.replace(eval_every=2000),
+    "eval-after-chunk-2-and-the-end": BASE.replace(total_steps=3000, num_chunks=3, eval_every=2000, keep_best=True),
 }
 
 

@@ -18,11 +18,12 @@ Two layouts of the same algorithm (`config.loop`), bit-identical in what they co
 - *static*: the chunk is straight-line scans fixed at compile time (config/schedule.py):
   segments of env steps, each followed by its update rounds, and evaluations between them.
   No `lax.cond` and no loop with a traced trip count runs per env step (on a GPU each would
-  copy a predicate to the host and wait). Update rounds before the traced `learning_starts`
-  are computed and masked out.
+  copy a predicate to the host and wait); chunks shorter than an eval interval end in one
+  `lax.cond` for the evaluation that may be due. Update rounds before the traced
+  `learning_starts` are computed and masked out.
 - *branching*: one scan iteration per env step, deciding 3. and 4. with `lax.cond` (or a
-  loop of traced length); for chunks that are not a whole number of update rounds and eval
-  intervals, and as the A/B baseline.
+  loop of traced length); for chunks whose layouts differ (config/schedule.py), and as the
+  A/B baseline.
 """
 
 from __future__ import annotations
@@ -312,7 +313,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         return state._replace(evals=evals, best=best)
 
     def maybe_evaluate(state: TrainState, before, eval_key) -> TrainState:
-        """4. (branching) Evaluate when this step crossed an eval boundary, and at the end
+        """4. (branching; static: once, after a chunk shorter than an eval interval) Evaluate
+        when this step crossed an eval boundary, and at the end
         (eval_every >= num_envs, so one step crosses at most one boundary)."""
         after = state.env_steps
         crossed = after // c.eval_every > before // c.eval_every
@@ -339,9 +341,9 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         state, keys = repeat(lambda x: env_step(x[0], hp), carry, seg.steps)
         return learn_rounds(state, seg.rounds, keys, hp), keys
 
-    def eval_block(state: TrainState, block: schedule_lib.EvalBlock, hp: HParams) -> TrainState:
-        """(static) The segments up to an evaluation, then the evaluation."""
-        carry = (state, StepKeys(state.env_steps, state.key, state.key))  # keys: overwritten by the first step
+    def eval_block(carry, block: schedule_lib.EvalBlock, hp: HParams):
+        """(static) The segments up to an evaluation, then the evaluation; the carry is the state
+        and the last env step's keys."""
         for repeats, pattern in block.runs:
             def body(x, pattern=pattern):
                 for seg in pattern:
@@ -349,17 +351,22 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
                 return x
             carry = repeat(body, carry, repeats, unroll=unroll)
         state, keys = carry
-        return record_eval(state, state.env_steps // c.eval_every - 1, keys.eval_key) if block.has_eval else state
+        if block.has_eval:
+            state = record_eval(state, state.env_steps // c.eval_every - 1, keys.eval_key)
+        return state, keys
 
     def static_chunk(state: TrainState, hp: HParams) -> TrainState:
-        """(static) One chunk as its schedule lays it out."""
+        """(static) One chunk as its schedule lays it out; where chunks are shorter than an eval
+        interval, the evaluation its last env step is due (one branch per chunk)."""
+        carry = (state, StepKeys(state.env_steps, state.key, state.key))  # keys: overwritten by the first step
         for repeats, blocks in chunk_schedule.runs:
-            def body(s, blocks=blocks):
+            def body(x, blocks=blocks):
                 for block in blocks:
-                    s = eval_block(s, block, hp)
-                return s
-            state = repeat(body, state, repeats)
-        return state
+                    x = eval_block(x, block, hp)
+                return x
+            carry = repeat(body, carry, repeats)
+        state, keys = carry
+        return maybe_evaluate(state, keys.before, keys.eval_key) if chunk_schedule.eval_at_end else state
 
     def chunk_iterations(state: TrainState, hp: HParams) -> TrainState:
         """`config.iterations_per_chunk` env steps, as `config.loop` lays them out."""

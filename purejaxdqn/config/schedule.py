@@ -16,7 +16,10 @@ into repeated patterns, so the compiled program holds each distinct segment of a
     block    = ((repeats, (Segment, ...)), ...), has_eval
 
 This layout is the same for every chunk only when a chunk's env steps are a whole number of
-update rounds and of eval intervals; `static_schedule` returns None otherwise (the run then
+update rounds, and either a whole number of eval intervals or a whole fraction of one. In the
+second case every eval boundary falls on a chunk's end: the chunk holds no evaluation, and one
+branch after it (`eval_at_end`, once per chunk, not per env step) evaluates where its last env
+step crossed a boundary or ended the run. `static_schedule` returns None otherwise (the run then
 needs the branching step).
 """
 
@@ -41,6 +44,7 @@ class EvalBlock(NamedTuple):
 
 class Schedule(NamedTuple):
     runs: tuple  # ((repeats, (EvalBlock, ...)), ...): the whole chunk
+    eval_at_end: bool = False  # chunks shorter than an eval interval: evaluate after the chunk where due
 
     @property
     def num_segments(self) -> int:
@@ -79,9 +83,10 @@ def chunk_events(num_envs: int, iterations: int, update_every: int, eval_every: 
 
 def static_schedule(num_envs: int, iterations_per_chunk: int, update_every: int, eval_every: int) -> Schedule | None:
     """The chunk's schedule, or None where chunks differ (their env steps are not a whole number
-    of update rounds and of eval intervals) or the program would hold over MAX_SEGMENTS segments."""
+    of update rounds, or neither a whole number nor a whole fraction of an eval interval) or the
+    program would hold over MAX_SEGMENTS segments."""
     chunk_steps = num_envs * iterations_per_chunk
-    if chunk_steps % update_every or chunk_steps % eval_every:
+    if not chunk_steps_alike(chunk_steps, update_every, eval_every):
         return None
     blocks, segments, steps = [], [], 0
     for rounds, evaluates in chunk_events(num_envs, iterations_per_chunk, update_every, eval_every):
@@ -92,12 +97,18 @@ def static_schedule(num_envs: int, iterations_per_chunk: int, update_every: int,
         if evaluates:
             blocks.append(EvalBlock(compress(segments), True))
             segments = []
-    if steps:  # not reached: a chunk ends on an update round and an eval
+    if steps:  # not reached: a chunk ends on an update round
         segments.append(Segment(steps, 0))
     if segments:
         blocks.append(EvalBlock(compress(segments), False))
-    schedule = Schedule(compress(blocks))
+    schedule = Schedule(compress(blocks), eval_at_end=chunk_steps % eval_every != 0)
     return schedule if schedule.num_segments <= MAX_SEGMENTS else None
+
+
+def chunk_steps_alike(chunk_steps: int, update_every: int, eval_every: int) -> bool:
+    """Whether every chunk of `chunk_steps` env steps has the first one's update rounds and
+    evaluations at the same places (the evaluations possibly only after some chunks' ends)."""
+    return chunk_steps % update_every == 0 and (chunk_steps % eval_every == 0 or eval_every % chunk_steps == 0)
 
 
 def chunk_schedule(config) -> Schedule | None:
@@ -113,8 +124,9 @@ def uses_static_loop(config) -> bool:
 def why_not_static(config) -> str:
     """One line on why `config`'s chunks have no static schedule."""
     chunk_steps = config.num_envs * config.iterations_per_chunk
-    if chunk_steps % config.update_every or chunk_steps % config.eval_every:
+    if not chunk_steps_alike(chunk_steps, config.update_every, config.eval_every):
         return (f"a static chunk needs each chunk's {chunk_steps} env steps (--total-steps over --num-chunks, whole "
                 f"vectorized steps of --num-envs) to be a whole number of update rounds (--update-every "
-                f"{config.update_every}) and of eval intervals (--eval-every {config.eval_every})")  # fmt: skip
+                f"{config.update_every}) and a whole number or a whole fraction of an eval interval (--eval-every "
+                f"{config.eval_every})")  # fmt: skip
     return f"the static chunk would hold more than {MAX_SEGMENTS} distinct segments of env steps and updates"

@@ -132,7 +132,7 @@ class Config:
         "the compiled chunk: 'static' lays out its env steps, update rounds and evaluations as straight scans "
         "fixed at compile time (no branch or traced-length loop per env step: no host round trip on a GPU); "
         "'branching' decides them per env step with lax.cond; 'auto' = static wherever a chunk's env steps are a "
-        "whole number of update rounds and eval intervals",
+        "whole number of update rounds and a whole number or a whole fraction of an eval interval",
         "run", choices=("auto", "static", "branching"),
     )  # fmt: skip
     unroll: int = _field(

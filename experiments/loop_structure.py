@@ -133,6 +133,7 @@ class Program:
         self.comps = computations(hlo)
         self.loops: list[dict] = []  # every while reached from the entry, outer before inner
         self._memo: dict[str, dict] = {}
+        self.skipped: str | None = None  # an instruction counted as nothing (`tally_without`)
         self._walk(None, depth=0, parent=None, starts=(1, 1))
 
     def tally(self, name: str | None) -> dict:
@@ -145,9 +146,20 @@ class Program:
         self._memo[name] = total
         return total
 
+    def tally_without(self, line: str) -> dict:
+        """What one execution of the module executes with instruction `line` left out (the
+        main loop nest, which may sit in a branch: subtracting it would go below zero)."""
+        memo, self._memo, self.skipped = self._memo, {}, line
+        try:
+            return self.tally(None)
+        finally:
+            self._memo, self.skipped = memo, None
+
     def tally_line(self, line: str) -> dict:
         """What one execution of one instruction executes, nested computations counted in."""
         op, total = opcode(line), _zero()
+        if line == self.skipped:
+            return total
         if op not in FREE:
             total["ops"] = [1, 1]
         if op == "while":
@@ -217,8 +229,7 @@ def loop_structure(compiled, env_steps: int | None = None) -> dict:
     main = max(top, key=lambda i: (prog.tally_line(prog.loops[i]["line"])["ops"][1], -i))
     main_loop = prog.loops[main]
     in_main = prog.tally_line(main_loop["line"])
-    everything = prog.tally(None)
-    outside = {m: [everything[m][0] - in_main[m][0], everything[m][1] - in_main[m][1]] for m in METRICS}
+    outside = prog.tally_without(main_loop["line"])
     steps = env_steps or main_loop["trip_count"] or 1
     body = re.search(r"body=%?([\w.\-]+)", main_loop["line"]).group(1)
     own = [opcode(line) for line in prog.comps[body] if opcode(line) not in FREE]

@@ -119,13 +119,18 @@ def test_the_branching_chunk_decides_updates_and_evaluations_per_env_step(progra
     assert sorted(max(b) > 10 for b in r["branch_ops"]) == [True, True]  # update, evaluation
 
 
-def test_chunks_shorter_than_an_eval_interval_stay_static_with_one_branch_per_chunk():
+@pytest.mark.parametrize("learning_starts, branches", [(1_000, 1), (10_000, 2)])
+def test_chunks_shorter_than_an_eval_interval_stay_static_with_branches_once_per_chunk(learning_starts, branches):
     """reference over 100k env steps: 20 chunks of 5k, evaluations every 25k. The chunk is the
-    static layout; its one conditional (the evaluation that may be due) runs after the main
-    loop nest, once per chunk."""
+    static layout; outside its main loop nest, once per chunk, run the evaluation that may be
+    due and, where learning_starts (10k) leaves the first chunk without updates, the branch
+    between a warm-up chunk (no update rounds, fewer ops) and a learning one."""
     from purejaxdqn.config import from_preset
 
-    report = loop_structure.chunk_report(from_preset("reference").replace(total_steps=100_000, buffer_size=5_000))
+    config = from_preset("reference").replace(total_steps=100_000, buffer_size=5_000, learning_starts=learning_starts)
+    report = loop_structure.chunk_report(config)
     assert report["loop"] == "static" and "eval_at_end=True" in report["schedule"] and report["covers_chunk"]
     assert report["per_env_step"]["conditionals"] == [0, 0] and report["per_env_step"]["traced_loops"] == [0, 0]
-    assert report["once_per_chunk"]["conditionals"] == [1, 1]
+    assert report["once_per_chunk"]["conditionals"] == [branches, branches]
+    if branches == 2:  # the warm-up branch: the same env steps with no update, well under the learning chunk's ops
+        assert report["once_per_chunk"]["ops"][1] < 0.75 * report["per_env_step"]["ops"][0] * config.iterations_per_chunk

@@ -120,6 +120,9 @@ SCHEDULES = {  # one per kind of schedule: 1 round per step, several, 2-3 altern
     # chunks shorter than an eval interval: the eval after every other chunk, and at the run's end
     "eval-after-every-other-chunk": BASE.replace(eval_every=2000),
     "eval-after-chunk-2-and-the-end": BASE.replace(total_steps=3000, num_chunks=3, eval_every=2000, keep_best=True),
+    # learning_starts past the first chunk (1000 env steps): it runs without updates, the next one masks some
+    "warm-up-chunk": BASE.replace(learning_starts=1300),
+    "warm-up-chunk-prioritized-short-chunks": BASE.replace(learning_starts=1100, prioritized=True, eval_every=2000),
 }
 
 
@@ -151,10 +154,12 @@ def test_unroll_computes_the_same_run_and_one_whole_run_the_same_bits():
         np.testing.assert_array_equal(a, b)
 
 
-def test_swept_learning_starts_masks_the_same_rounds_as_the_branching_step():
-    """learning_starts is traced: vmapped over three values, each run matches its own branching run."""
-    config = SCHEDULES["4-per-round-alternating"]
-    starts = np.array([300, 301, 777], np.int32)
+@pytest.mark.parametrize("name, starts", [("4-per-round-alternating", (300, 301, 777)), ("warm-up-chunk", (1300, 300, 2500))])
+def test_swept_learning_starts_masks_the_same_rounds_as_the_branching_step(name, starts):
+    """learning_starts is traced: vmapped over three values, each run matches its own branching
+    run (with a warm-up chunk compiled, its branch taken per run under vmap)."""
+    config = SCHEDULES[name]
+    starts = np.array(starts, np.int32)
 
     def runs(loop):
         c = config.replace(loop=loop, unroll=1)
@@ -187,3 +192,14 @@ def test_where_the_two_programs_round_differently_they_still_agree_to_float_roun
     np.testing.assert_array_equal(static.replay.data.obs[:50], branching.replay.data.obs[:50])  # the first env steps
     for a, b in zip(jax.tree.leaves(static.learner.params), jax.tree.leaves(branching.learner.params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_default_unroll_is_the_backends_for_one_run_per_device_and_1_for_several():
+    from purejaxdqn.algorithm import loop
+
+    config = from_preset("reference")
+    one = loop.DEFAULT_UNROLL.get(jax.default_backend(), 1)
+    assert loop.layout(config) == {"loop": "static", "unroll": one}
+    assert loop.layout(config, runs_per_device=4) == {"loop": "static", "unroll": 1}
+    assert loop.layout(config.replace(unroll=3), runs_per_device=4)["unroll"] == 3  # the user's own stays
+    assert loop.layout(config.replace(loop="branching"))["unroll"] == 1

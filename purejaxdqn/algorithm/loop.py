@@ -33,6 +33,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from purejaxdqn.algorithm import acting, frame_replay
 from purejaxdqn.algorithm import learner as learner_lib
@@ -98,19 +99,20 @@ class StepKeys(NamedTuple):
     eval_key: jax.Array
 
 
-# The static chunk's loop unroll (`config.unroll` 0) per backend, as measured (BENCHMARKS.md,
-# "#19: the static chunk"): on the 2-core CPU unroll 2 ran the reference workload ~20% faster
-# than 1 (4 costs more than it gains). A backend not measured yet (the GPU: gpu_suite.py's loop
-# items decide it) gets 1.
+# The static chunk's loop unroll (`config.unroll` 0) per backend for one run per device, as
+# measured (BENCHMARKS.md, "#19: the static chunk"): on the 2-core CPU unroll 2 ran the reference
+# workload ~20% faster than 1 (4 costs more than it gains), but 4 vmapped runs per device ~10%
+# slower ("The 8-seed ratio on 2026-12-04"), so several runs per device get 1. A backend not
+# measured yet (the GPU: gpu_suite.py's loop items decide it) gets 1.
 DEFAULT_UNROLL = {"cpu": 2}
 
 
-def layout(config: Config) -> dict:
-    """The loop layout `config` compiles on this backend: 'static' or 'branching', and the
-    static chunk's unroll (`config.unroll`, or the backend's default)."""
+def layout(config: Config, runs_per_device: int = 1) -> dict:
+    """The loop layout `config` compiles on this backend for `runs_per_device` vmapped runs:
+    'static' or 'branching', and the static chunk's unroll (`config.unroll`, or the default)."""
     static = schedule_lib.uses_static_loop(config)
-    return {"loop": "static" if static else "branching",
-            "unroll": (config.unroll or DEFAULT_UNROLL.get(jax.default_backend(), 1)) if static else 1}  # fmt: skip
+    default = DEFAULT_UNROLL.get(jax.default_backend(), 1) if runs_per_device == 1 else 1
+    return {"loop": "static" if static else "branching", "unroll": (config.unroll or default) if static else 1}
 
 
 def repeat(f: Callable, carry, n: int, *, unroll: int = 1, indexed: bool = False):
@@ -159,7 +161,8 @@ def stored_row(config: Config, obs: jax.Array, action: jax.Array, res) -> tuple[
     return row, None if res.reset_step is None else ~res.reset_step
 
 
-def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 1, model_parallel: bool = False) -> Trainer:
+def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 1, model_parallel: bool = False,
+                 runs_per_device: int = 1) -> Trainer:  # fmt: skip
     """Build the pure init/chunk/train functions for the static settings in `config`.
 
     With `data_axis` (a mesh axis of size `data_size`, inside `jax.shard_map`) one run is
@@ -168,7 +171,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     axis, so parameters, optimizer state and target network stay identical on every replica.
     Counters and statistics stay global. With `model_parallel` (inside a shard_map whose
     "model" axis is automatic) the learner's hidden layers are kept split over that axis
-    (`parallel.tensor_parallel`); the values computed are the same.
+    (`parallel.tensor_parallel`); the values computed are the same. `runs_per_device`: how many
+    runs the caller vmaps on each device (it picks the default unroll, `layout`).
     """
     from purejaxdqn.algorithm.parallel import tensor_parallel
     from purejaxdqn.config import validate
@@ -192,7 +196,8 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
     n_evals = num_evals(c)
     total_steps = c.actual_total_steps
     chunk_schedule = schedule_lib.chunk_schedule(c) if schedule_lib.uses_static_loop(c) else None
-    unroll = layout(c)["unroll"]
+    has_warm_chunk = multiples_crossed(0, c.chunk_steps, c.update_every, c.learning_starts, xp=np) == 0
+    unroll = layout(c, runs_per_device)["unroll"]
 
     def placed(tree):
         """Parameter trees (the learner state, the best parameters) laid out on the mesh's
@@ -335,19 +340,20 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
         state = learn(state, num_updates, hp, keys.update_key)
         return maybe_evaluate(state, keys.before, keys.eval_key)
 
-    def segment(carry, seg: schedule_lib.Segment, hp: HParams):
-        """(static) `seg.steps` env steps, then the update rounds of the last one; the carry is
-        the state and the last env step's keys (its evaluation's key, where one follows)."""
+    def segment(carry, seg: schedule_lib.Segment, hp: HParams, learning: bool):
+        """(static) `seg.steps` env steps, then the update rounds of the last one (none in a
+        warm-up chunk: `learning` False); the carry is the state and the last env step's keys
+        (its evaluation's key, where one follows)."""
         state, keys = repeat(lambda x: env_step(x[0], hp), carry, seg.steps)
-        return learn_rounds(state, seg.rounds, keys, hp), keys
+        return (learn_rounds(state, seg.rounds, keys, hp) if learning else state), keys
 
-    def eval_block(carry, block: schedule_lib.EvalBlock, hp: HParams):
+    def eval_block(carry, block: schedule_lib.EvalBlock, hp: HParams, learning: bool):
         """(static) The segments up to an evaluation, then the evaluation; the carry is the state
         and the last env step's keys."""
         for repeats, pattern in block.runs:
             def body(x, pattern=pattern):
                 for seg in pattern:
-                    x = segment(x, seg, hp)
+                    x = segment(x, seg, hp, learning)
                 return x
             carry = repeat(body, carry, repeats, unroll=unroll)
         state, keys = carry
@@ -355,24 +361,31 @@ def make_trainer(config: Config, data_axis: str | None = None, data_size: int = 
             state = record_eval(state, state.env_steps // c.eval_every - 1, keys.eval_key)
         return state, keys
 
-    def static_chunk(state: TrainState, hp: HParams) -> TrainState:
+    def static_chunk(state: TrainState, hp: HParams, learning: bool = True) -> TrainState:
         """(static) One chunk as its schedule lays it out; where chunks are shorter than an eval
         interval, the evaluation its last env step is due (one branch per chunk)."""
         carry = (state, StepKeys(state.env_steps, state.key, state.key))  # keys: overwritten by the first step
         for repeats, blocks in chunk_schedule.runs:
             def body(x, blocks=blocks):
                 for block in blocks:
-                    x = eval_block(x, block, hp)
+                    x = eval_block(x, block, hp, learning)
                 return x
             carry = repeat(body, carry, repeats)
         state, keys = carry
         return maybe_evaluate(state, keys.before, keys.eval_key) if chunk_schedule.eval_at_end else state
 
     def chunk_iterations(state: TrainState, hp: HParams) -> TrainState:
-        """`config.iterations_per_chunk` env steps, as `config.loop` lays them out."""
-        if chunk_schedule is not None:
+        """`config.iterations_per_chunk` env steps, as `config.loop` lays them out. A static
+        chunk wholly before `learning_starts` (traced) skips its update rounds (one branch per
+        chunk) instead of computing and masking them all; the branch is compiled only where the
+        config's own `learning_starts` leaves its first chunk without updates."""
+        if chunk_schedule is None:
+            return repeat(lambda s: iteration(s, hp), state, c.iterations_per_chunk)
+        if not has_warm_chunk:
             return static_chunk(state, hp)
-        return repeat(lambda s: iteration(s, hp), state, c.iterations_per_chunk)
+        end = state.env_steps + c.chunk_steps
+        warm = multiples_crossed(state.env_steps, end, c.update_every, hp.learning_starts) == 0
+        return jax.lax.cond(warm, partial(static_chunk, learning=False), static_chunk, state, hp)
 
     def run_chunk(state: TrainState, hp: HParams) -> TrainState:
         """One chunk, with fresh per-chunk statistics."""

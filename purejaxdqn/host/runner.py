@@ -99,9 +99,10 @@ def compile_program(config: Config, runs: list[dict], mesh_shape: parallel.MeshS
     one_state = _one_run_state(config) if one_state is None else one_state
     # Only a real data axis changes the per-run program; a runs-only mesh runs the 1-device one.
     data_axis = parallel.DATA if mesh_shape.data > 1 else None
-    trainer = make_trainer(config, data_axis, mesh_shape.data, model_parallel=mesh_shape.model > 1)
+    per_device = len(runs) // mesh_shape.runs
+    trainer = make_trainer(config, data_axis, mesh_shape.data, model_parallel=mesh_shape.model > 1, runs_per_device=per_device)
     axes = run_axes(one_state)
-    init_fn, chunk_fn = _batched(trainer, axes, hp_axes, len(runs) // mesh_shape.runs)
+    init_fn, chunk_fn = _batched(trainer, axes, hp_axes, per_device)
     if mesh_shape.size > 1:
         mesh = parallel.make_mesh(mesh_shape)
         specs, hp_specs = parallel.state_specs(one_state), parallel.hparam_specs(hp_axes)
@@ -169,6 +170,11 @@ class Batch(NamedTuple):
     runs: list[dict]
     settings: list[dict]
     mesh_shape: parallel.MeshShape
+
+    @property
+    def layout(self) -> dict:
+        """The loop layout its program compiles (`loop.layout`, for its runs per device)."""
+        return loop.layout(self.config, len(self.runs) // self.mesh_shape.runs)
 
 
 def train_runs(
@@ -332,7 +338,7 @@ class Training:
         b = self.batch
         progress.status(f"compiling {runs_text(len(b.runs))} ({b.config.env_id}) ...")
         program = compile_program(b.config, b.runs, b.mesh_shape, self.one_state)
-        shape = loop.layout(b.config)
+        shape = b.layout
         unrolled = f", unroll {shape['unroll']}" if shape["unroll"] > 1 else ""
         progress.note(f"compiled {runs_text(len(b.runs))} in {program.compile_s:.1f} s ({shape['loop']} loop{unrolled})")
         return program
@@ -429,7 +435,7 @@ class Training:
             "eval_epsilon": config.eval_epsilon,
             "memory_estimate_bytes": self.memory_estimate,
             "mesh": batch.mesh_shape.as_dict(),
-            **loop.layout(config),
+            **batch.layout,
             "processes": jax.process_count(),
             **timing,
             "checkpoint_save_s": timers.save_s,

@@ -137,7 +137,7 @@ class Config:
     )  # fmt: skip
     unroll: int = _field(
         0, "iterations of the static chunk's inner scans (a pattern of env steps and their updates) unrolled "
-        "together (lax.scan unroll); 0 = the backend's default",
+        "together (lax.scan unroll); 0 = the backend's default (for one run per device; several get 1)",
         "run",
     )
 

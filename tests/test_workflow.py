@@ -227,6 +227,35 @@ def test_curves_markers_band_label_and_training_returns(finished):
     plt.close("all")
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_curves_fixed_margins_hold_every_label(monkeypatch, tmp_path, train):
+    """curves.png's margins are fixed (no tight_layout): the widest tick labels the default
+    formatter writes ("-900000"), the axis labels, the offset text and the title stay inside."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    runs = [{"run": i, "seed": i, "setting": i % 2} for i in range(4)]
+    values = -np.linspace(0, 900_000, 4 * 30).reshape(4, 30)
+    steps = np.linspace(0, 5e7, 30)
+    report.plot_curves(tmp_path / "curves.png", steps, values, runs, [{"lr": 1e-3}, {"lr": 3e-4}], title="Atlantis (4 runs)",
+                       train=(steps[::3], values[:, ::3]) if train else None)  # fmt: skip
+    (fig,) = figures
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    # each panel with its tick labels, axis labels and offset text (what tight_layout fits), the title
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes] + [fig._suptitle.get_window_extent(renderer)]
+    assert len(boxes) == 2 + train
+    for b in boxes:
+        assert 0 <= b.x0 and b.x1 <= fig.bbox.x1 and 0 <= b.y0 and b.y1 <= fig.bbox.y1, b
+    if train:  # the panels do not overlap: the right one's tick labels clear the left one
+        assert boxes[0].x1 < boxes[1].x0
+    plt.close(fig)
+
+
 def test_single_eval_point_warns(capsys, monkeypatch, tmp_path):
     def stop(*a, **k):
         raise memory.OutOfMemoryError("stopped here by the test")
